@@ -1,0 +1,1 @@
+//! dbsafe.toml: finding, parsing and validating the configuration.
