@@ -1,0 +1,9 @@
+CREATE TABLE posts (
+    id INTEGER PRIMARY KEY,
+    author_id INTEGER NOT NULL,
+    title VARCHAR(255) NOT NULL,
+    body TEXT NOT NULL,
+    published BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    FOREIGN KEY (author_id) REFERENCES users (id)
+);
