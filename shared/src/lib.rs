@@ -4,3 +4,22 @@
 //! emits [`event::Event`]s; the thin `cargo-*` binaries render them.
 
 pub mod config;
+pub mod connection;
+pub mod error;
+pub mod event;
+pub mod target;
+
+pub use error::{Error, Result, Severity};
+pub mod apply;
+pub mod identity;
+pub mod journal;
+pub mod ledger;
+pub mod lock;
+pub mod migrations;
+pub mod preflight;
+pub mod recorder;
+pub mod run;
+pub mod init;
+pub mod resolve;
+pub mod runs;
+pub mod status;

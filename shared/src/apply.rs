@@ -1,0 +1,510 @@
+//! `cargo dbsafe apply`: preflight -> lock -> each pending migration recorded as a step of
+//! one run (in the migration's own transaction where the backend allows) -> run status,
+//! with the failure policy (stop / revert) when a migration fails.
+
+use std::collections::BTreeSet;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use diesel::Connection;
+use diesel::migration::MigrationConnection;
+use diesel_migrations::MigrationHarness;
+use sha2::{Digest, Sha256};
+
+use crate::config::{ApplyConfig, Config, FailurePolicy, SnapshotPolicy};
+use crate::connection::{self, AnyConnection, Create, Database};
+use crate::error::{Error, Result};
+use crate::event::{Event, EventKind, EventSink};
+use crate::identity;
+use crate::journal::Journal;
+use crate::ledger::{self, RunRow, StepRow, run_status, step_status};
+use crate::lock;
+use crate::migrations::{Migration, MigrationSet};
+use crate::preflight::{self, Confirmation};
+use crate::recorder::Recorder;
+use crate::run::{RunContext, now};
+use crate::target::{Backend, Target};
+
+/// What the operator asked of this apply.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// How the target was chosen and confirmed.
+    pub confirmation: Confirmation,
+    /// Stop after this version (`--target-version`).
+    pub target_version: Option<String>,
+    /// Accept a changed database identity and re-bind the target (`--rebind`).
+    pub rebind: bool,
+}
+
+/// The result of a successful apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// The run's id.
+    pub run_id: String,
+    /// Versions applied, in order (empty for a no-op run).
+    pub applied: Vec<String>,
+}
+
+/// Applies the pending migrations of `config` to `target` as one recorded run.
+pub fn apply(config: &Config, target: &Target, options: &ApplyOptions, sink: &mut dyn EventSink) -> Result<ApplyOutcome> {
+    let set = MigrationSet::load(&config.migrations_dir)?;
+    preflight::guard_protected(target, options.confirmation)?;
+    if config.apply.on_failure == FailurePolicy::Restore {
+        return Err(Error::Usage(
+            "[apply] on-failure = \"restore\" needs snapshots, which this version of dbsafe cannot take yet: use \"revert\" or \"stop\"".into(),
+        ));
+    }
+    if let Some(version) = &options.target_version
+        && set.get(version).is_none()
+    {
+        return Err(Error::Usage(format!(
+            "--target-version {version}: no migration with that version in {}",
+            set.dir.display()
+        )));
+    }
+    let mut db = Database::connect(&target.url, Create::IfMissing)?;
+    let binding = identity::check(&mut db, target, &config.snapshot_dir, options.rebind)?;
+    preflight::server_activity(&mut db, &config.apply)?;
+
+    let journal = Journal::new(&config.snapshot_dir);
+    let mut recorder = Recorder::new(RunContext::new(&config.root), &target.name, journal, sink);
+    let run_id = recorder.context.id.clone();
+    let mut waiting = Vec::new();
+    let lock = lock::acquire(&mut db, &run_id, config.apply.lock_wait, &mut |holder| waiting.push(holder))?;
+    for holder in waiting {
+        recorder.emit(&mut db, EventKind::LockWaiting { holder })?;
+    }
+    let result = apply_locked(config, target, options, &set, &binding, &mut db, &mut recorder);
+    lock.release(&mut db);
+    result
+}
+
+fn apply_locked(
+    config: &Config,
+    target: &Target,
+    options: &ApplyOptions,
+    set: &MigrationSet,
+    binding: &identity::Binding,
+    db: &mut Database,
+    recorder: &mut Recorder<'_>,
+) -> Result<ApplyOutcome> {
+    // Everything read-only first: a refused apply writes nothing.
+    let applied = ledger::diesel_applied(db)?;
+    let findings = preflight::ledger_findings(db, set, &applied)?;
+    findings.refuse_unsafe()?;
+
+    ledger::ensure(db)?;
+    db.conn.setup().map_err(|e| Error::db("creating __diesel_schema_migrations", e))?;
+    identity::record(db, target, &config.snapshot_dir, binding)?;
+    if db.backend() == Backend::Mysql {
+        ledger::meta_set(db, "lock_holder", &recorder.context.id)?;
+    }
+    let interrupted = ledger::running_runs(db)?;
+
+    let applied: BTreeSet<String> = applied.into_iter().collect();
+    let newest_applied = applied.iter().next_back().cloned();
+    let pending: Vec<&Migration> = set
+        .migrations
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .filter(|m| options.target_version.as_ref().is_none_or(|v| m.version <= *v))
+        .collect();
+
+    let context = recorder.context.clone();
+    let started = Instant::now();
+    ledger::insert_run(
+        &mut db.conn,
+        &RunRow {
+            id: context.id.clone(),
+            kind: "apply".into(),
+            target: target.name.clone(),
+            environment: target.environment.to_string(),
+            operator: context.operator.clone(),
+            host: context.host.clone(),
+            tool_version: context.tool_version.clone(),
+            git_commit: context.git_commit.clone(),
+            git_dirty: context.git_dirty,
+            started_at: now(),
+            finished_at: None,
+            status: run_status::RUNNING.into(),
+            snapshot_id: None,
+            bundle_hash: None,
+            error: None,
+            parent_run: None,
+        },
+    )
+    .map_err(|e| Error::db("writing dbsafe_runs", e))?;
+    recorder.ledger_ready(db)?;
+    recorder.emit(
+        db,
+        EventKind::RunStarted {
+            kind: "apply".into(),
+            target: target.name.clone(),
+            environment: target.environment.to_string(),
+            url: target.url.redacted(),
+            pending: pending.iter().map(|m| m.version.clone()).collect(),
+        },
+    )?;
+    if binding.is_rebind() {
+        recorder.emit(
+            db,
+            EventKind::LedgerRebind { target: target.name.clone(), previous: binding.previous.clone(), identity: binding.identity.clone() },
+        )?;
+    }
+    let mut warnings: Vec<String> = Vec::new();
+    for id in interrupted {
+        ledger::finish_run(&mut db.conn, &id, run_status::FAILED, &now(), None, Some("interrupted: the process stopped before the run finished"))
+            .map_err(|e| Error::db("writing dbsafe_runs", e))?;
+        warnings.push(format!("run {id} was interrupted before it finished; marked failed"));
+    }
+    warnings.extend(findings.missing_from_disk.iter().map(|v| {
+        format!("version {v} is applied but has no directory in {}: diesel ignores it; restore it if it was deleted by mistake", set.dir.display())
+    }));
+    if let Some(newest) = &newest_applied {
+        warnings.extend(pending.iter().filter(|m| m.version < *newest).map(|m| {
+            format!("{} is older than the newest applied migration {newest}: it runs out of order (merged from an older branch?)", m.name)
+        }));
+    }
+    warnings.extend(pending.iter().filter_map(|m| m.metadata_warning.clone()));
+    let wants_snapshot = match config.apply.snapshot {
+        SnapshotPolicy::Always => true,
+        SnapshotPolicy::Protected => target.protected,
+        SnapshotPolicy::Never => false,
+    };
+    if wants_snapshot && !pending.is_empty() {
+        warnings.push("[apply] snapshot asks for a snapshot before this run, but this version of dbsafe cannot take snapshots yet: none was taken".into());
+    }
+    for message in warnings {
+        recorder.emit(db, EventKind::PreflightWarning { message })?;
+    }
+
+    let mut done: Vec<&Migration> = Vec::new();
+    for (index, migration) in pending.iter().enumerate() {
+        let seq = (index + 1) as i32;
+        recorder.emit(
+            db,
+            EventKind::MigrationStarted {
+                version: migration.version.clone(),
+                name: migration.name.clone(),
+                index: index + 1,
+                total: pending.len(),
+                transactional: is_transactional(db.backend(), migration),
+            },
+        )?;
+        match apply_one(db, recorder, &config.apply, migration, seq) {
+            Ok(()) => done.push(migration),
+            Err(failure) => return fail_run(config, db, recorder, &done, pending.len(), failure),
+        }
+    }
+    let bundle = bundle_hash(&done);
+    ledger::finish_run(&mut db.conn, &context.id, run_status::SUCCEEDED, &now(), Some(&bundle), None)
+        .map_err(|e| Error::db("writing dbsafe_runs", e))?;
+    recorder.emit(db, EventKind::RunSucceeded { applied: done.len(), duration_ms: millis(started) })?;
+    Ok(ApplyOutcome { run_id: context.id, applied: done.iter().map(|m| m.version.clone()).collect() })
+}
+
+/// Whether a migration's statements and its ledger rows commit as one transaction.
+/// MySQL/MariaDB DDL commits implicitly, so there it never is.
+pub fn is_transactional(backend: Backend, migration: &Migration) -> bool {
+    migration.run_in_transaction && backend != Backend::Mysql
+}
+
+/// Why a migration did not apply.
+struct Failure {
+    migration: String,
+    message: String,
+    /// Part of it may have run (non-transactional): the target is dirty.
+    dirty: bool,
+}
+
+/// What can go wrong inside a migration's transaction.
+#[derive(Debug)]
+enum StepError {
+    Database(diesel::result::Error),
+    Migration(String),
+    Verify(String),
+}
+
+impl From<diesel::result::Error> for StepError {
+    fn from(e: diesel::result::Error) -> Self {
+        StepError::Database(e)
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepError::Database(e) => write!(f, "{e}"),
+            StepError::Migration(m) => f.write_str(m),
+            StepError::Verify(m) => write!(f, "verify.sql failed: {m}"),
+        }
+    }
+}
+
+fn is_lock_timeout(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("lock timeout") || m.contains("lock wait timeout") || m.contains("database is locked")
+}
+
+fn new_step(recorder: &Recorder<'_>, migration: &Migration, seq: i32, transactional: bool, status: &str) -> StepRow {
+    StepRow {
+        run_id: recorder.context.id.clone(),
+        seq,
+        version: migration.version.clone(),
+        name: migration.name.clone(),
+        direction: "up".into(),
+        status: status.into(),
+        transactional,
+        up_checksum: migration.up_checksum.clone(),
+        down_checksum: migration.down_checksum.clone(),
+        started_at: now(),
+        finished_at: None,
+        duration_ms: None,
+        attempts: 1,
+        error: None,
+    }
+}
+
+fn apply_one(db: &mut Database, recorder: &mut Recorder<'_>, config: &ApplyConfig, migration: &Migration, seq: i32) -> Result<(), Failure> {
+    let backend = db.backend();
+    let failure = |message: String, dirty| Failure { migration: migration.name.clone(), message, dirty };
+    if is_transactional(backend, migration) {
+        let mut attempt = 1;
+        loop {
+            let started = Instant::now();
+            let mut step = new_step(recorder, migration, seq, true, step_status::APPLIED);
+            let result = db.conn.transaction::<Event, StepError, _>(|conn| {
+                set_timeouts(conn, backend, config, true)?;
+                conn.run_migration(migration).map_err(|e| StepError::Migration(e.to_string()))?;
+                run_verify(conn, backend, migration)?;
+                step.finished_at = Some(now());
+                step.duration_ms = Some(millis(started) as i64);
+                step.attempts = attempt;
+                ledger::insert_step(conn, &step)?;
+                Ok(recorder.write_in(
+                    conn,
+                    EventKind::MigrationApplied {
+                        version: migration.version.clone(),
+                        name: migration.name.clone(),
+                        up_checksum: migration.up_checksum.clone(),
+                        duration_ms: millis(started),
+                    },
+                )?)
+            });
+            match result {
+                Ok(event) => {
+                    let _ = recorder.publish(&event);
+                    return Ok(());
+                }
+                Err(e) if is_lock_timeout(&e.to_string()) && attempt <= config.lock_retries as i32 => {
+                    let _ = recorder.emit(db, EventKind::MigrationRetry { version: migration.version.clone(), attempt: attempt as u32, message: e.to_string() });
+                    sleep(Duration::from_millis(500 * 2u64.pow(attempt as u32 - 1)).min(Duration::from_secs(10)));
+                    attempt += 1;
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    let _ = db.ensure_alive();
+                    step.status = step_status::FAILED.into();
+                    step.finished_at = Some(now());
+                    step.duration_ms = Some(millis(started) as i64);
+                    step.attempts = attempt;
+                    step.error = Some(message.clone());
+                    let _ = ledger::insert_step(&mut db.conn, &step);
+                    if let StepError::Verify(m) = &e {
+                        let _ = recorder.emit(db, EventKind::VerifyFailed { version: migration.version.clone(), message: m.clone() });
+                    }
+                    let _ = recorder.emit(db, EventKind::MigrationFailed { version: migration.version.clone(), name: migration.name.clone(), error: message.clone(), dirty: false });
+                    return Err(failure(message, false));
+                }
+            }
+        }
+    }
+
+    // No transaction: `started` before, `applied` after; a `started` left behind is dirty.
+    let started = Instant::now();
+    let mut step = new_step(recorder, migration, seq, false, step_status::STARTED);
+    ledger::insert_step(&mut db.conn, &step).map_err(|e| failure(format!("writing dbsafe_steps: {e}"), false))?;
+    let result = (|| -> Result<(), StepError> {
+        set_timeouts(&mut db.conn, backend, config, false)?;
+        let run = db.conn.run_migration(migration).map_err(|e| StepError::Migration(e.to_string()));
+        reset_timeouts(&mut db.conn, backend);
+        run?;
+        Ok(())
+    })();
+    step.finished_at = Some(now());
+    step.duration_ms = Some(millis(started) as i64);
+    match result {
+        Ok(()) => {
+            step.status = step_status::APPLIED.into();
+            let verify = run_verify(&mut db.conn, backend, migration);
+            if let Err(e) = &verify {
+                step.error = Some(e.to_string());
+            }
+            ledger::finish_step(&mut db.conn, &step).map_err(|e| failure(format!("writing dbsafe_steps: {e}"), false))?;
+            let _ = recorder.emit(
+                db,
+                EventKind::MigrationApplied {
+                    version: migration.version.clone(),
+                    name: migration.name.clone(),
+                    up_checksum: migration.up_checksum.clone(),
+                    duration_ms: millis(started),
+                },
+            );
+            if let Err(e) = verify {
+                // Applied but not verified: it is part of the run, so the policy may revert it.
+                let _ = recorder.emit(db, EventKind::VerifyFailed { version: migration.version.clone(), message: e.to_string() });
+                return Err(failure(format!("{e} (the migration itself was applied)"), false));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let message = e.to_string();
+            let _ = db.ensure_alive();
+            step.error = Some(message.clone());
+            let _ = ledger::finish_step(&mut db.conn, &step);
+            let _ = recorder.emit(db, EventKind::MigrationFailed { version: migration.version.clone(), name: migration.name.clone(), error: message.clone(), dirty: true });
+            Err(failure(message, true))
+        }
+    }
+}
+
+/// Per-migration lock and statement timeouts: `SET LOCAL` inside the migration's
+/// transaction on PostgreSQL (safe behind PgBouncer), session settings elsewhere.
+fn set_timeouts(conn: &mut AnyConnection, backend: Backend, config: &ApplyConfig, in_transaction: bool) -> diesel::QueryResult<()> {
+    use diesel::connection::SimpleConnection;
+    let lock_ms = config.lock_timeout.as_millis();
+    let statement_ms = config.statement_timeout.map_or(0, |d| d.as_millis());
+    let sql = match backend {
+        Backend::Postgres => {
+            let scope = if in_transaction { "LOCAL" } else { "SESSION" };
+            format!("SET {scope} lock_timeout = {lock_ms}; SET {scope} statement_timeout = {statement_ms}")
+        }
+        Backend::Mysql => {
+            let seconds = config.lock_timeout.as_secs().max(1);
+            format!("SET SESSION lock_wait_timeout = {seconds}; SET SESSION innodb_lock_wait_timeout = {seconds}")
+        }
+        Backend::Sqlite => format!("PRAGMA busy_timeout = {lock_ms}"),
+    };
+    conn.batch_execute(&sql)
+}
+
+fn reset_timeouts(conn: &mut AnyConnection, backend: Backend) {
+    use diesel::connection::SimpleConnection;
+    if backend == Backend::Postgres {
+        let _ = conn.batch_execute("RESET lock_timeout; RESET statement_timeout");
+    }
+}
+
+/// Runs a migration's verify.sql: one query returning one column; every row must be true.
+fn run_verify(conn: &mut AnyConnection, backend: Backend, migration: &Migration) -> Result<(), StepError> {
+    let Some(sql) = &migration.verify_sql else { return Ok(()) };
+    let query = sql.trim().trim_end_matches(';').trim();
+    let false_rows = match backend {
+        Backend::Postgres => format!("WITH dbsafe_verify(ok) AS ({query}) SELECT count(*) AS v FROM dbsafe_verify WHERE ok IS NOT TRUE"),
+        _ => format!("WITH dbsafe_verify(ok) AS ({query}) SELECT count(*) AS v FROM dbsafe_verify WHERE NOT COALESCE(ok, 0)"),
+    };
+    match connection::integer(conn, &false_rows) {
+        Ok(0) => Ok(()),
+        Ok(n) => Err(StepError::Verify(format!("{n} row(s) of {} are not true", migration.dir.join("verify.sql").display()))),
+        Err(e) => Err(StepError::Verify(format!("{}: {e}", migration.dir.join("verify.sql").display()))),
+    }
+}
+
+fn fail_run(
+    config: &Config,
+    db: &mut Database,
+    recorder: &mut Recorder<'_>,
+    done: &[&Migration],
+    total: usize,
+    failure: Failure,
+) -> Result<ApplyOutcome> {
+    let run_id = recorder.context.id.clone();
+    let applied_names: Vec<&str> = done.iter().map(|m| m.name.as_str()).collect();
+    let headline = format!("migration {} failed: {}", failure.migration, failure.message);
+    let finish = |db: &mut Database, recorder: &mut Recorder<'_>, status: &str, error: String| {
+        let _ = ledger::finish_run(&mut db.conn, &run_id, status, &now(), Some(&bundle_hash(done)), Some(&error));
+        let _ = recorder.emit(db, EventKind::RunFailed { status: status.into(), error: error.clone() });
+        error
+    };
+    if failure.dirty {
+        let state = format!(
+            "{headline}\n  It ran without a transaction, so part of it may have been applied: the target is dirty.\n  \
+             {} of {total} migrations of run {run_id} applied before it ({}).\n  \
+             Inspect the database, finish or undo the migration by hand, then: cargo dbsafe resolve VERSION --as applied|reverted",
+            done.len(),
+            if applied_names.is_empty() { "none".to_owned() } else { applied_names.join(", ") }
+        );
+        return Err(Error::Attention(finish(db, recorder, run_status::FAILED, state)));
+    }
+    match config.apply.on_failure {
+        FailurePolicy::Stop | FailurePolicy::Restore => {
+            let state = format!(
+                "{headline}\n  on-failure = stop: the {} migration(s) applied before it stay applied ({}); run {run_id} is marked failed",
+                done.len(),
+                if applied_names.is_empty() { "none".to_owned() } else { applied_names.join(", ") }
+            );
+            Err(Error::Failed(finish(db, recorder, run_status::FAILED, state)))
+        }
+        FailurePolicy::Revert => match revert(db, recorder, done, total + 1) {
+            Ok(()) => {
+                let state = format!(
+                    "{headline}\n  on-failure = revert: nothing of run {run_id} remains; {} earlier migration(s) reverted{}",
+                    done.len(),
+                    if done.is_empty() { String::new() } else { format!(" ({})", applied_names.join(", ")) }
+                );
+                Err(Error::Failed(finish(db, recorder, run_status::REVERTED, state)))
+            }
+            Err(revert_error) => {
+                let state = format!("{headline}\n  reverting the run failed too: {revert_error}");
+                Err(Error::Attention(finish(db, recorder, run_status::FAILED, state)))
+            }
+        },
+    }
+}
+
+/// Reverts `done` newest first with down.sql, each recorded as a `down` step.
+fn revert(db: &mut Database, recorder: &mut Recorder<'_>, done: &[&Migration], first_seq: usize) -> Result<(), String> {
+    let backend = db.backend();
+    let mut remaining: Vec<&str> = done.iter().map(|m| m.name.as_str()).collect();
+    for (offset, migration) in done.iter().rev().enumerate() {
+        let state_now = |remaining: &[&str]| format!("still applied: {}", remaining.join(", "));
+        if migration.down_sql.is_none() {
+            return Err(format!("{} has no down.sql; {}", migration.name, state_now(&remaining)));
+        }
+        let started = Instant::now();
+        let transactional = is_transactional(backend, migration);
+        let mut step = new_step(recorder, migration, (first_seq + offset) as i32, transactional, step_status::REVERTED);
+        step.direction = "down".into();
+        let result = db.conn.transaction::<Event, StepError, _>(|conn| {
+            conn.revert_migration(*migration).map_err(|e| StepError::Migration(e.to_string()))?;
+            step.finished_at = Some(now());
+            step.duration_ms = Some(millis(started) as i64);
+            ledger::insert_step(conn, &step)?;
+            Ok(recorder.write_in(
+                conn,
+                EventKind::MigrationReverted { version: migration.version.clone(), name: migration.name.clone(), duration_ms: millis(started) },
+            )?)
+        });
+        match result {
+            Ok(event) => {
+                let _ = recorder.publish(&event);
+                remaining.pop();
+            }
+            Err(e) => return Err(format!("down.sql of {} failed: {e}; {}", migration.name, state_now(&remaining))),
+        }
+    }
+    Ok(())
+}
+
+fn bundle_hash(done: &[&Migration]) -> String {
+    let mut hasher = Sha256::new();
+    for migration in done {
+        hasher.update(migration.up_checksum.as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn millis(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
+}

@@ -1,0 +1,182 @@
+//! The one output model: every step of a command is an [`Event`], rendered by the CLI as
+//! human text or JSON Lines, stored in the ledger's `dbsafe_events` and the local journal.
+//!
+//! JSON Lines format: one object per line with a `type` field (`run.started`,
+//! `migration.applied`, ...), the `run_id` when there is one, the time `at` (RFC 3339, UTC)
+//! and the fields of that type.
+
+use serde::{Deserialize, Serialize};
+
+/// One thing that happened, with the run it belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    /// The run this event belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// When it happened (RFC 3339, UTC).
+    pub at: String,
+    /// Who ran the command (git user or $USER).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened; serialised with a `type` tag.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type")]
+pub enum EventKind {
+    /// A run began.
+    #[serde(rename = "run.started")]
+    RunStarted {
+        /// `apply`, `rollback` or `restore`.
+        kind: String,
+        /// Target name.
+        target: String,
+        /// Target environment.
+        environment: String,
+        /// The database URL, password hidden.
+        url: String,
+        /// Versions this run is about to apply, in order.
+        pending: Vec<String>,
+    },
+    /// A preflight check passed with a remark worth reading.
+    #[serde(rename = "preflight.warning")]
+    PreflightWarning {
+        /// What was noticed.
+        message: String,
+    },
+    /// Another process holds the target's lock; waiting for it.
+    #[serde(rename = "lock.waiting")]
+    LockWaiting {
+        /// The run id of the holder, when known.
+        holder: Option<String>,
+    },
+    /// The target's lock was taken.
+    #[serde(rename = "lock.acquired")]
+    LockAcquired {},
+    /// A migration is about to run.
+    #[serde(rename = "migration.started")]
+    MigrationStarted {
+        /// Migration version.
+        version: String,
+        /// Migration directory name.
+        name: String,
+        /// 1-based position in this run.
+        index: usize,
+        /// Number of migrations in this run.
+        total: usize,
+        /// Whether it runs inside one transaction.
+        transactional: bool,
+    },
+    /// A migration hit a lock timeout and will be retried.
+    #[serde(rename = "migration.retry")]
+    MigrationRetry {
+        /// Migration version.
+        version: String,
+        /// The attempt that failed (1-based).
+        attempt: u32,
+        /// The server's message.
+        message: String,
+    },
+    /// A migration was applied (and its verify.sql passed).
+    #[serde(rename = "migration.applied")]
+    MigrationApplied {
+        /// Migration version.
+        version: String,
+        /// Migration directory name.
+        name: String,
+        /// SHA-256 of up.sql.
+        up_checksum: String,
+        /// Wall time in milliseconds.
+        duration_ms: u64,
+    },
+    /// A migration failed.
+    #[serde(rename = "migration.failed")]
+    MigrationFailed {
+        /// Migration version.
+        version: String,
+        /// Migration directory name.
+        name: String,
+        /// The server's message.
+        error: String,
+        /// True when the failure may have left part of the migration behind (non-transactional).
+        dirty: bool,
+    },
+    /// A migration's verify.sql did not hold.
+    #[serde(rename = "verify.failed")]
+    VerifyFailed {
+        /// Migration version.
+        version: String,
+        /// What failed.
+        message: String,
+    },
+    /// A migration was reverted with its down.sql.
+    #[serde(rename = "migration.reverted")]
+    MigrationReverted {
+        /// Migration version.
+        version: String,
+        /// Migration directory name.
+        name: String,
+        /// Wall time in milliseconds.
+        duration_ms: u64,
+    },
+    /// The run finished and everything in it holds.
+    #[serde(rename = "run.succeeded")]
+    RunSucceeded {
+        /// Number of migrations applied.
+        applied: usize,
+        /// Wall time in milliseconds.
+        duration_ms: u64,
+    },
+    /// The run failed; `status` says what dbsafe did about it (`failed`, `reverted`).
+    #[serde(rename = "run.failed")]
+    RunFailed {
+        /// The run's final status.
+        status: String,
+        /// What went wrong.
+        error: String,
+    },
+    /// The target was bound to a new database identity.
+    #[serde(rename = "ledger.rebind")]
+    LedgerRebind {
+        /// Target name.
+        target: String,
+        /// The identity it was bound to before.
+        previous: Option<String>,
+        /// The identity it is bound to now.
+        identity: String,
+    },
+    /// A dirty step was marked resolved by an operator.
+    #[serde(rename = "step.resolved")]
+    StepResolved {
+        /// Migration version.
+        version: String,
+        /// What the operator says the state is: `applied` or `reverted`.
+        state: String,
+    },
+}
+
+impl EventKind {
+    /// The `type` name of this event, as in the JSON output.
+    pub fn type_name(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+/// Receives events as they happen; the CLI renders them, tests collect them.
+pub trait EventSink {
+    /// Called once per event, in order.
+    fn emit(&mut self, event: &Event);
+}
+
+/// A sink that drops everything.
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn emit(&mut self, _event: &Event) {}
+}

@@ -1,0 +1,142 @@
+//! Database identity binding: a target remembers which database it reached first
+//! (PostgreSQL system identifier + database, MySQL server + schema, SQLite file), and a
+//! database's ledger remembers which target it belongs to. A staging config pointed at
+//! production is refused until re-bound on purpose.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::connection::Database;
+use crate::error::{Error, Result};
+use crate::journal::create_private_dir;
+use crate::ledger;
+use crate::target::{Backend, Target};
+
+/// The identity of the database a connection reaches.
+pub fn identity(db: &mut Database) -> Result<String> {
+    let fail = |e| Error::db("reading the database identity", e);
+    match db.backend() {
+        Backend::Postgres => {
+            let server = db
+                .texts("SELECT CAST(system_identifier AS TEXT) AS v FROM pg_control_system()")
+                .or_else(|_| db.texts("SELECT COALESCE(CAST(inet_server_addr() AS TEXT), 'local') || ':' || CAST(inet_server_port() AS TEXT) AS v"))
+                .map_err(fail)?;
+            let name = db.texts("SELECT CAST(current_database() AS TEXT) AS v").map_err(fail)?;
+            Ok(format!("postgres:{}/{}", first(server), first(name)))
+        }
+        Backend::Mysql => {
+            let server = db
+                .texts("SELECT CAST(@@server_uuid AS CHAR) AS v")
+                .or_else(|_| db.texts("SELECT CAST(CONCAT(@@hostname, ':', @@port, ':', @@server_id) AS CHAR) AS v"))
+                .map_err(fail)?;
+            let name = db.texts("SELECT CAST(COALESCE(DATABASE(), '') AS CHAR) AS v").map_err(fail)?;
+            Ok(format!("mysql:{}/{}", first(server), first(name)))
+        }
+        Backend::Sqlite => {
+            let path = db.url().sqlite_path().expect("SQLite has a path");
+            let canonical = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+            Ok(format!("sqlite:{}", canonical.display()))
+        }
+    }
+}
+
+fn first(rows: Vec<String>) -> String {
+    rows.into_iter().next().unwrap_or_default()
+}
+
+/// The outcome of checking a target's binding: what to record once the lock is held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The identity reached now.
+    pub identity: String,
+    /// The identity the target was bound to before, when it differs (a re-bind).
+    pub previous: Option<String>,
+    /// Whether nothing was recorded yet (first use).
+    pub first_use: bool,
+}
+
+impl Binding {
+    /// Whether recording this binding is a re-bind (worth a `ledger.rebind` event).
+    pub fn is_rebind(&self) -> bool {
+        self.previous.is_some()
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct BindingsFile {
+    targets: BTreeMap<String, String>,
+}
+
+fn bindings_path(snapshot_dir: &Path) -> PathBuf {
+    snapshot_dir.join("targets.json")
+}
+
+fn read_bindings(snapshot_dir: &Path) -> Result<BindingsFile> {
+    let path = bindings_path(snapshot_dir);
+    match fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            Error::Usage(format!(
+                "{} is not valid ({e}): fix or delete it (it only remembers which database each target reached)",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BindingsFile::default()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Compares the database reached now with the target's local binding and with the
+/// target the database's ledger belongs to. Refuses a mismatch unless `rebind`.
+pub fn check(db: &mut Database, target: &Target, snapshot_dir: &Path, rebind: bool) -> Result<Binding> {
+    let identity = identity(db)?;
+    let local = read_bindings(snapshot_dir)?.targets.get(&target.name).cloned();
+    let (ledger_target, ledger_identity) = if ledger::exists(db)? {
+        (ledger::meta_get(db, "bound_target")?, ledger::meta_get(db, "identity")?)
+    } else {
+        (None, None)
+    };
+    let mut previous = None;
+    if let Some(local) = &local
+        && *local != identity
+    {
+        if !rebind {
+            return Err(Error::Refused(format!(
+                "target `{}` is bound to database {local}, but its URL now reaches {identity}.\n  \
+                 If the URL points at the wrong database (staging config aimed at production?), fix it.\n  \
+                 If the database really moved or was re-created, run again with --rebind.",
+                target.name
+            )));
+        }
+        previous = Some(local.clone());
+    }
+    if let Some(bound) = &ledger_target
+        && *bound != target.name
+    {
+        if !rebind {
+            return Err(Error::Refused(format!(
+                "this database's ledger says it belongs to target `{bound}`, but this command runs target `{}`.\n  \
+                 Check the URL; if this database is now meant for `{}`, run again with --rebind.",
+                target.name, target.name
+            )));
+        }
+        previous = previous.or_else(|| Some(format!("target {bound} ({})", ledger_identity.clone().unwrap_or_default())));
+    }
+    Ok(Binding { first_use: local.is_none() || ledger_target.is_none(), identity, previous })
+}
+
+/// Records the binding locally and in the ledger (which must exist).
+pub fn record(db: &mut Database, target: &Target, snapshot_dir: &Path, binding: &Binding) -> Result<()> {
+    let mut file = read_bindings(snapshot_dir)?;
+    if file.targets.get(&target.name) != Some(&binding.identity) {
+        file.targets.insert(target.name.clone(), binding.identity.clone());
+        create_private_dir(snapshot_dir)?;
+        let path = bindings_path(snapshot_dir);
+        let text = serde_json::to_string_pretty(&file).unwrap_or_default();
+        fs::write(&path, text + "\n").map_err(|e| Error::io(path, e))?;
+    }
+    ledger::meta_set(db, "bound_target", &target.name)?;
+    ledger::meta_set(db, "identity", &binding.identity)
+}

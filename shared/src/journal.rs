@@ -1,0 +1,79 @@
+//! The local journal (`<snapshot-dir>/journal.jsonl`): every event, one JSON line each,
+//! kept outside the database so the audit trail survives a restore that rewinds the ledger.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+
+/// One journal line: the event and the target it concerns.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JournalEntry {
+    /// Target name.
+    pub target: String,
+    /// The event.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// The journal file of a project.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    path: PathBuf,
+}
+
+impl Journal {
+    /// The journal in `snapshot_dir`.
+    pub fn new(snapshot_dir: &Path) -> Journal {
+        Journal { path: snapshot_dir.join("journal.jsonl") }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one event (one `write` of one line, so concurrent writers do not interleave).
+    /// Creates the directory (mode 0700) and the file (mode 0600) on first use.
+    pub fn append(&self, target: &str, event: &Event) -> Result<()> {
+        let entry = JournalEntry { target: target.to_owned(), event: event.clone() };
+        let mut line = serde_json::to_string(&entry).unwrap_or_default();
+        line.push('\n');
+        if let Some(dir) = self.path.parent() {
+            create_private_dir(dir)?;
+        }
+        let mut options = OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        file.write_all(line.as_bytes()).map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Every entry, oldest first; lines that do not parse are skipped.
+    pub fn read(&self) -> Result<Vec<JournalEntry>> {
+        match fs::read_to_string(&self.path) {
+            Ok(text) => Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(Error::io(&self.path, e)),
+        }
+    }
+}
+
+/// Creates a directory and its parents; the directory itself gets mode 0700.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,421 @@
+//! dbsafe's own tables in the target (`dbsafe_meta`, `dbsafe_runs`, `dbsafe_steps`,
+//! `dbsafe_events`), created on first use with their own schema version, beside diesel's
+//! `__diesel_schema_migrations`, which stays the source of truth for what is applied.
+
+use std::collections::BTreeMap;
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::connection::{AnyConnection, Database};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::target::Backend;
+
+/// The version of the ledger's own schema; later releases upgrade older ledgers in [`ensure`].
+pub const LEDGER_SCHEMA_VERSION: i64 = 1;
+
+pub use schema::*;
+
+/// The ledger's tables and diesel's, for diesel's query builder.
+#[allow(missing_docs)] // columns are documented in the DDL below
+pub mod schema {
+    diesel::table! {
+        /// Key-value facts about the target: ledger version, bound identity.
+        dbsafe_meta (name) {
+            /// The fact's name.
+            name -> Text,
+            /// Its value.
+            value -> Text,
+        }
+    }
+
+    diesel::table! {
+        /// One row per run.
+        dbsafe_runs (id) {
+            id -> Text,
+            kind -> Text,
+            target -> Text,
+            environment -> Text,
+            operator -> Text,
+            host -> Text,
+            tool_version -> Text,
+            git_commit -> Nullable<Text>,
+            git_dirty -> Nullable<Bool>,
+            started_at -> Text,
+            finished_at -> Nullable<Text>,
+            status -> Text,
+            snapshot_id -> Nullable<Text>,
+            bundle_hash -> Nullable<Text>,
+            error -> Nullable<Text>,
+            parent_run -> Nullable<Text>,
+        }
+    }
+
+    diesel::table! {
+        /// One row per migration applied or reverted in a run.
+        dbsafe_steps (run_id, seq) {
+            run_id -> Text,
+            seq -> Integer,
+            version -> Text,
+            name -> Text,
+            direction -> Text,
+            status -> Text,
+            transactional -> Bool,
+            up_checksum -> Text,
+            down_checksum -> Nullable<Text>,
+            started_at -> Text,
+            finished_at -> Nullable<Text>,
+            duration_ms -> Nullable<BigInt>,
+            attempts -> Integer,
+            error -> Nullable<Text>,
+        }
+    }
+
+    diesel::table! {
+        /// The append-only audit trail.
+        dbsafe_events (run_id, seq) {
+            run_id -> Text,
+            seq -> Integer,
+            event_type -> Text,
+            at -> Text,
+            operator -> Nullable<Text>,
+            payload -> Text,
+        }
+    }
+
+    diesel::table! {
+        /// diesel's own table (read only: diesel_cli reads it).
+        __diesel_schema_migrations (version) {
+            version -> Text,
+            run_on -> Timestamp,
+        }
+    }
+}
+
+/// A run as stored in `dbsafe_runs`.
+#[derive(Debug, Clone, PartialEq, Queryable, Insertable, Serialize)]
+#[diesel(table_name = dbsafe_runs)]
+pub struct RunRow {
+    /// Run id.
+    pub id: String,
+    /// `apply`, `rollback` or `restore`.
+    pub kind: String,
+    /// Target name.
+    pub target: String,
+    /// Target environment.
+    pub environment: String,
+    /// Who ran it.
+    pub operator: String,
+    /// Where.
+    pub host: String,
+    /// dbsafe's version.
+    pub tool_version: String,
+    /// git commit of the project.
+    pub git_commit: Option<String>,
+    /// Whether the checkout had uncommitted changes.
+    pub git_dirty: Option<bool>,
+    /// Start (RFC 3339).
+    pub started_at: String,
+    /// End (RFC 3339).
+    pub finished_at: Option<String>,
+    /// `running`, `succeeded`, `failed`, `reverted`, `restored`.
+    pub status: String,
+    /// The snapshot taken before the run.
+    pub snapshot_id: Option<String>,
+    /// SHA-256 over the ordered checksums of what it applied.
+    pub bundle_hash: Option<String>,
+    /// The error, if any.
+    pub error: Option<String>,
+    /// For a rollback, the run it undid.
+    pub parent_run: Option<String>,
+}
+
+/// A step as stored in `dbsafe_steps`.
+#[derive(Debug, Clone, PartialEq, Queryable, Insertable, Serialize)]
+#[diesel(table_name = dbsafe_steps)]
+pub struct StepRow {
+    /// The run.
+    pub run_id: String,
+    /// Order within the run.
+    pub seq: i32,
+    /// Migration version.
+    pub version: String,
+    /// Migration directory name.
+    pub name: String,
+    /// `up` or `down`.
+    pub direction: String,
+    /// `started`, `applied`, `reverted`, `failed`.
+    pub status: String,
+    /// Whether it ran in one transaction.
+    pub transactional: bool,
+    /// SHA-256 of up.sql.
+    pub up_checksum: String,
+    /// SHA-256 of down.sql.
+    pub down_checksum: Option<String>,
+    /// Start.
+    pub started_at: String,
+    /// End.
+    pub finished_at: Option<String>,
+    /// Wall time.
+    pub duration_ms: Option<i64>,
+    /// Tries (lock timeouts are retried).
+    pub attempts: i32,
+    /// The error, if any.
+    pub error: Option<String>,
+}
+
+/// Step statuses.
+pub mod step_status {
+    /// A non-transactional step began and has not finished: the target is dirty.
+    pub const STARTED: &str = "started";
+    /// Applied.
+    pub const APPLIED: &str = "applied";
+    /// Reverted with down.sql.
+    pub const REVERTED: &str = "reverted";
+    /// Failed and left nothing behind.
+    pub const FAILED: &str = "failed";
+}
+
+/// Run statuses.
+pub mod run_status {
+    /// In progress (or interrupted, when no process holds the lock).
+    pub const RUNNING: &str = "running";
+    /// Finished, everything holds.
+    pub const SUCCEEDED: &str = "succeeded";
+    /// Failed; what committed stays.
+    pub const FAILED: &str = "failed";
+    /// Failed, and its migrations were reverted.
+    pub const REVERTED: &str = "reverted";
+    /// Rewound by a snapshot restore.
+    pub const RESTORED: &str = "restored";
+}
+
+fn ddl(backend: Backend) -> Vec<String> {
+    // Keys are VARCHAR so MySQL can index them; timestamps are RFC 3339 text, portable
+    // and sortable.
+    let long_text = if backend == Backend::Mysql { "LONGTEXT" } else { "TEXT" };
+    let boolean = "BOOLEAN";
+    vec![
+        "CREATE TABLE IF NOT EXISTS dbsafe_meta (name VARCHAR(64) NOT NULL PRIMARY KEY, value TEXT NOT NULL)".to_owned(),
+        format!(
+            "CREATE TABLE IF NOT EXISTS dbsafe_runs (
+                id VARCHAR(40) NOT NULL PRIMARY KEY, kind VARCHAR(16) NOT NULL,
+                target VARCHAR(128) NOT NULL, environment VARCHAR(16) NOT NULL,
+                operator VARCHAR(255) NOT NULL, host VARCHAR(255) NOT NULL,
+                tool_version VARCHAR(32) NOT NULL, git_commit VARCHAR(64), git_dirty {boolean},
+                started_at VARCHAR(40) NOT NULL, finished_at VARCHAR(40),
+                status VARCHAR(16) NOT NULL, snapshot_id VARCHAR(64), bundle_hash VARCHAR(64),
+                error {long_text}, parent_run VARCHAR(40))"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS dbsafe_steps (
+                run_id VARCHAR(40) NOT NULL, seq INTEGER NOT NULL,
+                version VARCHAR(64) NOT NULL, name VARCHAR(255) NOT NULL,
+                direction VARCHAR(8) NOT NULL, status VARCHAR(16) NOT NULL,
+                transactional {boolean} NOT NULL, up_checksum VARCHAR(64) NOT NULL,
+                down_checksum VARCHAR(64), started_at VARCHAR(40) NOT NULL,
+                finished_at VARCHAR(40), duration_ms BIGINT, attempts INTEGER NOT NULL,
+                error {long_text}, PRIMARY KEY (run_id, seq))"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS dbsafe_events (
+                run_id VARCHAR(40) NOT NULL, seq INTEGER NOT NULL,
+                event_type VARCHAR(64) NOT NULL, at VARCHAR(40) NOT NULL,
+                operator VARCHAR(255), payload {long_text} NOT NULL,
+                PRIMARY KEY (run_id, seq))"
+        ),
+    ]
+}
+
+/// Whether this database has a dbsafe ledger.
+pub fn exists(db: &mut Database) -> Result<bool> {
+    db.table_exists("dbsafe_runs").map_err(|e| Error::db("looking for dbsafe's ledger", e))
+}
+
+/// Creates the ledger tables if missing (idempotent) and records the ledger schema
+/// version. A ledger written by a newer dbsafe is refused rather than misread.
+pub fn ensure(db: &mut Database) -> Result<()> {
+    let backend = db.backend();
+    for statement in ddl(backend) {
+        db.execute(&statement).map_err(|e| Error::db("creating dbsafe's ledger tables", e))?;
+    }
+    match meta_get(db, "schema_version")? {
+        None => meta_set(db, "schema_version", &LEDGER_SCHEMA_VERSION.to_string())?,
+        Some(v) if v.parse::<i64>().unwrap_or(i64::MAX) > LEDGER_SCHEMA_VERSION => {
+            return Err(Error::Refused(format!(
+                "this database's dbsafe ledger has schema version {v}, newer than this dbsafe understands ({LEDGER_SCHEMA_VERSION}): upgrade dbsafe (cargo install cargo-dbsafe)"
+            )));
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// Reads a `dbsafe_meta` value.
+pub fn meta_get(db: &mut Database, key: &str) -> Result<Option<String>> {
+    dbsafe_meta::table
+        .find(key)
+        .select(dbsafe_meta::value)
+        .first::<String>(&mut db.conn)
+        .optional()
+        .map_err(|e| Error::db("reading dbsafe_meta", e))
+}
+
+/// Writes a `dbsafe_meta` value.
+pub fn meta_set(db: &mut Database, key: &str, value: &str) -> Result<()> {
+    let conn = &mut db.conn;
+    conn.transaction(|conn| {
+        diesel::delete(dbsafe_meta::table.find(key)).execute(conn)?;
+        diesel::insert_into(dbsafe_meta::table)
+            .values((dbsafe_meta::name.eq(key), dbsafe_meta::value.eq(value)))
+            .execute(conn)
+    })
+    .map(|_| ())
+    .map_err(|e| Error::db("writing dbsafe_meta", e))
+}
+
+/// Inserts a run row.
+pub fn insert_run(conn: &mut AnyConnection, run: &RunRow) -> QueryResult<()> {
+    diesel::insert_into(dbsafe_runs::table).values(run).execute(conn).map(|_| ())
+}
+
+/// Sets a run's final status.
+pub fn finish_run(
+    conn: &mut AnyConnection,
+    id: &str,
+    status: &str,
+    finished_at: &str,
+    bundle_hash: Option<&str>,
+    error: Option<&str>,
+) -> QueryResult<()> {
+    diesel::update(dbsafe_runs::table.find(id))
+        .set((
+            dbsafe_runs::status.eq(status),
+            dbsafe_runs::finished_at.eq(finished_at),
+            dbsafe_runs::bundle_hash.eq(bundle_hash),
+            dbsafe_runs::error.eq(error),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Inserts a step row.
+pub fn insert_step(conn: &mut AnyConnection, step: &StepRow) -> QueryResult<()> {
+    diesel::insert_into(dbsafe_steps::table).values(step).execute(conn).map(|_| ())
+}
+
+/// Updates a step's outcome.
+pub fn finish_step(conn: &mut AnyConnection, step: &StepRow) -> QueryResult<()> {
+    diesel::update(dbsafe_steps::table.find((&step.run_id, step.seq)))
+        .set((
+            dbsafe_steps::status.eq(&step.status),
+            dbsafe_steps::finished_at.eq(&step.finished_at),
+            dbsafe_steps::duration_ms.eq(step.duration_ms),
+            dbsafe_steps::attempts.eq(step.attempts),
+            dbsafe_steps::error.eq(&step.error),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Appends an event.
+pub fn insert_event(conn: &mut AnyConnection, seq: i32, event: &Event) -> QueryResult<()> {
+    let payload = serde_json::to_string(event).unwrap_or_default();
+    diesel::insert_into(dbsafe_events::table)
+        .values((
+            dbsafe_events::run_id.eq(event.run_id.clone().unwrap_or_default()),
+            dbsafe_events::seq.eq(seq),
+            dbsafe_events::event_type.eq(event.kind.type_name()),
+            dbsafe_events::at.eq(&event.at),
+            dbsafe_events::operator.eq(&event.operator),
+            dbsafe_events::payload.eq(payload),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// The highest event sequence number of a run (0 when it has none).
+pub fn last_event_seq(conn: &mut AnyConnection, run_id: &str) -> QueryResult<i32> {
+    dbsafe_events::table
+        .filter(dbsafe_events::run_id.eq(run_id))
+        .select(diesel::dsl::max(dbsafe_events::seq))
+        .first::<Option<i32>>(conn)
+        .map(|seq| seq.unwrap_or(0))
+}
+
+/// The newest runs first, at most `limit`.
+pub fn runs(db: &mut Database, limit: i64) -> Result<Vec<RunRow>> {
+    dbsafe_runs::table
+        .order(dbsafe_runs::id.desc())
+        .limit(limit)
+        .load(&mut db.conn)
+        .map_err(|e| Error::db("reading dbsafe_runs", e))
+}
+
+/// One run by id.
+pub fn run(db: &mut Database, id: &str) -> Result<Option<RunRow>> {
+    dbsafe_runs::table.find(id).first(&mut db.conn).optional().map_err(|e| Error::db("reading dbsafe_runs", e))
+}
+
+/// A run's steps in order.
+pub fn steps(db: &mut Database, run_id: &str) -> Result<Vec<StepRow>> {
+    dbsafe_steps::table
+        .filter(dbsafe_steps::run_id.eq(run_id))
+        .order(dbsafe_steps::seq)
+        .load(&mut db.conn)
+        .map_err(|e| Error::db("reading dbsafe_steps", e))
+}
+
+/// A run's events in order, as they were emitted.
+pub fn events(db: &mut Database, run_id: &str) -> Result<Vec<Event>> {
+    let payloads: Vec<String> = dbsafe_events::table
+        .filter(dbsafe_events::run_id.eq(run_id))
+        .order(dbsafe_events::seq)
+        .select(dbsafe_events::payload)
+        .load(&mut db.conn)
+        .map_err(|e| Error::db("reading dbsafe_events", e))?;
+    Ok(payloads.iter().filter_map(|p| serde_json::from_str(p).ok()).collect())
+}
+
+/// Steps left `started` by a non-transactional migration that never finished: each makes
+/// the target dirty.
+pub fn dirty_steps(db: &mut Database) -> Result<Vec<StepRow>> {
+    dbsafe_steps::table
+        .filter(dbsafe_steps::status.eq(step_status::STARTED))
+        .order((dbsafe_steps::run_id, dbsafe_steps::seq))
+        .load(&mut db.conn)
+        .map_err(|e| Error::db("reading dbsafe_steps", e))
+}
+
+/// For each version, the newest step that applied or reverted it: what dbsafe believes
+/// about it, with the checksums recorded then.
+pub fn latest_steps(db: &mut Database) -> Result<BTreeMap<String, StepRow>> {
+    let rows: Vec<StepRow> = dbsafe_steps::table
+        .filter(dbsafe_steps::status.eq_any([step_status::APPLIED, step_status::REVERTED]))
+        .order((dbsafe_steps::run_id, dbsafe_steps::seq))
+        .load(&mut db.conn)
+        .map_err(|e| Error::db("reading dbsafe_steps", e))?;
+    Ok(rows.into_iter().map(|row| (row.version.clone(), row)).collect())
+}
+
+/// Runs left `running` by a process that no longer holds the lock.
+pub fn running_runs(db: &mut Database) -> Result<Vec<String>> {
+    dbsafe_runs::table
+        .filter(dbsafe_runs::status.eq(run_status::RUNNING))
+        .select(dbsafe_runs::id)
+        .load(&mut db.conn)
+        .map_err(|e| Error::db("reading dbsafe_runs", e))
+}
+
+/// Versions in diesel's `__diesel_schema_migrations`, sorted; empty when the table does not exist.
+pub fn diesel_applied(db: &mut Database) -> Result<Vec<String>> {
+    if !db.table_exists("__diesel_schema_migrations").map_err(|e| Error::db("reading diesel's migrations table", e))? {
+        return Ok(Vec::new());
+    }
+    __diesel_schema_migrations::table
+        .select(__diesel_schema_migrations::version)
+        .order(__diesel_schema_migrations::version)
+        .load(&mut db.conn)
+        .map_err(|e| Error::db("reading __diesel_schema_migrations", e))
+}

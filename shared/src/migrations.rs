@@ -1,0 +1,243 @@
+//! The migration set on disk in diesel's layout (`<version>_<name>/up.sql`, `down.sql`,
+//! optional `metadata.toml` and dbsafe's `verify.sql`), with SHA-256 checksums.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use diesel::backend::Backend as DieselBackend;
+use diesel::connection::BoxableConnection;
+use diesel::migration::{self, MigrationMetadata, MigrationName, MigrationVersion};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// One migration directory.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    /// diesel's version: the directory name up to the first `_`, dashes removed.
+    pub version: String,
+    /// The directory name, e.g. `2024-01-01-000000_create_users`.
+    pub name: String,
+    /// The directory.
+    pub dir: PathBuf,
+    /// Contents of up.sql.
+    pub up_sql: String,
+    /// Contents of down.sql, when present and not blank.
+    pub down_sql: Option<String>,
+    /// Contents of verify.sql, when present.
+    pub verify_sql: Option<String>,
+    /// Whether diesel runs it in a transaction (metadata.toml).
+    pub run_in_transaction: bool,
+    /// A remark about metadata.toml worth showing (diesel reads a file without the key as "no transaction").
+    pub metadata_warning: Option<String>,
+    /// SHA-256 of up.sql, line endings normalised to LF.
+    pub up_checksum: String,
+    /// SHA-256 of down.sql, when present.
+    pub down_checksum: Option<String>,
+    diesel_name: DieselName,
+}
+
+/// The migrations of a directory, sorted by version.
+#[derive(Debug, Clone)]
+pub struct MigrationSet {
+    /// The migrations directory.
+    pub dir: PathBuf,
+    /// Sorted by version.
+    pub migrations: Vec<Migration>,
+}
+
+/// SHA-256 (hex) of a file's text with line endings normalised to LF.
+pub fn checksum(text: &str) -> String {
+    let normalised = text.replace("\r\n", "\n");
+    let digest = Sha256::digest(normalised.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// diesel's version of a migration directory name.
+pub fn version_of(dir_name: &str) -> String {
+    dir_name.split('_').next().unwrap_or(dir_name).replace('-', "")
+}
+
+impl MigrationSet {
+    /// Reads every migration under `dir`. Hidden entries, files, and directories without
+    /// `up.sql` are skipped as diesel does; an empty up.sql, an unreadable file, a
+    /// malformed metadata.toml or two directories with one version are errors.
+    pub fn load(dir: &Path) -> Result<MigrationSet> {
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::MigrationsDir {
+            path: dir.to_owned(),
+            problem: if e.kind() == std::io::ErrorKind::NotFound {
+                "does not exist".to_owned()
+            } else {
+                format!("cannot be read ({e})")
+            },
+        })?;
+        let mut migrations = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if name.starts_with('.') || !path.is_dir() || !path.join("up.sql").is_file() {
+                continue;
+            }
+            migrations.push(Migration::load(&path, &name)?);
+        }
+        migrations.sort_by(|a, b| a.version.cmp(&b.version));
+        for pair in migrations.windows(2) {
+            if pair[0].version == pair[1].version {
+                return Err(Error::BadMigration {
+                    path: pair[1].dir.clone(),
+                    problem: format!(
+                        "has the same version {} as {}: rename one so every version is unique",
+                        pair[1].version, pair[0].name
+                    ),
+                });
+            }
+        }
+        Ok(MigrationSet { dir: dir.to_owned(), migrations })
+    }
+
+    /// The migration with this version (or directory name).
+    pub fn get(&self, version: &str) -> Option<&Migration> {
+        self.migrations.iter().find(|m| m.version == version || m.name == version)
+    }
+}
+
+impl Migration {
+    fn load(dir: &Path, name: &str) -> Result<Migration> {
+        let read = |file: &str| -> Result<Option<String>> {
+            let path = dir.join(file);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Ok(Some(text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io(path, e)),
+            }
+        };
+        let up_sql = read("up.sql")?.unwrap_or_default();
+        if up_sql.trim().is_empty() {
+            return Err(Error::BadMigration {
+                path: dir.join("up.sql"),
+                problem: "is empty: write the migration's SQL, or delete the directory".into(),
+            });
+        }
+        let down_sql = read("down.sql")?.filter(|s| !s.trim().is_empty());
+        let verify_sql = read("verify.sql")?.filter(|s| !s.trim().is_empty());
+        let (run_in_transaction, metadata_warning) = match read("metadata.toml")? {
+            None => (true, None),
+            Some(text) => parse_metadata(&dir.join("metadata.toml"), &text)?,
+        };
+        let version = version_of(name);
+        Ok(Migration {
+            diesel_name: DieselName { version: version.clone(), name: name.to_owned() },
+            up_checksum: checksum(&up_sql),
+            down_checksum: down_sql.as_deref().map(checksum),
+            version,
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            up_sql,
+            down_sql,
+            verify_sql,
+            run_in_transaction,
+            metadata_warning,
+        })
+    }
+}
+
+/// Reads `run_in_transaction` as diesel does (a file without the key means no
+/// transaction), but refuses a value of the wrong type, which diesel would silently read
+/// as "transaction".
+fn parse_metadata(path: &Path, text: &str) -> Result<(bool, Option<String>)> {
+    let bad = |problem: String| Error::BadMigration { path: path.to_owned(), problem };
+    let table: toml::Table = text.parse().map_err(|e| bad(format!("is not valid TOML: {e}")))?;
+    match table.get("run_in_transaction") {
+        Some(toml::Value::Boolean(value)) => Ok((*value, None)),
+        Some(other) => Err(bad(format!(
+            "run_in_transaction must be true or false, not {}: diesel would ignore it and run the migration in a transaction",
+            other.type_str()
+        ))),
+        None => Ok((
+            false,
+            Some(format!(
+                "{} has no run_in_transaction key: diesel reads that as `false` (no transaction); write the key explicitly",
+                path.display()
+            )),
+        )),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct DieselName {
+    version: String,
+    name: String,
+}
+
+impl fmt::Display for DieselName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl MigrationName for DieselName {
+    fn version(&self) -> MigrationVersion<'_> {
+        MigrationVersion::from(&self.version)
+    }
+}
+
+struct Transactional(bool);
+
+impl MigrationMetadata for Transactional {
+    fn run_in_transaction(&self) -> bool {
+        self.0
+    }
+}
+
+const IN_TRANSACTION: Transactional = Transactional(true);
+const NO_TRANSACTION: Transactional = Transactional(false);
+
+impl<DB: DieselBackend> diesel::migration::Migration<DB> for Migration {
+    fn run(&self, conn: &mut dyn BoxableConnection<DB>) -> migration::Result<()> {
+        conn.batch_execute(&self.up_sql)?;
+        Ok(())
+    }
+
+    fn revert(&self, conn: &mut dyn BoxableConnection<DB>) -> migration::Result<()> {
+        match &self.down_sql {
+            Some(sql) => Ok(conn.batch_execute(sql)?),
+            None => Err(format!("{} has no down.sql", self.name).into()),
+        }
+    }
+
+    fn metadata(&self) -> &dyn MigrationMetadata {
+        if self.run_in_transaction { &IN_TRANSACTION } else { &NO_TRANSACTION }
+    }
+
+    fn name(&self) -> &dyn MigrationName {
+        &self.diesel_name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_ignore_line_endings() {
+        assert_eq!(checksum("a\r\nb\n"), checksum("a\nb\n"));
+        assert_ne!(checksum("a\nb\n"), checksum("a\nc\n"));
+    }
+
+    #[test]
+    fn versions_follow_diesel() {
+        assert_eq!(version_of("2024-01-01-000000_create_users"), "20240101000000");
+        assert_eq!(version_of("00001_x_y"), "00001");
+    }
+
+    #[test]
+    fn metadata_rules() {
+        let p = Path::new("metadata.toml");
+        assert_eq!(parse_metadata(p, "run_in_transaction = false").unwrap().0, false);
+        assert_eq!(parse_metadata(p, "run_in_transaction = true").unwrap().0, true);
+        let (tx, warning) = parse_metadata(p, "").unwrap();
+        assert!(!tx && warning.is_some());
+        assert!(parse_metadata(p, "run_in_transaction = \"no\"").is_err());
+    }
+}

@@ -1,0 +1,78 @@
+//! Records a run as it happens: each event goes to the ledger (inside the migration's own
+//! transaction where there is one), then to the local journal and the output sink.
+
+use diesel::QueryResult;
+
+use crate::connection::{AnyConnection, Database};
+use crate::error::Result;
+use crate::event::{Event, EventKind, EventSink};
+use crate::journal::Journal;
+use crate::ledger;
+use crate::run::{RunContext, now};
+
+/// Writes one run's events everywhere they belong.
+pub struct Recorder<'a> {
+    /// The run's identity and provenance.
+    pub context: RunContext,
+    target: String,
+    journal: Journal,
+    sink: &'a mut dyn EventSink,
+    next_seq: i32,
+    /// Events emitted before the ledger existed, written once it does.
+    unwritten: Vec<(i32, Event)>,
+    ledger_ready: bool,
+}
+
+impl<'a> Recorder<'a> {
+    /// A recorder for a new run on `target`.
+    pub fn new(context: RunContext, target: &str, journal: Journal, sink: &'a mut dyn EventSink) -> Recorder<'a> {
+        Recorder { context, target: target.to_owned(), journal, sink, next_seq: 0, unwritten: Vec::new(), ledger_ready: false }
+    }
+
+    /// An event of this run, stamped now.
+    pub fn event(&self, kind: EventKind) -> Event {
+        Event { run_id: Some(self.context.id.clone()), at: now(), operator: Some(self.context.operator.clone()), kind }
+    }
+
+    fn seq(&mut self) -> i32 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// From now on events go to the ledger too; writes the ones emitted before.
+    pub fn ledger_ready(&mut self, db: &mut Database) -> Result<()> {
+        for (seq, event) in std::mem::take(&mut self.unwritten) {
+            ledger::insert_event(&mut db.conn, seq, &event).map_err(|e| crate::Error::db("writing dbsafe_events", e))?;
+        }
+        self.ledger_ready = true;
+        Ok(())
+    }
+
+    /// Emits an event now: ledger (when ready; a failed ledger write is not fatal, the
+    /// journal still has it), journal, sink.
+    pub fn emit(&mut self, db: &mut Database, kind: EventKind) -> Result<()> {
+        let event = self.event(kind);
+        let seq = self.seq();
+        if self.ledger_ready {
+            let _ = ledger::insert_event(&mut db.conn, seq, &event);
+        } else {
+            self.unwritten.push((seq, event.clone()));
+        }
+        self.publish(&event)
+    }
+
+    /// Writes an event into the ledger inside the caller's transaction; call
+    /// [`Recorder::publish`] with it once the transaction committed.
+    pub fn write_in(&mut self, conn: &mut AnyConnection, kind: EventKind) -> QueryResult<Event> {
+        let event = self.event(kind);
+        let seq = self.seq();
+        ledger::insert_event(conn, seq, &event)?;
+        Ok(event)
+    }
+
+    /// Sends an already recorded event to the journal and the sink.
+    pub fn publish(&mut self, event: &Event) -> Result<()> {
+        self.sink.emit(event);
+        self.journal.append(&self.target, event)
+    }
+}

@@ -1,0 +1,96 @@
+//! A run's identity and provenance: its id (`20261121T153012Z-7f3a`, sortable by time),
+//! who ran it, where, with which tool version and which git commit.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Who, where and what version: recorded on every run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunContext {
+    /// The run id.
+    pub id: String,
+    /// `DBSAFE_OPERATOR`, else git's user.name, else $USER.
+    pub operator: String,
+    /// The machine's host name.
+    pub host: String,
+    /// dbsafe's version.
+    pub tool_version: String,
+    /// `git rev-parse HEAD` of the project, when it is a git checkout.
+    pub git_commit: Option<String>,
+    /// Whether the checkout had uncommitted changes.
+    pub git_dirty: Option<bool>,
+}
+
+impl RunContext {
+    /// A new run id and the provenance of the project at `root`.
+    pub fn new(root: &Path) -> RunContext {
+        let git = |args: &[&str]| -> Option<String> {
+            let out = Command::new("git").arg("-C").arg(root).args(args).output().ok()?;
+            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        };
+        let operator = std::env::var("DBSAFE_OPERATOR")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .or_else(|| git(&["config", "user.name"]).filter(|s| !s.is_empty()))
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let git_commit = git(&["rev-parse", "HEAD"]);
+        let git_dirty = git_commit
+            .as_ref()
+            .and_then(|_| git(&["status", "--porcelain", "--untracked-files=no"]))
+            .map(|s| !s.is_empty());
+        RunContext {
+            id: new_run_id(),
+            operator,
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+            git_commit,
+            git_dirty,
+        }
+    }
+}
+
+/// A fresh run id: UTC second and 4 hex digits, e.g. `20261121T153012Z-7f3a`.
+pub fn new_run_id() -> String {
+    let now = OffsetDateTime::now_utc();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let seed = format!("{nanos}-{}-{:?}", std::process::id(), std::thread::current().id());
+    let digest = Sha256::digest(seed.as_bytes());
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{:02x}{:02x}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        digest[0],
+        digest[1]
+    )
+}
+
+/// The current time as RFC 3339 UTC with milliseconds (sorts as text).
+pub fn now() -> String {
+    let now = OffsetDateTime::now_utc();
+    let now = now.replace_nanosecond(now.millisecond() as u32 * 1_000_000).unwrap_or(now);
+    now.format(&Rfc3339).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_sort_by_time_and_look_right() {
+        let id = new_run_id();
+        assert_eq!(id.len(), "20261121T153012Z-7f3a".len(), "{id}");
+        assert_eq!(&id[8..9], "T");
+        assert_eq!(&id[15..17], "Z-");
+        assert!(id[17..].chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}

@@ -1,0 +1,60 @@
+//! `cargo dbsafe runs [show RUN]`: the ledger's runs, and one run with its steps and events.
+
+use serde::Serialize;
+
+use crate::connection::{Create, Database};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::ledger::{self, RunRow, StepRow};
+use crate::target::Target;
+
+/// One run in full.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    /// The run.
+    pub run: RunRow,
+    /// Its steps in order.
+    pub steps: Vec<StepRow>,
+    /// Its events in order.
+    pub events: Vec<Event>,
+}
+
+fn open(target: &Target) -> Result<Option<Database>> {
+    let mut db = Database::connect(&target.url, Create::Never)?;
+    Ok(ledger::exists(&mut db)?.then_some(db))
+}
+
+/// The newest runs first, at most `limit`; empty when the database has no ledger yet.
+pub fn list(target: &Target, limit: i64) -> Result<Vec<RunRow>> {
+    match open(target)? {
+        Some(mut db) => ledger::runs(&mut db, limit),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// One run by id (or unique id prefix); an unknown id names the runs that exist.
+pub fn show(target: &Target, id: &str) -> Result<RunDetail> {
+    let unknown = |known: Vec<RunRow>| {
+        let known: Vec<String> = known.into_iter().map(|r| r.id).collect();
+        Error::Usage(format!(
+            "no run `{id}` in the ledger of target `{}`; {}",
+            target.name,
+            if known.is_empty() { "it has no runs yet".to_owned() } else { format!("newest runs: {}", known.join(", ")) }
+        ))
+    };
+    let Some(mut db) = open(target)? else { return Err(unknown(Vec::new())) };
+    let run = match ledger::run(&mut db, id)? {
+        Some(run) => run,
+        None => {
+            let all = ledger::runs(&mut db, i64::MAX)?;
+            let matches: Vec<&RunRow> = all.iter().filter(|r| r.id.starts_with(id) && !id.is_empty()).collect();
+            match matches.as_slice() {
+                [one] => (*one).clone(),
+                _ => return Err(unknown(all.into_iter().take(5).collect())),
+            }
+        }
+    };
+    let steps = ledger::steps(&mut db, &run.id)?;
+    let events = ledger::events(&mut db, &run.id)?;
+    Ok(RunDetail { run, steps, events })
+}

@@ -1,0 +1,241 @@
+//! A target: a named database from dbsafe.toml, its URL (backend chosen from the scheme,
+//! password never shown), environment and protection.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, Environment, TargetConfig};
+use crate::error::{Error, Result};
+
+/// The database engines dbsafe works with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    Mysql,
+    /// SQLite (bundled).
+    Sqlite,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Postgres => "postgres",
+            Backend::Mysql => "mysql",
+            Backend::Sqlite => "sqlite",
+        })
+    }
+}
+
+/// A parsed database URL. The backend comes from the scheme, never from guessing: a URL
+/// meant for a server that has a typo is an error, not a new SQLite file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    backend: Backend,
+    /// What the driver is given (for SQLite: the file path).
+    connect: String,
+    sqlite_path: Option<PathBuf>,
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl DatabaseUrl {
+    /// Parses a URL. Relative SQLite paths are taken relative to `base_dir` (the directory
+    /// of dbsafe.toml), so a configuration works from any subdirectory.
+    ///
+    /// Accepted: `postgres://`, `postgresql://`, `mysql://`, `mariadb://`,
+    /// `sqlite://PATH`, `sqlite:PATH`, `file:PATH`, and a bare file path without `:`.
+    pub fn parse(url: &str, base_dir: &Path) -> Result<DatabaseUrl> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err(Error::BadUrl("the database URL is empty".into()));
+        }
+        let lower = url.to_ascii_lowercase();
+        let server = |backend, connect: String| -> Result<DatabaseUrl> {
+            let after_scheme = &connect[connect.find("://").map_or(0, |i| i + 3)..];
+            if after_scheme.is_empty() || after_scheme.starts_with('/') && after_scheme.len() == 1 {
+                return Err(Error::BadUrl(format!(
+                    "database URL {} names no host: write it as {}://user:password@host:port/database",
+                    redact(&connect),
+                    backend
+                )));
+            }
+            Ok(DatabaseUrl { backend, connect, sqlite_path: None })
+        };
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            return server(Backend::Postgres, url.to_owned());
+        }
+        if lower.starts_with("mysql://") {
+            return server(Backend::Mysql, url.to_owned());
+        }
+        if lower.starts_with("mariadb://") {
+            return server(Backend::Mysql, format!("mysql://{}", &url["mariadb://".len()..]));
+        }
+        let sqlite_path = if let Some(rest) = strip_prefix_ci(url, "sqlite://") {
+            rest
+        } else if let Some(rest) = strip_prefix_ci(url, "sqlite:") {
+            rest
+        } else if let Some(rest) = strip_prefix_ci(url, "file:") {
+            rest.split('?').next().unwrap_or(rest)
+        } else if !url.contains(':') {
+            url
+        } else {
+            let scheme = url.split(':').next().unwrap_or(url);
+            return Err(Error::BadUrl(format!(
+                "database URL {} has an unknown scheme `{scheme}`: use postgres://, mysql://, mariadb:// or sqlite:// (a bare file path also means SQLite)",
+                redact(url)
+            )));
+        };
+        if sqlite_path.is_empty() {
+            return Err(Error::BadUrl("the SQLite URL names no file: write sqlite://path/to/file.db".into()));
+        }
+        if sqlite_path == ":memory:" {
+            return Err(Error::BadUrl(
+                "an in-memory SQLite database keeps nothing between commands: give a file path".into(),
+            ));
+        }
+        let path = base_dir.join(sqlite_path);
+        Ok(DatabaseUrl {
+            backend: Backend::Sqlite,
+            connect: path.to_string_lossy().into_owned(),
+            sqlite_path: Some(path),
+        })
+    }
+
+    /// The backend the scheme names.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The string handed to the driver. Contains the password: never print it.
+    pub fn connection_string(&self) -> &str {
+        &self.connect
+    }
+
+    /// For SQLite, the database file.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        self.sqlite_path.as_deref()
+    }
+
+    /// The URL with any password replaced by `***`, safe to print and store.
+    pub fn redacted(&self) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("sqlite://{}", self.connect),
+            _ => redact(&self.connect),
+        }
+    }
+}
+
+fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| &text[prefix.len()..])
+}
+
+/// Hides the password in a URL's user info and in a `password=` query parameter.
+pub fn redact(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest_start = scheme_end + 3;
+        let authority_end =
+            out[rest_start..].find(['/', '?']).map_or(out.len(), |i| rest_start + i);
+        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+            let userinfo = &out[rest_start..rest_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                let start = rest_start + colon + 1;
+                out.replace_range(start..rest_start + at, "***");
+            }
+        }
+    }
+    if let Some(query_start) = out.find('?') {
+        let (head, query) = out.split_at(query_start + 1);
+        let query = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        out = format!("{head}{query}");
+    }
+    out
+}
+
+/// A target ready to use: its configuration and its parsed URL.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Name in dbsafe.toml.
+    pub name: String,
+    /// Its environment.
+    pub environment: Environment,
+    /// Whether it needs an explicit `--target` and confirmation.
+    pub protected: bool,
+    /// Its database.
+    pub url: DatabaseUrl,
+}
+
+impl Target {
+    /// Resolves the target `name` (or the default one): reads `url` or the `url-env`
+    /// variable (after loading `.env`) and parses it.
+    pub fn resolve(config: &Config, name: Option<&str>) -> Result<Target> {
+        let target: &TargetConfig = config.target(name)?;
+        let raw = match &target.url {
+            Some(url) => url.clone(),
+            None => std::env::var(&target.url_env).map_err(|_| Error::NoUrl {
+                target: target.name.clone(),
+                var: target.url_env.clone(),
+            })?,
+        };
+        let url = DatabaseUrl::parse(&raw, &config.root)?;
+        Ok(Target {
+            name: target.name.clone(),
+            environment: target.environment,
+            protected: target.protected,
+            url,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(url: &str) -> Result<DatabaseUrl> {
+        DatabaseUrl::parse(url, Path::new("/proj"))
+    }
+
+    #[test]
+    fn scheme_picks_backend() {
+        assert_eq!(parse("postgres://u@h/db").unwrap().backend(), Backend::Postgres);
+        assert_eq!(parse("postgresql://u@h/db").unwrap().backend(), Backend::Postgres);
+        assert_eq!(parse("mysql://u@h/db").unwrap().backend(), Backend::Mysql);
+        let maria = parse("mariadb://u@h/db").unwrap();
+        assert_eq!(maria.connection_string(), "mysql://u@h/db");
+        assert_eq!(parse("sqlite://dev.db").unwrap().sqlite_path(), Some(Path::new("/proj/dev.db")));
+        assert_eq!(parse("sqlite:/abs/x.db").unwrap().sqlite_path(), Some(Path::new("/abs/x.db")));
+        assert_eq!(parse("db.sqlite3").unwrap().backend(), Backend::Sqlite);
+    }
+
+    #[test]
+    fn typos_are_not_sqlite_files() {
+        for bad in ["postgress://u@h/db", "localhost:5432/db", "mysq://root@h/x", "", "sqlite://"] {
+            assert!(parse(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(redact("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(redact("mysql://root@h/x"), "mysql://root@h/x");
+        assert_eq!(redact("postgres://h/x?user=a&password=pw"), "postgres://h/x?user=a&password=***");
+        assert_eq!(redact("postgres://a:p@ss@h/x"), "postgres://a:***@h/x");
+        let url = parse("postgres://app:s3cret@db/x").unwrap();
+        assert!(!format!("{url:?} {}", url.redacted()).contains("s3cret"));
+    }
+}
