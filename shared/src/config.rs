@@ -1,1 +1,559 @@
 //! dbsafe.toml: finding, parsing and validating the configuration.
+//!
+//! [`Config::discover`] finds the file (`--config`, `--manifest-path` or a walk up from the
+//! working directory), [`Config::parse`] checks it strictly: an unknown key, a wrong type or
+//! a bad value is a [`ConfigProblem`] with its line, and every problem of the file is
+//! reported at once in [`ConfigError::Invalid`]. `docs/dbsafe.reference.toml` documents
+//! every key.
+
+mod check;
+mod duration;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use duration::parse_duration;
+
+/// The name of dbsafe's configuration file, at the root of the user's repository.
+pub const FILE_NAME: &str = "dbsafe.toml";
+
+/// The name of the target dbsafe uses when `dbsafe.toml` defines none.
+pub const DEFAULT_TARGET: &str = "default";
+
+/// The environment variable holding a target's URL when neither `url` nor `url-env` is set.
+pub const DEFAULT_URL_ENV: &str = "DATABASE_URL";
+
+/// dbsafe's checked configuration: what `dbsafe.toml` says, with every default filled in and
+/// every path absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The `dbsafe.toml` that was read; `None` when there is none (defaults are used).
+    pub file: Option<PathBuf>,
+    /// The directory holding `dbsafe.toml` (or the start directory when there is none).
+    pub root: PathBuf,
+    /// Where the migrations live: `migrations-dir`, else diesel.toml's
+    /// `[migrations_directory] dir`, else `ROOT/migrations`.
+    pub migrations_dir: PathBuf,
+    /// Where snapshots and the local journal live: `snapshot-dir`, else
+    /// `ROOT/.dbsafe/snapshots`.
+    pub snapshot_dir: PathBuf,
+    /// The target used when `--target` is not given (`default-target`).
+    pub default_target: Option<String>,
+    /// The targets by name (`[targets.NAME]`); when the file defines none, a single target
+    /// named `default` reading `DATABASE_URL`, environment development.
+    pub targets: BTreeMap<String, TargetConfig>,
+    /// How `apply` behaves (`[apply]`).
+    pub apply: ApplyConfig,
+    /// How snapshots are taken and kept (`[snapshot]`).
+    pub snapshot: SnapshotConfig,
+}
+
+/// One database dbsafe can work on (`[targets.NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetConfig {
+    /// The target's name, as given to `--target`.
+    pub name: String,
+    /// The URL written in the file (`url`); when `None`, the URL is read from `url_env`.
+    pub url: Option<String>,
+    /// The environment variable holding the URL (`url-env`, default `DATABASE_URL`).
+    pub url_env: String,
+    /// What kind of database this is (`environment`).
+    pub environment: Environment,
+    /// Whether the target is only touched when named with `--target` and confirmed
+    /// (`protected`, default: true for production).
+    pub protected: bool,
+}
+
+/// The kind of database a target is. Production targets are protected by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// A developer's own database.
+    Development,
+    /// A database for automated tests.
+    Test,
+    /// A pre-production database.
+    Staging,
+    /// The live database.
+    Production,
+}
+
+/// What `apply` does when a migration or the verification after it fails (`on-failure`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailurePolicy {
+    /// Keep what committed and mark the run failed.
+    Stop,
+    /// Revert the run's applied migrations with their `down.sql`.
+    #[default]
+    Revert,
+    /// Restore the snapshot taken before the run.
+    Restore,
+}
+
+/// When `apply` takes a snapshot before running migrations (`[apply] snapshot`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotPolicy {
+    /// Before every apply that has migrations to run.
+    Always,
+    /// Only on protected targets.
+    #[default]
+    Protected,
+    /// Never.
+    Never,
+}
+
+/// How a snapshot is taken (`[snapshot] strategy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotStrategy {
+    /// The usual strategy for the target's backend: `pg-dump`, `mysqldump` or
+    /// `sqlite-backup`.
+    #[default]
+    Auto,
+    /// PostgreSQL: `pg_dump` in custom format.
+    PgDump,
+    /// PostgreSQL: `CREATE DATABASE ... TEMPLATE`, a fast clone on the same server.
+    Template,
+    /// MySQL/MariaDB: `mysqldump --single-transaction`.
+    Mysqldump,
+    /// SQLite: the online backup API.
+    SqliteBackup,
+}
+
+/// How `apply` behaves (`[apply]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyConfig {
+    /// What to do when a migration or verification fails (`on-failure`, default revert).
+    pub on_failure: FailurePolicy,
+    /// When to snapshot before applying (`snapshot`, default protected).
+    pub snapshot: SnapshotPolicy,
+    /// How long to wait for another apply's lock on the target (`lock-wait`, default 60s).
+    pub lock_wait: Duration,
+    /// The `lock_timeout` of each migration statement (`lock-timeout`, default 5s; never 0).
+    pub lock_timeout: Duration,
+    /// The `statement_timeout` of each migration statement (`statement-timeout`); `None`
+    /// (the default, or `"0"`) means no limit.
+    pub statement_timeout: Option<Duration>,
+    /// How many times a migration that hit the lock timeout is retried (`lock-retries`,
+    /// default 3).
+    pub lock_retries: u32,
+    /// PostgreSQL preflight: refuse to apply while a transaction is older than this
+    /// (`max-transaction-age`); `None` (the default, or `"0"`) skips the check.
+    pub max_transaction_age: Option<Duration>,
+    /// PostgreSQL preflight: refuse to apply while the server has more connections than
+    /// this (`max-connections`); `None` (the default) skips the check.
+    pub max_connections: Option<u32>,
+}
+
+impl Default for ApplyConfig {
+    fn default() -> Self {
+        ApplyConfig {
+            on_failure: FailurePolicy::default(),
+            snapshot: SnapshotPolicy::default(),
+            lock_wait: Duration::from_secs(60),
+            lock_timeout: Duration::from_secs(5),
+            statement_timeout: None,
+            lock_retries: 3,
+            max_transaction_age: None,
+            max_connections: None,
+        }
+    }
+}
+
+/// How snapshots are taken and kept (`[snapshot]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotConfig {
+    /// How snapshots are taken (`strategy`, default auto).
+    pub strategy: SnapshotStrategy,
+    /// Pruning keeps at least this many snapshots per target (`keep-last`); `None` keeps all.
+    pub keep_last: Option<u32>,
+    /// Pruning keeps snapshots younger than this many days (`keep-days`); `None` keeps all.
+    pub keep_days: Option<u32>,
+}
+
+/// One problem in `dbsafe.toml`, located by line and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The 1-based line of the problem.
+    pub line: usize,
+    /// The dotted key concerned, like `apply.lock-wait` (empty for a TOML syntax error).
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file given with `--config` does not exist.
+    #[error(
+        "configuration file {} does not exist: check the --config path, or leave --config out \
+         to use the dbsafe.toml found from the current directory",
+        path.display()
+    )]
+    NotFound {
+        /// The missing file.
+        path: PathBuf,
+    },
+    /// A configuration file could not be read.
+    #[error("cannot read {}: {source}; check that it is a readable file", path.display())]
+    Io {
+        /// The file that could not be read.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// `dbsafe.toml` has problems; each names its line and key.
+    #[error("{}", invalid_message(file, problems))]
+    Invalid {
+        /// The file with problems.
+        file: PathBuf,
+        /// Every problem found, in line order.
+        problems: Vec<ConfigProblem>,
+    },
+    /// `--target` (or `default-target`) names a target that is not defined.
+    #[error(
+        "no target named `{name}` (known: {}): choose one of those with --target NAME, or \
+         add a [targets.{name}] table to dbsafe.toml",
+        known.join(", ")
+    )]
+    UnknownTarget {
+        /// The name asked for.
+        name: String,
+        /// The targets that exist.
+        known: Vec<String>,
+    },
+    /// Several targets exist, none is the default and none was chosen.
+    #[error(
+        "several targets are defined and none is chosen: choose one with --target NAME \
+         (known: {}) or set default-target in dbsafe.toml",
+        known.join(", ")
+    )]
+    NoTarget {
+        /// The targets that exist.
+        known: Vec<String>,
+    },
+    /// `cargo metadata` failed for the `--manifest-path` given.
+    #[error(
+        "cannot read the cargo workspace of {}: {message}; check that --manifest-path points \
+         to a Cargo.toml",
+        path.display()
+    )]
+    Manifest {
+        /// The manifest given with `--manifest-path`.
+        path: PathBuf,
+        /// What cargo said.
+        message: String,
+    },
+    /// diesel.toml could not be understood while looking for the migrations directory.
+    #[error(
+        "invalid diesel.toml at {}: {message}; fix it, or set migrations-dir in dbsafe.toml",
+        path.display()
+    )]
+    DieselToml {
+        /// The diesel.toml concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// Renders [`ConfigError::Invalid`]: a heading, then one `FILE:LINE: key `K`: ...` line per
+/// problem.
+fn invalid_message(file: &Path, problems: &[ConfigProblem]) -> String {
+    let file = file.display();
+    let mut text = format!("invalid configuration in {file}:");
+    for problem in problems {
+        text.push_str(&format!("\n  {file}:{}: ", problem.line));
+        if !problem.key.is_empty() {
+            text.push_str(&format!("key `{}`: ", problem.key));
+        }
+        text.push_str(&problem.message);
+    }
+    text
+}
+
+impl Config {
+    /// Finds and loads the configuration.
+    ///
+    /// `explicit` (`--config PATH`, which must exist) wins; else, with `manifest_path`
+    /// (`--manifest-path` to a Cargo.toml), `dbsafe.toml` is looked for at the root of the
+    /// cargo workspace (through `cargo metadata --no-deps`); else every directory from
+    /// `start_dir` up to the filesystem root is searched. When no file is found the defaults
+    /// apply, with `root` = `start_dir` (or the cargo workspace root). Relative paths are
+    /// taken from `start_dir`.
+    pub fn discover(
+        start_dir: &Path,
+        explicit: Option<&Path>,
+        manifest_path: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let start_dir = absolute(start_dir);
+        if let Some(path) = explicit {
+            let path = absolute(&start_dir.join(path));
+            if !path.exists() {
+                return Err(ConfigError::NotFound { path });
+            }
+            return Config::load(&path);
+        }
+        if let Some(manifest) = manifest_path {
+            let root = workspace_root(&start_dir.join(manifest))?;
+            let file = root.join(FILE_NAME);
+            return if file.is_file() {
+                Config::load(&file)
+            } else {
+                Config::assemble(None, root, check::Settings::default())
+            };
+        }
+        for dir in start_dir.ancestors() {
+            let file = dir.join(FILE_NAME);
+            if file.is_file() {
+                return Config::load(&file);
+            }
+        }
+        Config::assemble(None, start_dir, check::Settings::default())
+    }
+
+    /// Parses and checks the text of `file`; `root` is the file's directory.
+    ///
+    /// Besides the text, only `diesel.toml` beside `file` is read (when `migrations-dir` is
+    /// not set), for its `[migrations_directory] dir`.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let file = absolute(file);
+        let root = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let settings = check::check(text).map_err(|problems| ConfigError::Invalid {
+            file: file.clone(),
+            problems,
+        })?;
+        Config::assemble(Some(file), root, settings)
+    }
+
+    /// The target to work on: `name` (from `--target`), else `default-target`, else the only
+    /// target, else the one named `default`.
+    pub fn target(&self, name: Option<&str>) -> Result<&TargetConfig, ConfigError> {
+        let known = || self.targets.keys().cloned().collect::<Vec<_>>();
+        let only = match self.targets.len() {
+            1 => self.targets.keys().next().map(String::as_str),
+            _ => None,
+        };
+        let fallback = self
+            .targets
+            .contains_key(DEFAULT_TARGET)
+            .then_some(DEFAULT_TARGET);
+        let chosen = name
+            .or(self.default_target.as_deref())
+            .or(only)
+            .or(fallback);
+        let Some(chosen) = chosen else {
+            return Err(ConfigError::NoTarget { known: known() });
+        };
+        self.targets
+            .get(chosen)
+            .ok_or_else(|| ConfigError::UnknownTarget {
+                name: chosen.to_owned(),
+                known: known(),
+            })
+    }
+
+    /// Loads `ROOT/.env`, when present, into the process environment without overriding
+    /// variables already set, as diesel users expect for `DATABASE_URL`. Like diesel_cli, a
+    /// missing or unreadable `.env` is ignored.
+    pub fn load_dotenv(&self) {
+        let _ = dotenvy::from_path(self.root.join(".env"));
+    }
+
+    /// Reads and parses `file`.
+    fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Io {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        Config::parse(file, &text)
+    }
+
+    /// Turns checked settings into a configuration: paths made absolute from `root`,
+    /// diesel.toml consulted for the migrations directory, the default target added.
+    fn assemble(
+        file: Option<PathBuf>,
+        root: PathBuf,
+        settings: check::Settings,
+    ) -> Result<Config, ConfigError> {
+        let root = absolute(&root);
+        let migrations_dir = match settings.migrations_dir {
+            Some(dir) => absolute(&root.join(dir)),
+            None => diesel_migrations_dir(&root)?.unwrap_or_else(|| root.join("migrations")),
+        };
+        let snapshot_dir = match settings.snapshot_dir {
+            Some(dir) => absolute(&root.join(dir)),
+            None => root.join(".dbsafe").join("snapshots"),
+        };
+        let mut targets = settings.targets;
+        if targets.is_empty() {
+            let target = TargetConfig {
+                name: DEFAULT_TARGET.to_owned(),
+                url: None,
+                url_env: DEFAULT_URL_ENV.to_owned(),
+                environment: Environment::Development,
+                protected: false,
+            };
+            targets.insert(target.name.clone(), target);
+        }
+        Ok(Config {
+            file,
+            root,
+            migrations_dir,
+            snapshot_dir,
+            default_target: settings.default_target,
+            targets,
+            apply: settings.apply,
+            snapshot: settings.snapshot,
+        })
+    }
+}
+
+/// `path` made absolute from the current directory, without resolving symlinks (`.`
+/// components are dropped). Left as is in the unlikely case the current directory is unknown.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The root of the cargo workspace holding `manifest`, from `cargo metadata --no-deps`.
+fn workspace_root(manifest: &Path) -> Result<PathBuf, ConfigError> {
+    cargo_metadata::MetadataCommand::new()
+        .manifest_path(manifest)
+        .no_deps()
+        .exec()
+        .map(|metadata| metadata.workspace_root.into_std_path_buf())
+        .map_err(|error| ConfigError::Manifest {
+            path: manifest.to_path_buf(),
+            message: error.to_string().trim().to_owned(),
+        })
+}
+
+/// The `[migrations_directory] dir` of `ROOT/diesel.toml`, relative to that file's
+/// directory; `None` when the file or the setting is absent. Other keys are diesel's and
+/// are ignored.
+fn diesel_migrations_dir(root: &Path) -> Result<Option<PathBuf>, ConfigError> {
+    let path = root.join("diesel.toml");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(ConfigError::Io { path, source }),
+    };
+    let invalid = |message: String| ConfigError::DieselToml {
+        path: path.clone(),
+        message,
+    };
+    let table: toml::Table = toml::from_str(&text).map_err(|error| {
+        let line = error
+            .span()
+            .map_or(1, |span| check::line_of(&text, span.start));
+        invalid(format!("line {line}: {}", error.message().trim()))
+    })?;
+    let Some(section) = table.get("migrations_directory") else {
+        return Ok(None);
+    };
+    let Some(section) = section.as_table() else {
+        return Err(invalid(format!(
+            "`migrations_directory` must be a table, found {}",
+            check::a(section.type_str())
+        )));
+    };
+    match section.get("dir") {
+        Some(toml::Value::String(dir)) => Ok(Some(absolute(&root.join(dir)))),
+        Some(other) => Err(invalid(format!(
+            "`migrations_directory.dir` must be a string, found {}",
+            check::a(other.type_str())
+        ))),
+        None => Err(invalid(
+            "[migrations_directory] has no `dir` key (diesel requires it)".to_owned(),
+        )),
+    }
+}
+
+/// An enumerated setting: its values and their names in `dbsafe.toml`.
+pub(crate) trait Choice: Copy + 'static {
+    /// Every value, in documentation order.
+    const ALL: &'static [Self];
+    /// The value's name in `dbsafe.toml`.
+    fn name(self) -> &'static str;
+}
+
+/// Implements [`Choice`], `as_str`, `Display` and `FromStr` for an enumerated setting.
+macro_rules! choice {
+    ($type:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl Choice for $type {
+            const ALL: &'static [Self] = &[$($type::$variant),+];
+            fn name(self) -> &'static str {
+                self.as_str()
+            }
+        }
+
+        impl $type {
+            /// The name of this value in `dbsafe.toml` and in output.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($type::$variant => $name),+
+                }
+            }
+        }
+
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $type {
+            type Err = String;
+
+            /// Parses a value by its name; the error lists the allowed names.
+            fn from_str(text: &str) -> Result<Self, String> {
+                parse_choice(text)
+            }
+        }
+    };
+}
+
+choice!(Environment {
+    Development => "development",
+    Test => "test",
+    Staging => "staging",
+    Production => "production",
+});
+choice!(FailurePolicy { Stop => "stop", Revert => "revert", Restore => "restore" });
+choice!(SnapshotPolicy { Always => "always", Protected => "protected", Never => "never" });
+choice!(SnapshotStrategy {
+    Auto => "auto",
+    PgDump => "pg-dump",
+    Template => "template",
+    Mysqldump => "mysqldump",
+    SqliteBackup => "sqlite-backup",
+});
+
+/// Finds the value of `T` named `text`; the error names the value and lists the allowed ones.
+fn parse_choice<T: Choice>(text: &str) -> Result<T, String> {
+    T::ALL
+        .iter()
+        .copied()
+        .find(|value| value.name() == text)
+        .ok_or_else(|| {
+            let allowed: Vec<String> = T::ALL
+                .iter()
+                .map(|value| format!("\"{}\"", value.name()))
+                .collect();
+            format!(
+                "invalid value \"{text}\": expected one of {}",
+                allowed.join(", ")
+            )
+        })
+}

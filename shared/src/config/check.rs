@@ -1,0 +1,518 @@
+//! Checks the text of dbsafe.toml item by item into settings, collecting every problem with
+//! its line and key rather than stopping at the first.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::{
+    ApplyConfig, Choice, ConfigProblem, DEFAULT_TARGET, DEFAULT_URL_ENV, Environment,
+    SnapshotConfig, TargetConfig, parse_choice, parse_duration,
+};
+
+/// Keys allowed at the top level of dbsafe.toml.
+pub(super) const TOP_KEYS: &[&str] = &[
+    "migrations-dir",
+    "snapshot-dir",
+    "default-target",
+    "targets",
+    "apply",
+    "snapshot",
+];
+/// Keys allowed in a `[targets.NAME]` table.
+pub(super) const TARGET_KEYS: &[&str] = &["url", "url-env", "environment", "protected"];
+/// Keys allowed in `[apply]`.
+pub(super) const APPLY_KEYS: &[&str] = &[
+    "on-failure",
+    "snapshot",
+    "lock-wait",
+    "lock-timeout",
+    "statement-timeout",
+    "lock-retries",
+    "max-transaction-age",
+    "max-connections",
+];
+/// Keys allowed in `[snapshot]`.
+pub(super) const SNAPSHOT_KEYS: &[&str] = &["strategy", "keep-last", "keep-days"];
+
+/// What dbsafe.toml says once checked; paths are still as written (relative to the root).
+#[derive(Debug, Default)]
+pub(super) struct Settings {
+    /// `migrations-dir`.
+    pub migrations_dir: Option<PathBuf>,
+    /// `snapshot-dir`.
+    pub snapshot_dir: Option<PathBuf>,
+    /// `default-target`, known to name a target.
+    pub default_target: Option<String>,
+    /// `[targets.NAME]`, possibly empty.
+    pub targets: BTreeMap<String, TargetConfig>,
+    /// `[apply]`.
+    pub apply: ApplyConfig,
+    /// `[snapshot]`.
+    pub snapshot: SnapshotConfig,
+}
+
+/// Checks `text`: the settings, or every problem found, in line order. A TOML syntax error
+/// stops the check there (each syntax error is reported, but the keys are not checked).
+pub(super) fn check(text: &str) -> Result<Settings, Vec<ConfigProblem>> {
+    let mut checker = Checker {
+        text,
+        problems: Vec::new(),
+    };
+    let (document, errors) = DeTable::parse_recoverable(text);
+    if errors.is_empty() {
+        let top = Section {
+            name: String::new(),
+            entries: document.get_ref(),
+        };
+        let settings = checker.document(&top);
+        if checker.problems.is_empty() {
+            return Ok(settings);
+        }
+    } else {
+        for error in errors {
+            let message = format!("TOML syntax error: {}", error.message().trim());
+            checker.problem(error.span().unwrap_or(0..0), String::new(), message);
+        }
+        // A syntax error often confuses the parser for the rest of its line: keep the first.
+        checker.problems.sort_by_key(|problem| problem.line);
+        checker.problems.dedup_by_key(|problem| problem.line);
+    }
+    checker.problems.sort_by_key(|problem| problem.line);
+    Err(checker.problems)
+}
+
+/// The 1-based line holding byte `offset` of `text`.
+pub(super) fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// A TOML type's name with its article: "an integer", "a string".
+pub(super) fn a(kind: &str) -> String {
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {kind}")
+}
+
+/// A value of the document with its byte span.
+type Item<'i> = Spanned<DeValue<'i>>;
+
+/// A table of the document being checked.
+struct Section<'a, 'i> {
+    /// Its dotted name, like `apply` or `targets.prod` (empty for the top level).
+    name: String,
+    /// Its keys and values.
+    entries: &'a DeTable<'i>,
+}
+
+impl<'a, 'i> Section<'a, 'i> {
+    /// The value of `key`, if present.
+    fn get(&self, key: &str) -> Option<&'a Item<'i>> {
+        self.entries.get(key)
+    }
+
+    /// The dotted path of `key` in this table, as shown in problems.
+    fn path(&self, key: &str) -> String {
+        let key = if is_bare_key(key) {
+            key.to_owned()
+        } else {
+            format!("{key:?}")
+        };
+        if self.name.is_empty() {
+            key
+        } else {
+            format!("{}.{key}", self.name)
+        }
+    }
+
+    /// How this table is named in messages.
+    fn title(&self) -> String {
+        if self.name.is_empty() {
+            "at the top level".to_owned()
+        } else {
+            format!("in [{}]", self.name)
+        }
+    }
+}
+
+/// Collects problems while reading the document.
+struct Checker<'t> {
+    /// The file's text, to turn byte spans into lines.
+    text: &'t str,
+    /// Every problem found so far.
+    problems: Vec<ConfigProblem>,
+}
+
+impl Checker<'_> {
+    /// Records a problem at `span`.
+    fn problem(&mut self, span: Range<usize>, key: String, message: String) {
+        self.problems.push(ConfigProblem {
+            line: line_of(self.text, span.start),
+            key,
+            message,
+        });
+    }
+
+    /// Records a value of the wrong type.
+    fn wrong_type(&mut self, section: &Section, key: &str, item: &Item, expected: &str) {
+        let message = format!(
+            "expected {expected}, found {}",
+            a(item.get_ref().type_str())
+        );
+        self.problem(item.span(), section.path(key), message);
+    }
+
+    /// Records every key of `section` that is not in `known`, with a suggestion when one
+    /// known key is an obvious typo away.
+    fn unknown_keys(&mut self, section: &Section, known: &[&str]) {
+        for (key, _) in section.entries.iter() {
+            let name = key.get_ref().as_ref();
+            if known.contains(&name) {
+                continue;
+            }
+            let hint = match suggest(name, known) {
+                Some(close) => format!("did you mean `{close}`?"),
+                None => format!("known keys: {}", known.join(", ")),
+            };
+            let message = format!("unknown key `{name}` {}; {hint}", section.title());
+            self.problem(key.span(), section.path(name), message);
+        }
+    }
+
+    /// The table under `key`, if present and a table.
+    fn table<'a, 'i>(&mut self, section: &Section<'a, 'i>, key: &str) -> Option<Section<'a, 'i>> {
+        let item = section.get(key)?;
+        match item.get_ref() {
+            DeValue::Table(entries) => Some(Section {
+                name: section.path(key),
+                entries,
+            }),
+            _ => {
+                self.wrong_type(
+                    section,
+                    key,
+                    item,
+                    &format!("a table [{}]", section.path(key)),
+                );
+                None
+            }
+        }
+    }
+
+    /// The string under `key`, if present and a string.
+    fn string<'a>(&mut self, section: &Section<'a, '_>, key: &str) -> Option<&'a str> {
+        let item = section.get(key)?;
+        match item.get_ref() {
+            DeValue::String(text) => Some(text.as_ref()),
+            _ => {
+                self.wrong_type(section, key, item, "a string");
+                None
+            }
+        }
+    }
+
+    /// The string under `key`, if present, a string and not empty.
+    fn non_empty<'a>(&mut self, section: &Section<'a, '_>, key: &str) -> Option<&'a str> {
+        let text = self.string(section, key)?;
+        if text.is_empty() {
+            let span = section.get(key)?.span();
+            let message = "must not be empty: give a value or remove the key".to_owned();
+            self.problem(span, section.path(key), message);
+            return None;
+        }
+        Some(text)
+    }
+
+    /// The boolean under `key`, if present and a boolean.
+    fn boolean(&mut self, section: &Section, key: &str) -> Option<bool> {
+        let item = section.get(key)?;
+        match item.get_ref() {
+            DeValue::Boolean(value) => Some(*value),
+            _ => {
+                self.wrong_type(section, key, item, "a boolean (true or false)");
+                None
+            }
+        }
+    }
+
+    /// The whole number under `key`, if present and from `min` to `u32::MAX`.
+    fn count(&mut self, section: &Section, key: &str, min: u32) -> Option<u32> {
+        let item = section.get(key)?;
+        let DeValue::Integer(integer) = item.get_ref() else {
+            self.wrong_type(section, key, item, "an integer");
+            return None;
+        };
+        let value = i128::from_str_radix(integer.as_str(), integer.radix()).ok();
+        match value.and_then(|value| u32::try_from(value).ok()) {
+            Some(value) if value >= min => Some(value),
+            _ => {
+                let message = format!(
+                    "expected a whole number from {min} to {}, found {integer}",
+                    u32::MAX
+                );
+                self.problem(item.span(), section.path(key), message);
+                None
+            }
+        }
+    }
+
+    /// The duration under `key`, if present and valid; zero is refused unless `zero_ok`.
+    fn duration(&mut self, section: &Section, key: &str, zero_ok: bool) -> Option<Duration> {
+        let item = section.get(key)?;
+        let DeValue::String(text) = item.get_ref() else {
+            let expected = "a duration string like \"5s\", \"250ms\" or \"2m\"";
+            self.wrong_type(section, key, item, expected);
+            return None;
+        };
+        match parse_duration(text) {
+            Ok(duration) if duration.is_zero() && !zero_ok => {
+                let message = format!("\"{text}\" is not allowed: the duration must be above zero");
+                self.problem(item.span(), section.path(key), message);
+                None
+            }
+            Ok(duration) => Some(duration),
+            Err(message) => {
+                self.problem(item.span(), section.path(key), message);
+                None
+            }
+        }
+    }
+
+    /// An optional limit under `key`: a duration where zero (or absence) means no limit.
+    fn limit(&mut self, section: &Section, key: &str) -> Option<Duration> {
+        self.duration(section, key, true)
+            .filter(|duration| !duration.is_zero())
+    }
+
+    /// The enumerated value under `key`, if present and one of the allowed names.
+    fn choice<T: Choice>(&mut self, section: &Section, key: &str) -> Option<T> {
+        let item = section.get(key)?;
+        let DeValue::String(text) = item.get_ref() else {
+            self.wrong_type(section, key, item, "a string");
+            return None;
+        };
+        match parse_choice(text) {
+            Ok(value) => Some(value),
+            Err(message) => {
+                self.problem(item.span(), section.path(key), message);
+                None
+            }
+        }
+    }
+
+    /// Checks the whole document.
+    fn document(&mut self, top: &Section) -> Settings {
+        self.unknown_keys(top, TOP_KEYS);
+        let migrations_dir = self.non_empty(top, "migrations-dir").map(PathBuf::from);
+        let snapshot_dir = self.non_empty(top, "snapshot-dir").map(PathBuf::from);
+        let targets = self.targets(top);
+        let default_target = self.default_target(top);
+        let apply = match self.table(top, "apply") {
+            Some(section) => self.apply(&section),
+            None => ApplyConfig::default(),
+        };
+        let snapshot = match self.table(top, "snapshot") {
+            Some(section) => self.snapshot(&section),
+            None => SnapshotConfig::default(),
+        };
+        Settings {
+            migrations_dir,
+            snapshot_dir,
+            default_target,
+            targets,
+            apply,
+            snapshot,
+        }
+    }
+
+    /// Checks `[targets.NAME]` tables.
+    fn targets(&mut self, top: &Section) -> BTreeMap<String, TargetConfig> {
+        let mut targets = BTreeMap::new();
+        let Some(section) = self.table(top, "targets") else {
+            return targets;
+        };
+        for (name, item) in section.entries.iter() {
+            let name_text = name.get_ref().as_ref();
+            if !is_target_name(name_text) {
+                let message = format!(
+                    "invalid target name {name_text:?}: use only lowercase letters, digits, \
+                     `-` and `_`"
+                );
+                self.problem(name.span(), section.path(name_text), message);
+            }
+            let Some(target) = self.table(&section, name_text) else {
+                continue;
+            };
+            let target = self.target(name_text, &target, item.span());
+            targets.insert(name_text.to_owned(), target);
+        }
+        targets
+    }
+
+    /// Checks one `[targets.NAME]` table, whose header is at `span`.
+    fn target(&mut self, name: &str, section: &Section, span: Range<usize>) -> TargetConfig {
+        self.unknown_keys(section, TARGET_KEYS);
+        let url = self.non_empty(section, "url");
+        let url_env = self.non_empty(section, "url-env");
+        if let (Some(_), Some(item)) = (url, section.get("url-env")) {
+            let message = "both `url` and `url-env` are set: keep only one (prefer `url-env`, \
+                           which keeps the URL and its password out of the repository)";
+            self.problem(item.span(), section.path("url-env"), message.to_owned());
+        }
+        if let (Some(env), Some(item)) = (url_env, section.get("url-env"))
+            && env.contains(['=', '\0'])
+        {
+            let message = format!("{env:?} is not a valid environment variable name");
+            self.problem(item.span(), section.path("url-env"), message);
+        }
+        let environment = self.choice(section, "environment");
+        if section.get("environment").is_none() {
+            let allowed: Vec<&str> = Environment::ALL.iter().map(|e| e.as_str()).collect();
+            let message = format!(
+                "missing key `environment` for target `{name}`: set it to one of \"{}\"",
+                allowed.join("\", \"")
+            );
+            self.problem(span, section.path("environment"), message);
+        }
+        let environment = environment.unwrap_or(Environment::Production);
+        let protected = self
+            .boolean(section, "protected")
+            .unwrap_or(environment == Environment::Production);
+        TargetConfig {
+            name: name.to_owned(),
+            url: url.map(str::to_owned),
+            url_env: url_env.unwrap_or(DEFAULT_URL_ENV).to_owned(),
+            environment,
+            protected,
+        }
+    }
+
+    /// Checks `default-target` against the targets defined (or the implicit `default`).
+    fn default_target(&mut self, top: &Section) -> Option<String> {
+        let name = self.non_empty(top, "default-target")?;
+        let mut known: Vec<&str> = match top.get("targets").map(|item| item.get_ref()) {
+            Some(DeValue::Table(table)) if !table.is_empty() => table
+                .iter()
+                .map(|(key, _)| key.get_ref().as_ref())
+                .collect(),
+            // `targets` of the wrong type is already reported.
+            Some(DeValue::Table(_)) | None => vec![DEFAULT_TARGET],
+            Some(_) => return None,
+        };
+        known.sort_unstable();
+        if known.contains(&name) {
+            return Some(name.to_owned());
+        }
+        let hint = match suggest(name, &known) {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => format!("known targets: {}", known.join(", ")),
+        };
+        let message = format!("no target named `{name}`; {hint}");
+        let span = top.get("default-target")?.span();
+        self.problem(span, top.path("default-target"), message);
+        None
+    }
+
+    /// Checks `[apply]`.
+    fn apply(&mut self, section: &Section) -> ApplyConfig {
+        self.unknown_keys(section, APPLY_KEYS);
+        let defaults = ApplyConfig::default();
+        ApplyConfig {
+            on_failure: self
+                .choice(section, "on-failure")
+                .unwrap_or(defaults.on_failure),
+            snapshot: self
+                .choice(section, "snapshot")
+                .unwrap_or(defaults.snapshot),
+            lock_wait: self
+                .duration(section, "lock-wait", true)
+                .unwrap_or(defaults.lock_wait),
+            lock_timeout: self
+                .duration(section, "lock-timeout", false)
+                .unwrap_or(defaults.lock_timeout),
+            statement_timeout: self.limit(section, "statement-timeout"),
+            lock_retries: self
+                .count(section, "lock-retries", 0)
+                .unwrap_or(defaults.lock_retries),
+            max_transaction_age: self.limit(section, "max-transaction-age"),
+            max_connections: self.count(section, "max-connections", 1),
+        }
+    }
+
+    /// Checks `[snapshot]`.
+    fn snapshot(&mut self, section: &Section) -> SnapshotConfig {
+        self.unknown_keys(section, SNAPSHOT_KEYS);
+        SnapshotConfig {
+            strategy: self.choice(section, "strategy").unwrap_or_default(),
+            keep_last: self.count(section, "keep-last", 1),
+            keep_days: self.count(section, "keep-days", 1),
+        }
+    }
+}
+
+/// Whether `name` is a valid target name: `[a-z0-9_-]+`.
+fn is_target_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Whether `key` can be written in TOML without quotes.
+fn is_bare_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The known key `name` was obviously meant to be, if any: the same but for case or `_`
+/// in place of `-`, or one edit away (two for long names).
+fn suggest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    let normal = name.to_ascii_lowercase().replace('_', "-");
+    let limit = if name.len() >= 8 { 2 } else { 1 };
+    known
+        .iter()
+        .map(|&candidate| (edit_distance(&normal, candidate), candidate))
+        .filter(|&(distance, _)| distance <= limit)
+        .min_by_key(|&(distance, _)| distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// The number of single-character insertions, deletions, substitutions and swaps of two
+/// neighbours that turn `a` into `b` (optimal string alignment distance).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // rows[i][j]: the distance between the first i characters of a and the first j of b.
+    let mut rows = vec![vec![0; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    rows[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
