@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# scripts/test.sh — THE test command: build dbsafe and run its whole test suite.
+#
+# 1. scripts/ensure-services.sh: installs missing packages, starts PostgreSQL (127.0.0.1:5432)
+#    and MariaDB (127.0.0.1:3306) when they are not answering (see that script; it honours
+#    DBSAFE_TEST_PG_URL / DBSAFE_TEST_MYSQL_URL). Skip it with DBSAFE_SKIP_ENSURE=1.
+# 2. cargo build --workspace --locked: the integration tests in tests/ run the built binaries
+#    from target/debug, so they must exist first.
+# 3. cargo nextest run --workspace --locked --no-fail-fast [ARGS...] (cargo test --workspace
+#    when cargo-nextest is not installed).
+#
+# Usage: scripts/test.sh [NEXTEST_ARGS...]   e.g. scripts/test.sh -E 'test(apply)'
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+if [[ ${DBSAFE_SKIP_ENSURE:-0} != 1 ]]; then
+    step "scripts/ensure-services.sh"
+    scripts/ensure-services.sh
+fi
+
+step "cargo build --workspace --locked"
+cargo build --workspace --locked
+
+if cargo nextest --version >/dev/null 2>&1; then
+    step "cargo nextest run --workspace --locked --no-fail-fast $*"
+    cargo nextest run --workspace --locked --no-fail-fast "$@"
+else
+    step "cargo-nextest not installed: cargo test --workspace --locked --no-fail-fast $*"
+    cargo test --workspace --locked --no-fail-fast "$@"
+fi
