@@ -1,1 +1,5 @@
-fn main(){}
+//! `cargo dbrollback`: roll back one run by its id (not yet available).
+
+fn main() -> std::process::ExitCode {
+    dbsafe::cli::not_yet_available("dbrollback")
+}

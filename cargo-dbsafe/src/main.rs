@@ -1,1 +1,5 @@
-fn main(){}
+//! `cargo dbsafe`: set up, inspect and apply diesel migrations as recorded runs.
+
+fn main() -> std::process::ExitCode {
+    dbsafe::cli::dbsafe_main()
+}

@@ -347,7 +347,7 @@ pub fn last_event_seq(conn: &mut AnyConnection, run_id: &str) -> QueryResult<i32
 /// The newest runs first, at most `limit`.
 pub fn runs(db: &mut Database, limit: i64) -> Result<Vec<RunRow>> {
     dbsafe_runs::table
-        .order(dbsafe_runs::id.desc())
+        .order((dbsafe_runs::started_at.desc(), dbsafe_runs::id.desc()))
         .limit(limit)
         .load(&mut db.conn)
         .map_err(|e| Error::db("reading dbsafe_runs", e))

@@ -23,3 +23,4 @@ pub mod init;
 pub mod resolve;
 pub mod runs;
 pub mod status;
+pub mod cli;

@@ -7,7 +7,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// Who, where and what version: recorded on every run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,11 +73,19 @@ pub fn new_run_id() -> String {
     )
 }
 
-/// The current time as RFC 3339 UTC with milliseconds (sorts as text).
+/// The current time as RFC 3339 UTC with exactly three fraction digits, so times sort as text.
 pub fn now() -> String {
     let now = OffsetDateTime::now_utc();
-    let now = now.replace_nanosecond(now.millisecond() as u32 * 1_000_000).unwrap_or(now);
-    now.format(&Rfc3339).unwrap_or_default()
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.millisecond()
+    )
 }
 
 #[cfg(test)]
@@ -92,5 +99,11 @@ mod tests {
         assert_eq!(&id[8..9], "T");
         assert_eq!(&id[15..17], "Z-");
         assert!(id[17..].chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn times_have_a_fixed_width() {
+        let t = now();
+        assert_eq!(t.len(), "2026-11-21T15:59:37.470Z".len(), "{t}");
     }
 }

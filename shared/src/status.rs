@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::connection::{Create, Database};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::identity;
 use crate::ledger::{self, RunRow, step_status};
 use crate::migrations::MigrationSet;
@@ -67,7 +67,10 @@ impl StatusReport {
 /// Reads the status of `target`.
 pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
     let set = MigrationSet::load(&config.migrations_dir)?;
-    let mut db = Database::connect(&target.url, Create::Never)?;
+    let mut db = match Database::connect(&target.url, Create::Never) {
+        Err(Error::NoSqliteFile { path }) => return Ok(not_created(target, &set, &path)),
+        other => other?,
+    };
     let identity_now = identity::identity(&mut db)?;
     let binding_problem = identity::check(&mut db, target, &config.snapshot_dir, false).err().map(|e| e.to_string());
     let applied = ledger::diesel_applied(&mut db)?;
@@ -116,4 +119,25 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
         dirty: findings.dirty.iter().map(preflight::dirty_message).collect(),
         last_runs: if has_ledger { ledger::runs(&mut db, 5)? } else { Vec::new() },
     })
+}
+
+/// The status of a SQLite target whose file does not exist yet: everything is pending.
+fn not_created(target: &Target, set: &MigrationSet, path: &std::path::Path) -> StatusReport {
+    StatusReport {
+        target: target.name.clone(),
+        environment: target.environment.to_string(),
+        protected: target.protected,
+        backend: Backend::Sqlite,
+        url: target.url.redacted(),
+        identity: format!("none: {} does not exist yet (the first apply creates it)", path.display()),
+        binding_problem: None,
+        ledger: false,
+        migrations: set
+            .migrations
+            .iter()
+            .map(|m| MigrationState { version: m.version.clone(), name: m.name.clone(), state: "pending".into(), applied_by: None, edited: false })
+            .collect(),
+        dirty: Vec::new(),
+        last_runs: Vec::new(),
+    }
 }

@@ -1,0 +1,170 @@
+//! `cargo dbsafe`: the command line of init, status, apply, runs and resolve.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::{GlobalArgs, Output, cargo_args, report};
+use crate::apply::{ApplyOptions, apply};
+use crate::error::{Error, Result};
+use crate::resolve::{ResolvedState, resolve};
+
+/// cargo's view: `cargo dbsafe ...` runs `cargo-dbsafe dbsafe ...`.
+#[derive(Debug, Parser)]
+#[command(name = "cargo", bin_name = "cargo", styles = clap::builder::Styles::styled())]
+enum Cargo {
+    Dbsafe(DbsafeArgs),
+}
+
+/// Safe, recorded diesel migrations: apply as runs with ids, see what is applied, audit runs.
+///
+/// Exit codes: 0 success; 1 the command ran and found problems (an apply failed and was
+/// reverted); 2 bad usage or configuration, nothing touched; 3 refused by a guard
+/// (protected target, identity changed, dirty target, lock held, edited migration);
+/// 4 the database needs attention (a failure dbsafe could not undo).
+#[derive(Debug, Args)]
+#[command(version, about, long_about)]
+struct DbsafeArgs {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a commented dbsafe.toml for this repository and add .dbsafe/ to .gitignore.
+    Init,
+    /// Show the target, its identity, applied and pending migrations, dirty steps, last runs.
+    Status,
+    /// Apply pending migrations as one recorded run: preflight, lock, migrations, status.
+    Apply(ApplyArgs),
+    /// List the runs in the target's ledger, or show one with its steps and events.
+    Runs(RunsArgs),
+    /// Record how a dirty step was repaired by hand, so applying can go on.
+    Resolve(ResolveArgs),
+}
+
+#[derive(Debug, Args)]
+struct ApplyArgs {
+    /// Stop after this migration version.
+    #[arg(long, value_name = "VERSION")]
+    target_version: Option<String>,
+    /// Accept that the target now reaches a different database and bind it to this one.
+    #[arg(long)]
+    rebind: bool,
+}
+
+#[derive(Debug, Args)]
+struct RunsArgs {
+    #[command(subcommand)]
+    show: Option<RunsCommand>,
+    /// How many runs to list.
+    #[arg(long, default_value_t = 20)]
+    limit: i64,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCommand {
+    /// One run with its steps and events.
+    Show {
+        /// The run id (or a unique prefix of it).
+        run: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ResolveArgs {
+    /// The dirty migration's version.
+    version: String,
+    /// What state the migration is in now that you repaired it.
+    #[arg(long = "as", value_enum, value_name = "STATE")]
+    state: StateArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StateArg {
+    /// All of the migration's changes are in place.
+    Applied,
+    /// None of them remain.
+    Reverted,
+}
+
+/// Runs `cargo dbsafe` with the process arguments; returns the exit code.
+pub fn main() -> ExitCode {
+    let Cargo::Dbsafe(args) = Cargo::parse_from(cargo_args("dbsafe"));
+    let mut output = Output::new(&args.global);
+    match run(&args, &mut output) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => ExitCode::from(output.error(&error)),
+    }
+}
+
+fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
+    let global = &args.global;
+    if let Command::Init = args.command {
+        let root = match &global.manifest_path {
+            Some(_) => global.load_config()?.root,
+            None => std::env::current_dir().map_err(|e| Error::io(".", e))?,
+        };
+        let outcome = crate::init::init(&root)?;
+        if output.is_json() {
+            output.json_typed("init", &serde_json::json!({"config": outcome.config, "gitignore_updated": outcome.gitignore_updated}));
+        } else {
+            output.note(&format!("wrote {}", outcome.config.display()));
+            if outcome.gitignore_updated {
+                output.note("added .dbsafe/ to .gitignore");
+            }
+        }
+        return Ok(super::exit::SUCCESS);
+    }
+    let config = global.load_config()?;
+    let target = global.resolve_target(&config)?;
+    match &args.command {
+        Command::Init => unreachable!("handled above"),
+        Command::Status => {
+            let status = crate::status::status(&config, &target)?;
+            if output.is_json() {
+                output.json_typed("status", &status);
+            } else {
+                output.data(&report::status(&status));
+            }
+        }
+        Command::Apply(apply_args) => {
+            let options = ApplyOptions {
+                confirmation: global.confirm(&target, "apply migrations")?,
+                target_version: apply_args.target_version.clone(),
+                rebind: apply_args.rebind,
+            };
+            apply(&config, &target, &options, output)?;
+        }
+        Command::Runs(runs_args) => match &runs_args.show {
+            None => {
+                let runs = crate::runs::list(&target, runs_args.limit)?;
+                if output.is_json() {
+                    runs.iter().for_each(|r| output.json_typed("run", r));
+                } else {
+                    output.data(&report::runs(&runs));
+                }
+            }
+            Some(RunsCommand::Show { run }) => {
+                let detail = crate::runs::show(&target, run)?;
+                if output.is_json() {
+                    output.json_typed("run", &detail);
+                } else {
+                    output.data(&report::run_detail(&detail));
+                }
+            }
+        },
+        Command::Resolve(resolve_args) => {
+            let state = match resolve_args.state {
+                StateArg::Applied => ResolvedState::Applied,
+                StateArg::Reverted => ResolvedState::Reverted,
+            };
+            let confirmation = global.confirm(&target, "resolve a dirty step")?;
+            crate::preflight::guard_protected(&target, confirmation)?;
+            resolve(&config, &target, &resolve_args.version, state, output)?;
+        }
+    }
+    Ok(super::exit::SUCCESS)
+}

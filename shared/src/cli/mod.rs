@@ -1,0 +1,118 @@
+//! The CLI plumbing the three binaries share: global flags, loading the configuration and
+//! target, the confirmation prompt, output (human or JSON Lines) and exit codes.
+
+mod dbsafe_cmd;
+pub mod exit;
+pub mod output;
+mod pending_cmd;
+pub mod report;
+
+pub use dbsafe_cmd::main as dbsafe_main;
+pub use pending_cmd::not_yet_available;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::preflight::Confirmation;
+use crate::target::Target;
+
+pub use output::Output;
+
+/// How output is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MessageFormat {
+    /// Text for people (colours and progress bars on a terminal).
+    Human,
+    /// JSON Lines: one event per line with `type` and `run_id`.
+    Json,
+}
+
+/// When to use colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR or CARGO_TERM_COLOR say otherwise.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Flags every dbsafe command takes.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// The target in dbsafe.toml (default: `default-target`, or the only one).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub target: Option<String>,
+    /// Use this dbsafe.toml instead of searching for one.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Find dbsafe.toml at the root of the cargo workspace of this Cargo.toml.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = MessageFormat::Human, value_name = "FMT")]
+    pub message_format: MessageFormat,
+    /// Colours (also: CARGO_TERM_COLOR, NO_COLOR).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// Print only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more detail.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Confirm a protected target without a prompt (needed where there is no terminal).
+    #[arg(long, global = true)]
+    pub yes: bool,
+}
+
+impl GlobalArgs {
+    /// Finds and loads dbsafe.toml (and `.env`) from the working directory.
+    pub fn load_config(&self) -> Result<Config> {
+        let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+        let config = Config::discover(&cwd, self.config.as_deref(), self.manifest_path.as_deref())?;
+        config.load_dotenv();
+        Ok(config)
+    }
+
+    /// Resolves the target to work on.
+    pub fn resolve_target(&self, config: &Config) -> Result<Target> {
+        Target::resolve(config, self.target.as_deref())
+    }
+
+    /// How the target was chosen and confirmed. For a protected target named explicitly
+    /// without --yes, asks on the terminal when there is one (never in CI).
+    pub fn confirm(&self, target: &Target, action: &str) -> Result<Confirmation> {
+        let explicit_target = self.target.is_some();
+        let mut confirmed = self.yes;
+        if target.protected && explicit_target && !confirmed && interactive() {
+            confirmed = output::prompt_confirmation(target, action)?;
+        }
+        Ok(Confirmation { explicit_target, confirmed })
+    }
+}
+
+/// Whether a person can answer a prompt: stdin and stderr are terminals and this is not CI.
+pub fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal() && !in_ci()
+}
+
+/// Whether this runs in CI (the `CI` variable is set to anything but `false`/`0`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Lets a binary run both as `cargo NAME ...` (cargo passes NAME first) and directly as
+/// `cargo-NAME ...`: inserts NAME when it is missing.
+pub fn cargo_args(subcommand: &str) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_none_or(|a| a != subcommand) {
+        args.insert(1.min(args.len()), subcommand.into());
+    }
+    args
+}

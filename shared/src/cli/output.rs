@@ -1,0 +1,223 @@
+//! Rendering: events and reports as human text (colours and a progress bar only on a
+//! terminal, never in CI) or as JSON Lines; errors with their exit code; a broken pipe
+//! ends quietly.
+
+use std::io::{IsTerminal, Write};
+
+use console::{Style, Term};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use super::exit;
+use super::{ColorChoice, GlobalArgs, MessageFormat, in_ci, interactive};
+use crate::error::{Error, Result};
+use crate::event::{Event, EventKind, EventSink};
+use crate::target::Target;
+
+/// Where and how a command writes: data to stdout, diagnostics and progress to stderr.
+pub struct Output {
+    format: MessageFormat,
+    quiet: bool,
+    verbose: bool,
+    progress_allowed: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl Output {
+    /// Output as the global flags and the environment ask.
+    pub fn new(args: &GlobalArgs) -> Output {
+        let colors = match args.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => match std::env::var("CARGO_TERM_COLOR").as_deref() {
+                Ok("always") => true,
+                Ok("never") => false,
+                _ => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal(),
+            },
+        };
+        console::set_colors_enabled(colors);
+        console::set_colors_enabled_stderr(colors);
+        Output {
+            format: args.message_format,
+            quiet: args.quiet,
+            verbose: args.verbose > 0,
+            progress_allowed: args.message_format == MessageFormat::Human
+                && !args.quiet
+                && std::io::stderr().is_terminal()
+                && !in_ci(),
+            bar: None,
+        }
+    }
+
+    /// Whether output is JSON Lines.
+    pub fn is_json(&self) -> bool {
+        self.format == MessageFormat::Json
+    }
+
+    /// Writes one JSON line to stdout.
+    pub fn json<T: Serialize>(&self, value: &T) {
+        let line = serde_json::to_string(value).unwrap_or_default();
+        stdout_line(&line);
+    }
+
+    /// Writes a JSON object `{"type": kind, ...value}` to stdout.
+    pub fn json_typed<T: Serialize>(&self, kind: &str, value: &T) {
+        let mut object = match serde_json::to_value(value) {
+            Ok(serde_json::Value::Object(map)) => map,
+            Ok(other) => [("value".to_owned(), other)].into_iter().collect(),
+            Err(_) => Default::default(),
+        };
+        object.insert("type".into(), kind.into());
+        self.json(&object);
+    }
+
+    /// Writes human data (a report) to stdout.
+    pub fn data(&self, text: &str) {
+        if !self.quiet {
+            stdout_line(text.trim_end_matches('\n'));
+        }
+    }
+
+    /// Writes a human diagnostic line to stderr (above the progress bar, if any).
+    pub fn note(&self, text: &str) {
+        if self.quiet || self.is_json() {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => {
+                let _ = writeln!(std::io::stderr(), "{text}");
+            }
+        }
+    }
+
+    /// Reports an error: on stderr always, and as a `{"type":"error"}` line in JSON mode.
+    /// Returns the exit code.
+    pub fn error(&mut self, error: &Error) -> u8 {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        let code = exit::code_of(error);
+        if self.is_json() {
+            self.json(&serde_json::json!({"type": "error", "exit_code": code, "message": error.to_string()}));
+        }
+        let red = Style::new().red().bold();
+        let _ = writeln!(std::io::stderr(), "{} {error}", red.apply_to("error:"));
+        code
+    }
+
+    fn human_event(&mut self, event: &Event) {
+        let green = Style::new().green();
+        let yellow = Style::new().yellow();
+        let red = Style::new().red();
+        let dim = Style::new().dim();
+        let run = event.run_id.as_deref().unwrap_or("-");
+        match &event.kind {
+            EventKind::RunStarted { kind, target, environment, url, pending } => {
+                let what = if pending.is_empty() {
+                    "nothing to apply".to_owned()
+                } else {
+                    format!("{} migration(s)", pending.len())
+                };
+                self.note(&format!("{} {kind} on {target} ({environment}, {url}): {what}", dim.apply_to(format!("run {run}"))));
+                if self.progress_allowed && !pending.is_empty() {
+                    let bar = ProgressBar::with_draw_target(Some(pending.len() as u64), indicatif::ProgressDrawTarget::term(Term::stderr(), 10));
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_bar())
+                            .progress_chars("=> "),
+                    );
+                    self.bar = Some(bar);
+                }
+            }
+            EventKind::PreflightWarning { message } => self.note(&format!("{} {message}", yellow.apply_to("warning:"))),
+            EventKind::LockWaiting { holder } => self.note(&format!(
+                "waiting for the target's lock, held by {}",
+                holder.as_deref().map_or("another dbsafe process".to_owned(), |h| format!("run {h}"))
+            )),
+            EventKind::LockAcquired {} => {}
+            EventKind::MigrationStarted { name, index, total, transactional, .. } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(name.clone());
+                } else if self.verbose {
+                    let tx = if *transactional { "in a transaction" } else { "no transaction" };
+                    self.note(&format!("  [{index}/{total}] {name} ({tx})"));
+                }
+            }
+            EventKind::MigrationRetry { version, attempt, message } => {
+                self.note(&format!("  {} {version}: lock timeout on attempt {attempt}, retrying ({message})", yellow.apply_to("retry")))
+            }
+            EventKind::MigrationApplied { name, duration_ms, .. } => {
+                self.note(&format!("  {} {name} {}", green.apply_to("applied"), dim.apply_to(format!("({duration_ms} ms)"))));
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+            }
+            EventKind::MigrationFailed { name, error, dirty, .. } => {
+                let tag = if *dirty { " (no transaction: the target is dirty)" } else { "" };
+                self.note(&format!("  {} {name}{tag}: {error}", red.apply_to("failed")));
+            }
+            EventKind::VerifyFailed { version, message } => {
+                self.note(&format!("  {} {version}: {message}", red.apply_to("verify failed")))
+            }
+            EventKind::MigrationReverted { name, duration_ms, .. } => {
+                self.note(&format!("  {} {name} {}", yellow.apply_to("reverted"), dim.apply_to(format!("({duration_ms} ms)"))))
+            }
+            EventKind::RunSucceeded { applied, duration_ms } => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+                self.note(&format!("{} run {run}: {applied} migration(s) applied in {duration_ms} ms", green.apply_to("succeeded")));
+            }
+            EventKind::RunFailed { status, .. } => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+                self.note(&format!("{} run {run} ({status})", red.apply_to("failed")));
+            }
+            EventKind::LedgerRebind { target, previous, identity } => self.note(&format!(
+                "{} target {target} re-bound to {identity} (was {})",
+                yellow.apply_to("rebind:"),
+                previous.as_deref().unwrap_or("unbound")
+            )),
+            EventKind::StepResolved { version, state } => self.note(&format!("resolved {version} as {state}")),
+        }
+    }
+}
+
+impl EventSink for Output {
+    fn emit(&mut self, event: &Event) {
+        if self.is_json() {
+            self.json(event);
+        } else {
+            self.human_event(event);
+        }
+    }
+}
+
+/// Writes a line to stdout; a closed pipe (`| head`) ends the process quietly with 0.
+fn stdout_line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|_| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(i32::from(exit::SUCCESS));
+        }
+    }
+}
+
+/// Asks the operator to type the target's name to confirm an action on a protected target.
+pub fn prompt_confirmation(target: &Target, action: &str) -> Result<bool> {
+    if !interactive() {
+        return Ok(false);
+    }
+    let term = Term::stderr();
+    let bold = Style::new().bold();
+    let _ = term.write_line(&format!(
+        "{} is protected ({}, {}). Type its name to {action}:",
+        bold.apply_to(&target.name),
+        target.environment,
+        target.url.redacted()
+    ));
+    let answer = term.read_line().map_err(|e| Error::io("<terminal>", e))?;
+    Ok(answer.trim() == target.name)
+}

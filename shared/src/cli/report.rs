@@ -1,0 +1,138 @@
+//! Human text for the reports (`status`, `runs`, `runs show`); JSON output serialises the
+//! same structures.
+
+use std::fmt::Write;
+
+use console::Style;
+
+use crate::ledger::RunRow;
+use crate::runs::RunDetail;
+use crate::status::StatusReport;
+
+/// `cargo dbsafe status` as text.
+pub fn status(report: &StatusReport) -> String {
+    let bold = Style::new().bold();
+    let yellow = Style::new().yellow();
+    let red = Style::new().red();
+    let mut out = String::new();
+    let protected = if report.protected { ", protected" } else { "" };
+    let _ = writeln!(out, "{} {} ({}{protected})", bold.apply_to("target:"), report.target, report.environment);
+    let _ = writeln!(out, "{} {} {}", bold.apply_to("database:"), report.backend, report.url);
+    let _ = writeln!(out, "{} {}", bold.apply_to("identity:"), report.identity);
+    if let Some(problem) = &report.binding_problem {
+        let _ = writeln!(out, "{} {problem}", red.apply_to("binding:"));
+    }
+    if !report.ledger {
+        let _ = writeln!(out, "{} none yet (created by the first `cargo dbsafe apply`)", bold.apply_to("ledger:"));
+    }
+    let applied = report.migrations.iter().filter(|m| m.state == "applied").count();
+    let _ = writeln!(out, "{} {applied} applied, {} pending", bold.apply_to("migrations:"), report.pending());
+    for m in &report.migrations {
+        let by = match m.applied_by.as_deref() {
+            Some("diesel") => " by diesel (outside dbsafe)".to_owned(),
+            Some(run) => format!(" by run {run}"),
+            None => String::new(),
+        };
+        let state = match m.state.as_str() {
+            "pending" => yellow.apply_to("pending").to_string(),
+            "missing-from-disk" => red.apply_to("missing from disk").to_string(),
+            other => other.to_owned(),
+        };
+        let edited = if m.edited { red.apply_to("  up.sql edited since applied").to_string() } else { String::new() };
+        let name = if m.name.is_empty() { &m.version } else { &m.name };
+        let _ = writeln!(out, "  {name}  {state}{by}{edited}");
+    }
+    for dirty in &report.dirty {
+        let _ = writeln!(out, "{} {dirty}", red.apply_to("dirty:"));
+    }
+    if !report.last_runs.is_empty() {
+        let _ = writeln!(out, "{}", bold.apply_to("last runs:"));
+        out.push_str(&runs(&report.last_runs));
+    }
+    out
+}
+
+/// A list of runs, one line each.
+pub fn runs(runs: &[RunRow]) -> String {
+    let mut out = String::new();
+    if runs.is_empty() {
+        out.push_str("no runs yet\n");
+    }
+    for run in runs {
+        let _ = writeln!(
+            out,
+            "  {}  {:<8} {:<9} {:<12} {} {}{}",
+            run.id,
+            run.kind,
+            colored_status(&run.status),
+            run.target,
+            run.started_at,
+            run.operator,
+            run.error.as_deref().map(|e| format!("  {}", e.lines().next().unwrap_or(""))).unwrap_or_default()
+        );
+    }
+    out
+}
+
+fn colored_status(status: &str) -> String {
+    let style = match status {
+        "succeeded" => Style::new().green(),
+        "failed" => Style::new().red(),
+        "running" => Style::new().cyan(),
+        _ => Style::new().yellow(),
+    };
+    style.apply_to(format!("{status:<9}")).to_string()
+}
+
+/// One run with its steps and events.
+pub fn run_detail(detail: &RunDetail) -> String {
+    let bold = Style::new().bold();
+    let run = &detail.run;
+    let mut out = String::new();
+    let _ = writeln!(out, "{} {} ({}, {})", bold.apply_to("run"), run.id, run.kind, colored_status(&run.status).trim_end());
+    let _ = writeln!(out, "  target:    {} ({})", run.target, run.environment);
+    let _ = writeln!(out, "  operator:  {} on {}", run.operator, run.host);
+    let _ = writeln!(out, "  started:   {}", run.started_at);
+    let _ = writeln!(out, "  finished:  {}", run.finished_at.as_deref().unwrap_or("-"));
+    let git = match (&run.git_commit, run.git_dirty) {
+        (Some(commit), Some(true)) => format!("{commit} (uncommitted changes)"),
+        (Some(commit), _) => commit.clone(),
+        _ => "-".into(),
+    };
+    let _ = writeln!(out, "  git:       {git}");
+    let _ = writeln!(out, "  dbsafe:    {}", run.tool_version);
+    if let Some(hash) = &run.bundle_hash {
+        let _ = writeln!(out, "  bundle:    {hash}");
+    }
+    if let Some(snapshot) = &run.snapshot_id {
+        let _ = writeln!(out, "  snapshot:  {snapshot}");
+    }
+    if let Some(error) = &run.error {
+        let _ = writeln!(out, "  error:     {}", error.replace('\n', "\n             "));
+    }
+    let _ = writeln!(out, "{}", bold.apply_to("steps"));
+    if detail.steps.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for step in &detail.steps {
+        let _ = writeln!(
+            out,
+            "  {:>2}. {:<4} {:<8} {}  {} ms{}  up.sql {}",
+            step.seq,
+            step.direction,
+            step.status,
+            step.name,
+            step.duration_ms.unwrap_or(0),
+            if step.transactional { "" } else { "  (no transaction)" },
+            &step.up_checksum[..12.min(step.up_checksum.len())],
+        );
+        if let Some(error) = &step.error {
+            let _ = writeln!(out, "      {error}");
+        }
+    }
+    let _ = writeln!(out, "{}", bold.apply_to("events"));
+    for event in &detail.events {
+        let _ = writeln!(out, "  {}  {}", event.at, event.kind.type_name());
+    }
+    out
+}
