@@ -46,7 +46,12 @@ pub struct ApplyOutcome {
 }
 
 /// Applies the pending migrations of `config` to `target` as one recorded run.
-pub fn apply(config: &Config, target: &Target, options: &ApplyOptions, sink: &mut dyn EventSink) -> Result<ApplyOutcome> {
+pub fn apply(
+    config: &Config,
+    target: &Target,
+    options: &ApplyOptions,
+    sink: &mut dyn EventSink,
+) -> Result<ApplyOutcome> {
     let set = MigrationSet::load(&config.migrations_dir)?;
     preflight::guard_protected(target, options.confirmation)?;
     if config.apply.on_failure == FailurePolicy::Restore {
@@ -70,11 +75,21 @@ pub fn apply(config: &Config, target: &Target, options: &ApplyOptions, sink: &mu
     let mut recorder = Recorder::new(RunContext::new(&config.root), &target.name, journal, sink);
     let run_id = recorder.context.id.clone();
     let mut waiting = Vec::new();
-    let lock = lock::acquire(&mut db, &run_id, config.apply.lock_wait, &mut |holder| waiting.push(holder))?;
+    let lock = lock::acquire(&mut db, &run_id, config.apply.lock_wait, &mut |holder| {
+        waiting.push(holder)
+    })?;
     for holder in waiting {
         recorder.emit(&mut db, EventKind::LockWaiting { holder })?;
     }
-    let result = apply_locked(config, target, options, &set, &binding, &mut db, &mut recorder);
+    let result = apply_locked(
+        config,
+        target,
+        options,
+        &set,
+        &binding,
+        &mut db,
+        &mut recorder,
+    );
     lock.release(&mut db);
     result
 }
@@ -94,7 +109,9 @@ fn apply_locked(
     findings.refuse_unsafe()?;
 
     ledger::ensure(db)?;
-    db.conn.setup().map_err(|e| Error::db("creating __diesel_schema_migrations", e))?;
+    db.conn
+        .setup()
+        .map_err(|e| Error::db("creating __diesel_schema_migrations", e))?;
     identity::record(db, target, &config.snapshot_dir, binding)?;
     if db.backend() == Backend::Mysql {
         ledger::meta_set(db, "lock_holder", &recorder.context.id)?;
@@ -107,7 +124,12 @@ fn apply_locked(
         .migrations
         .iter()
         .filter(|m| !applied.contains(&m.version))
-        .filter(|m| options.target_version.as_ref().is_none_or(|v| m.version <= *v))
+        .filter(|m| {
+            options
+                .target_version
+                .as_ref()
+                .is_none_or(|v| m.version <= *v)
+        })
         .collect();
 
     let context = recorder.context.clone();
@@ -148,14 +170,27 @@ fn apply_locked(
     if binding.is_rebind() {
         recorder.emit(
             db,
-            EventKind::LedgerRebind { target: target.name.clone(), previous: binding.previous.clone(), identity: binding.identity.clone() },
+            EventKind::LedgerRebind {
+                target: target.name.clone(),
+                previous: binding.previous.clone(),
+                identity: binding.identity.clone(),
+            },
         )?;
     }
     let mut warnings: Vec<String> = Vec::new();
     for id in interrupted {
-        ledger::finish_run(&mut db.conn, &id, run_status::FAILED, &now(), None, Some("interrupted: the process stopped before the run finished"))
-            .map_err(|e| Error::db("writing dbsafe_runs", e))?;
-        warnings.push(format!("run {id} was interrupted before it finished; marked failed"));
+        ledger::finish_run(
+            &mut db.conn,
+            &id,
+            run_status::FAILED,
+            &now(),
+            None,
+            Some("interrupted: the process stopped before the run finished"),
+        )
+        .map_err(|e| Error::db("writing dbsafe_runs", e))?;
+        warnings.push(format!(
+            "run {id} was interrupted before it finished; marked failed"
+        ));
     }
     warnings.extend(findings.missing_from_disk.iter().map(|v| {
         format!("version {v} is applied but has no directory in {}: diesel ignores it; restore it if it was deleted by mistake", set.dir.display())
@@ -197,10 +232,26 @@ fn apply_locked(
         }
     }
     let bundle = bundle_hash(&done);
-    ledger::finish_run(&mut db.conn, &context.id, run_status::SUCCEEDED, &now(), Some(&bundle), None)
-        .map_err(|e| Error::db("writing dbsafe_runs", e))?;
-    recorder.emit(db, EventKind::RunSucceeded { applied: done.len(), duration_ms: millis(started) })?;
-    Ok(ApplyOutcome { run_id: context.id, applied: done.iter().map(|m| m.version.clone()).collect() })
+    ledger::finish_run(
+        &mut db.conn,
+        &context.id,
+        run_status::SUCCEEDED,
+        &now(),
+        Some(&bundle),
+        None,
+    )
+    .map_err(|e| Error::db("writing dbsafe_runs", e))?;
+    recorder.emit(
+        db,
+        EventKind::RunSucceeded {
+            applied: done.len(),
+            duration_ms: millis(started),
+        },
+    )?;
+    Ok(ApplyOutcome {
+        run_id: context.id,
+        applied: done.iter().map(|m| m.version.clone()).collect(),
+    })
 }
 
 /// Whether a migration's statements and its ledger rows commit as one transaction.
@@ -243,10 +294,18 @@ impl std::fmt::Display for StepError {
 
 fn is_lock_timeout(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    m.contains("lock timeout") || m.contains("lock wait timeout") || m.contains("database is locked")
+    m.contains("lock timeout")
+        || m.contains("lock wait timeout")
+        || m.contains("database is locked")
 }
 
-fn new_step(recorder: &Recorder<'_>, migration: &Migration, seq: i32, transactional: bool, status: &str) -> StepRow {
+fn new_step(
+    recorder: &Recorder<'_>,
+    migration: &Migration,
+    seq: i32,
+    transactional: bool,
+    status: &str,
+) -> StepRow {
     StepRow {
         run_id: recorder.context.id.clone(),
         seq,
@@ -265,9 +324,19 @@ fn new_step(recorder: &Recorder<'_>, migration: &Migration, seq: i32, transactio
     }
 }
 
-fn apply_one(db: &mut Database, recorder: &mut Recorder<'_>, config: &ApplyConfig, migration: &Migration, seq: i32) -> Result<(), Failure> {
+fn apply_one(
+    db: &mut Database,
+    recorder: &mut Recorder<'_>,
+    config: &ApplyConfig,
+    migration: &Migration,
+    seq: i32,
+) -> Result<(), Failure> {
     let backend = db.backend();
-    let failure = |message: String, dirty| Failure { migration: migration.name.clone(), message, dirty };
+    let failure = |message: String, dirty| Failure {
+        migration: migration.name.clone(),
+        message,
+        dirty,
+    };
     if is_transactional(backend, migration) {
         let mut attempt = 1;
         loop {
@@ -275,7 +344,8 @@ fn apply_one(db: &mut Database, recorder: &mut Recorder<'_>, config: &ApplyConfi
             let mut step = new_step(recorder, migration, seq, true, step_status::APPLIED);
             let result = db.conn.transaction::<Event, StepError, _>(|conn| {
                 set_timeouts(conn, backend, config, true)?;
-                conn.run_migration(migration).map_err(|e| StepError::Migration(e.to_string()))?;
+                conn.run_migration(migration)
+                    .map_err(|e| StepError::Migration(e.to_string()))?;
                 run_verify(conn, backend, migration)?;
                 step.finished_at = Some(now());
                 step.duration_ms = Some(millis(started) as i64);
@@ -296,9 +366,21 @@ fn apply_one(db: &mut Database, recorder: &mut Recorder<'_>, config: &ApplyConfi
                     let _ = recorder.publish(&event);
                     return Ok(());
                 }
-                Err(e) if is_lock_timeout(&e.to_string()) && attempt <= config.lock_retries as i32 => {
-                    let _ = recorder.emit(db, EventKind::MigrationRetry { version: migration.version.clone(), attempt: attempt as u32, message: e.to_string() });
-                    sleep(Duration::from_millis(500 * 2u64.pow(attempt as u32 - 1)).min(Duration::from_secs(10)));
+                Err(e)
+                    if is_lock_timeout(&e.to_string()) && attempt <= config.lock_retries as i32 =>
+                {
+                    let _ = recorder.emit(
+                        db,
+                        EventKind::MigrationRetry {
+                            version: migration.version.clone(),
+                            attempt: attempt as u32,
+                            message: e.to_string(),
+                        },
+                    );
+                    sleep(
+                        Duration::from_millis(500 * 2u64.pow(attempt as u32 - 1))
+                            .min(Duration::from_secs(10)),
+                    );
                     attempt += 1;
                 }
                 Err(e) => {
@@ -311,9 +393,23 @@ fn apply_one(db: &mut Database, recorder: &mut Recorder<'_>, config: &ApplyConfi
                     step.error = Some(message.clone());
                     let _ = ledger::insert_step(&mut db.conn, &step);
                     if let StepError::Verify(m) = &e {
-                        let _ = recorder.emit(db, EventKind::VerifyFailed { version: migration.version.clone(), message: m.clone() });
+                        let _ = recorder.emit(
+                            db,
+                            EventKind::VerifyFailed {
+                                version: migration.version.clone(),
+                                message: m.clone(),
+                            },
+                        );
                     }
-                    let _ = recorder.emit(db, EventKind::MigrationFailed { version: migration.version.clone(), name: migration.name.clone(), error: message.clone(), dirty: false });
+                    let _ = recorder.emit(
+                        db,
+                        EventKind::MigrationFailed {
+                            version: migration.version.clone(),
+                            name: migration.name.clone(),
+                            error: message.clone(),
+                            dirty: false,
+                        },
+                    );
                     return Err(failure(message, false));
                 }
             }
@@ -323,10 +419,14 @@ fn apply_one(db: &mut Database, recorder: &mut Recorder<'_>, config: &ApplyConfi
     // No transaction: `started` before, `applied` after; a `started` left behind is dirty.
     let started = Instant::now();
     let mut step = new_step(recorder, migration, seq, false, step_status::STARTED);
-    ledger::insert_step(&mut db.conn, &step).map_err(|e| failure(format!("writing dbsafe_steps: {e}"), false))?;
+    ledger::insert_step(&mut db.conn, &step)
+        .map_err(|e| failure(format!("writing dbsafe_steps: {e}"), false))?;
     let result = (|| -> Result<(), StepError> {
         set_timeouts(&mut db.conn, backend, config, false)?;
-        let run = db.conn.run_migration(migration).map_err(|e| StepError::Migration(e.to_string()));
+        let run = db
+            .conn
+            .run_migration(migration)
+            .map_err(|e| StepError::Migration(e.to_string()));
         reset_timeouts(&mut db.conn, backend);
         run?;
         Ok(())
@@ -340,7 +440,8 @@ fn apply_one(db: &mut Database, recorder: &mut Recorder<'_>, config: &ApplyConfi
             if let Err(e) = &verify {
                 step.error = Some(e.to_string());
             }
-            ledger::finish_step(&mut db.conn, &step).map_err(|e| failure(format!("writing dbsafe_steps: {e}"), false))?;
+            ledger::finish_step(&mut db.conn, &step)
+                .map_err(|e| failure(format!("writing dbsafe_steps: {e}"), false))?;
             let _ = recorder.emit(
                 db,
                 EventKind::MigrationApplied {
@@ -352,8 +453,17 @@ fn apply_one(db: &mut Database, recorder: &mut Recorder<'_>, config: &ApplyConfi
             );
             if let Err(e) = verify {
                 // Applied but not verified: it is part of the run, so the policy may revert it.
-                let _ = recorder.emit(db, EventKind::VerifyFailed { version: migration.version.clone(), message: e.to_string() });
-                return Err(failure(format!("{e} (the migration itself was applied)"), false));
+                let _ = recorder.emit(
+                    db,
+                    EventKind::VerifyFailed {
+                        version: migration.version.clone(),
+                        message: e.to_string(),
+                    },
+                );
+                return Err(failure(
+                    format!("{e} (the migration itself was applied)"),
+                    false,
+                ));
             }
             Ok(())
         }
@@ -362,7 +472,15 @@ fn apply_one(db: &mut Database, recorder: &mut Recorder<'_>, config: &ApplyConfi
             let _ = db.ensure_alive();
             step.error = Some(message.clone());
             let _ = ledger::finish_step(&mut db.conn, &step);
-            let _ = recorder.emit(db, EventKind::MigrationFailed { version: migration.version.clone(), name: migration.name.clone(), error: message.clone(), dirty: true });
+            let _ = recorder.emit(
+                db,
+                EventKind::MigrationFailed {
+                    version: migration.version.clone(),
+                    name: migration.name.clone(),
+                    error: message.clone(),
+                    dirty: true,
+                },
+            );
             Err(failure(message, true))
         }
     }
@@ -370,18 +488,27 @@ fn apply_one(db: &mut Database, recorder: &mut Recorder<'_>, config: &ApplyConfi
 
 /// Per-migration lock and statement timeouts: `SET LOCAL` inside the migration's
 /// transaction on PostgreSQL (safe behind PgBouncer), session settings elsewhere.
-fn set_timeouts(conn: &mut AnyConnection, backend: Backend, config: &ApplyConfig, in_transaction: bool) -> diesel::QueryResult<()> {
+fn set_timeouts(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    config: &ApplyConfig,
+    in_transaction: bool,
+) -> diesel::QueryResult<()> {
     use diesel::connection::SimpleConnection;
     let lock_ms = config.lock_timeout.as_millis();
     let statement_ms = config.statement_timeout.map_or(0, |d| d.as_millis());
     let sql = match backend {
         Backend::Postgres => {
             let scope = if in_transaction { "LOCAL" } else { "SESSION" };
-            format!("SET {scope} lock_timeout = {lock_ms}; SET {scope} statement_timeout = {statement_ms}")
+            format!(
+                "SET {scope} lock_timeout = {lock_ms}; SET {scope} statement_timeout = {statement_ms}"
+            )
         }
         Backend::Mysql => {
             let seconds = config.lock_timeout.as_secs().max(1);
-            format!("SET SESSION lock_wait_timeout = {seconds}; SET SESSION innodb_lock_wait_timeout = {seconds}")
+            format!(
+                "SET SESSION lock_wait_timeout = {seconds}; SET SESSION innodb_lock_wait_timeout = {seconds}"
+            )
         }
         Backend::Sqlite => format!("PRAGMA busy_timeout = {lock_ms}"),
     };
@@ -396,17 +523,33 @@ fn reset_timeouts(conn: &mut AnyConnection, backend: Backend) {
 }
 
 /// Runs a migration's verify.sql: one query returning one column; every row must be true.
-fn run_verify(conn: &mut AnyConnection, backend: Backend, migration: &Migration) -> Result<(), StepError> {
-    let Some(sql) = &migration.verify_sql else { return Ok(()) };
+fn run_verify(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    migration: &Migration,
+) -> Result<(), StepError> {
+    let Some(sql) = &migration.verify_sql else {
+        return Ok(());
+    };
     let query = sql.trim().trim_end_matches(';').trim();
     let false_rows = match backend {
-        Backend::Postgres => format!("WITH dbsafe_verify(ok) AS ({query}) SELECT count(*) AS v FROM dbsafe_verify WHERE ok IS NOT TRUE"),
-        _ => format!("WITH dbsafe_verify(ok) AS ({query}) SELECT count(*) AS v FROM dbsafe_verify WHERE NOT COALESCE(ok, 0)"),
+        Backend::Postgres => format!(
+            "WITH dbsafe_verify(ok) AS ({query}) SELECT count(*) AS v FROM dbsafe_verify WHERE ok IS NOT TRUE"
+        ),
+        _ => format!(
+            "WITH dbsafe_verify(ok) AS ({query}) SELECT count(*) AS v FROM dbsafe_verify WHERE NOT COALESCE(ok, 0)"
+        ),
     };
     match connection::integer(conn, &false_rows) {
         Ok(0) => Ok(()),
-        Ok(n) => Err(StepError::Verify(format!("{n} row(s) of {} are not true", migration.dir.join("verify.sql").display()))),
-        Err(e) => Err(StepError::Verify(format!("{}: {e}", migration.dir.join("verify.sql").display()))),
+        Ok(n) => Err(StepError::Verify(format!(
+            "{n} row(s) of {} are not true",
+            migration.dir.join("verify.sql").display()
+        ))),
+        Err(e) => Err(StepError::Verify(format!(
+            "{}: {e}",
+            migration.dir.join("verify.sql").display()
+        ))),
     }
 }
 
@@ -420,10 +563,26 @@ fn fail_run(
 ) -> Result<ApplyOutcome> {
     let run_id = recorder.context.id.clone();
     let applied_names: Vec<&str> = done.iter().map(|m| m.name.as_str()).collect();
-    let headline = format!("migration {} failed: {}", failure.migration, failure.message);
+    let headline = format!(
+        "migration {} failed: {}",
+        failure.migration, failure.message
+    );
     let finish = |db: &mut Database, recorder: &mut Recorder<'_>, status: &str, error: String| {
-        let _ = ledger::finish_run(&mut db.conn, &run_id, status, &now(), Some(&bundle_hash(done)), Some(&error));
-        let _ = recorder.emit(db, EventKind::RunFailed { status: status.into(), error: error.clone() });
+        let _ = ledger::finish_run(
+            &mut db.conn,
+            &run_id,
+            status,
+            &now(),
+            Some(&bundle_hash(done)),
+            Some(&error),
+        );
+        let _ = recorder.emit(
+            db,
+            EventKind::RunFailed {
+                status: status.into(),
+                error: error.clone(),
+            },
+        );
         error
     };
     if failure.dirty {
@@ -432,57 +591,109 @@ fn fail_run(
              {} of {total} migrations of run {run_id} applied before it ({}).\n  \
              Inspect the database, finish or undo the migration by hand, then: cargo dbsafe resolve VERSION --as applied|reverted",
             done.len(),
-            if applied_names.is_empty() { "none".to_owned() } else { applied_names.join(", ") }
+            if applied_names.is_empty() {
+                "none".to_owned()
+            } else {
+                applied_names.join(", ")
+            }
         );
-        return Err(Error::Attention(finish(db, recorder, run_status::FAILED, state)));
+        return Err(Error::Attention(finish(
+            db,
+            recorder,
+            run_status::FAILED,
+            state,
+        )));
     }
     match config.apply.on_failure {
         FailurePolicy::Stop | FailurePolicy::Restore => {
             let state = format!(
                 "{headline}\n  on-failure = stop: the {} migration(s) applied before it stay applied ({}); run {run_id} is marked failed",
                 done.len(),
-                if applied_names.is_empty() { "none".to_owned() } else { applied_names.join(", ") }
+                if applied_names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    applied_names.join(", ")
+                }
             );
-            Err(Error::Failed(finish(db, recorder, run_status::FAILED, state)))
+            Err(Error::Failed(finish(
+                db,
+                recorder,
+                run_status::FAILED,
+                state,
+            )))
         }
         FailurePolicy::Revert => match revert(db, recorder, done, total + 1) {
             Ok(()) => {
                 let state = format!(
                     "{headline}\n  on-failure = revert: nothing of run {run_id} remains; {} earlier migration(s) reverted{}",
                     done.len(),
-                    if done.is_empty() { String::new() } else { format!(" ({})", applied_names.join(", ")) }
+                    if done.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", applied_names.join(", "))
+                    }
                 );
-                Err(Error::Failed(finish(db, recorder, run_status::REVERTED, state)))
+                Err(Error::Failed(finish(
+                    db,
+                    recorder,
+                    run_status::REVERTED,
+                    state,
+                )))
             }
             Err(revert_error) => {
                 let state = format!("{headline}\n  reverting the run failed too: {revert_error}");
-                Err(Error::Attention(finish(db, recorder, run_status::FAILED, state)))
+                Err(Error::Attention(finish(
+                    db,
+                    recorder,
+                    run_status::FAILED,
+                    state,
+                )))
             }
         },
     }
 }
 
 /// Reverts `done` newest first with down.sql, each recorded as a `down` step.
-fn revert(db: &mut Database, recorder: &mut Recorder<'_>, done: &[&Migration], first_seq: usize) -> Result<(), String> {
+fn revert(
+    db: &mut Database,
+    recorder: &mut Recorder<'_>,
+    done: &[&Migration],
+    first_seq: usize,
+) -> Result<(), String> {
     let backend = db.backend();
     let mut remaining: Vec<&str> = done.iter().map(|m| m.name.as_str()).collect();
     for (offset, migration) in done.iter().rev().enumerate() {
         let state_now = |remaining: &[&str]| format!("still applied: {}", remaining.join(", "));
         if migration.down_sql.is_none() {
-            return Err(format!("{} has no down.sql; {}", migration.name, state_now(&remaining)));
+            return Err(format!(
+                "{} has no down.sql; {}",
+                migration.name,
+                state_now(&remaining)
+            ));
         }
         let started = Instant::now();
         let transactional = is_transactional(backend, migration);
-        let mut step = new_step(recorder, migration, (first_seq + offset) as i32, transactional, step_status::REVERTED);
+        let mut step = new_step(
+            recorder,
+            migration,
+            (first_seq + offset) as i32,
+            transactional,
+            step_status::REVERTED,
+        );
         step.direction = "down".into();
         let result = db.conn.transaction::<Event, StepError, _>(|conn| {
-            conn.revert_migration(*migration).map_err(|e| StepError::Migration(e.to_string()))?;
+            conn.revert_migration(*migration)
+                .map_err(|e| StepError::Migration(e.to_string()))?;
             step.finished_at = Some(now());
             step.duration_ms = Some(millis(started) as i64);
             ledger::insert_step(conn, &step)?;
             Ok(recorder.write_in(
                 conn,
-                EventKind::MigrationReverted { version: migration.version.clone(), name: migration.name.clone(), duration_ms: millis(started) },
+                EventKind::MigrationReverted {
+                    version: migration.version.clone(),
+                    name: migration.name.clone(),
+                    duration_ms: millis(started),
+                },
             )?)
         });
         match result {
@@ -490,7 +701,13 @@ fn revert(db: &mut Database, recorder: &mut Recorder<'_>, done: &[&Migration], f
                 let _ = recorder.publish(&event);
                 remaining.pop();
             }
-            Err(e) => return Err(format!("down.sql of {} failed: {e}; {}", migration.name, state_now(&remaining))),
+            Err(e) => {
+                return Err(format!(
+                    "down.sql of {} failed: {e}; {}",
+                    migration.name,
+                    state_now(&remaining)
+                ));
+            }
         }
     }
     Ok(())
@@ -502,7 +719,11 @@ fn bundle_hash(done: &[&Migration]) -> String {
         hasher.update(migration.up_checksum.as_bytes());
         hasher.update(b"\n");
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn millis(since: Instant) -> u64 {

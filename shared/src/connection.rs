@@ -71,11 +71,15 @@ impl Database {
                     .map_err(|e| Error::db("setting up the PostgreSQL session", e))?;
                 AnyConnection::Postgresql(pg)
             }
-            Backend::Mysql => AnyConnection::Mysql(MysqlConnection::establish(url.connection_string()).map_err(fail)?),
+            Backend::Mysql => AnyConnection::Mysql(
+                MysqlConnection::establish(url.connection_string()).map_err(fail)?,
+            ),
             Backend::Sqlite => {
                 let path = url.sqlite_path().expect("a SQLite URL has a path");
                 if create == Create::Never && !path.exists() {
-                    return Err(Error::NoSqliteFile { path: path.to_owned() });
+                    return Err(Error::NoSqliteFile {
+                        path: path.to_owned(),
+                    });
                 }
                 if let Some(dir) = path.parent()
                     && !dir.as_os_str().is_empty()
@@ -86,13 +90,17 @@ impl Database {
                         path.display()
                     )));
                 }
-                let mut lite = SqliteConnection::establish(url.connection_string()).map_err(fail)?;
+                let mut lite =
+                    SqliteConnection::establish(url.connection_string()).map_err(fail)?;
                 lite.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
                     .map_err(|e| Error::db("setting up the SQLite connection", e))?;
                 AnyConnection::Sqlite(lite)
             }
         };
-        Ok(Database { conn, url: url.clone() })
+        Ok(Database {
+            conn,
+            url: url.clone(),
+        })
     }
 
     /// The backend of this connection.
@@ -133,9 +141,15 @@ impl Database {
     /// Whether a table of this name exists in the connection's database / schema search path.
     pub fn table_exists(&mut self, table: &str) -> QueryResult<bool> {
         let sql = match self.backend() {
-            Backend::Postgres => format!("SELECT CAST(count(*) AS BIGINT) AS v FROM pg_catalog.pg_tables WHERE tablename = '{table}' AND schemaname = ANY (current_schemas(false))"),
-            Backend::Mysql => format!("SELECT CAST(count(*) AS SIGNED) AS v FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = '{table}'"),
-            Backend::Sqlite => format!("SELECT count(*) AS v FROM sqlite_master WHERE type = 'table' AND name = '{table}'"),
+            Backend::Postgres => format!(
+                "SELECT CAST(count(*) AS BIGINT) AS v FROM pg_catalog.pg_tables WHERE tablename = '{table}' AND schemaname = ANY (current_schemas(false))"
+            ),
+            Backend::Mysql => format!(
+                "SELECT CAST(count(*) AS SIGNED) AS v FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = '{table}'"
+            ),
+            Backend::Sqlite => format!(
+                "SELECT count(*) AS v FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
+            ),
         };
         Ok(self.integer(&sql)? > 0)
     }
@@ -143,7 +157,11 @@ impl Database {
 
 /// Runs a query whose single column is named `v` and is text; returns every row.
 pub fn texts(conn: &mut AnyConnection, sql: &str) -> QueryResult<Vec<String>> {
-    Ok(diesel::sql_query(sql).load::<TextRow>(conn)?.into_iter().map(|r| r.v).collect())
+    Ok(diesel::sql_query(sql)
+        .load::<TextRow>(conn)?
+        .into_iter()
+        .map(|r| r.v)
+        .collect())
 }
 
 /// Runs a query whose single column is named `v` and is a 64-bit integer.

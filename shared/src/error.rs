@@ -38,7 +38,9 @@ pub enum Error {
         var: String,
     },
     /// Connecting to the database failed.
-    #[error("cannot connect to {url}: {message}\n  check that the server is running and the URL (host, port, user, database) is right")]
+    #[error(
+        "cannot connect to {url}: {message}\n  check that the server is running and the URL (host, port, user, database) is right"
+    )]
     Connect {
         /// The URL with its password hidden.
         url: String,
@@ -46,13 +48,17 @@ pub enum Error {
         message: String,
     },
     /// A SQLite database file that does not exist, for a command that only reads.
-    #[error("SQLite database {path} does not exist: check the URL, or run `cargo dbsafe apply` to create it")]
+    #[error(
+        "SQLite database {path} does not exist: check the URL, or run `cargo dbsafe apply` to create it"
+    )]
     NoSqliteFile {
         /// The file that was looked for.
         path: PathBuf,
     },
     /// The migrations directory is missing or unreadable.
-    #[error("migrations directory {path} {problem}: create it, or set `migrations-dir` in dbsafe.toml (or `[migrations_directory] dir` in diesel.toml)")]
+    #[error(
+        "migrations directory {path} {problem}: create it, or set `migrations-dir` in dbsafe.toml (or `[migrations_directory] dir` in diesel.toml)"
+    )]
     MigrationsDir {
         /// The directory.
         path: PathBuf,
@@ -110,20 +116,27 @@ impl Error {
             | Error::Usage(_) => Severity::Usage,
             Error::Refused(_) => Severity::Refused,
             Error::Attention(_) => Severity::Attention,
-            Error::Connect { .. } | Error::Database { .. } | Error::Failed(_) | Error::Io { .. } => {
-                Severity::Failed
-            }
+            Error::Connect { .. }
+            | Error::Database { .. }
+            | Error::Failed(_)
+            | Error::Io { .. } => Severity::Failed,
         }
     }
 
     /// Wraps a diesel error with what dbsafe was doing.
     pub fn db(context: impl Into<String>, err: impl std::fmt::Display) -> Error {
-        Error::Database { context: context.into(), message: err.to_string() }
+        Error::Database {
+            context: context.into(),
+            message: err.to_string(),
+        }
     }
 
     /// Wraps an I/O error with the file it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

@@ -24,7 +24,9 @@ pub fn identity(db: &mut Database) -> Result<String> {
                 .texts("SELECT CAST(system_identifier AS TEXT) AS v FROM pg_control_system()")
                 .or_else(|_| db.texts("SELECT COALESCE(CAST(inet_server_addr() AS TEXT), 'local') || ':' || CAST(inet_server_port() AS TEXT) AS v"))
                 .map_err(fail)?;
-            let name = db.texts("SELECT CAST(current_database() AS TEXT) AS v").map_err(fail)?;
+            let name = db
+                .texts("SELECT CAST(current_database() AS TEXT) AS v")
+                .map_err(fail)?;
             Ok(format!("postgres:{}/{}", first(server), first(name)))
         }
         Backend::Mysql => {
@@ -32,7 +34,9 @@ pub fn identity(db: &mut Database) -> Result<String> {
                 .texts("SELECT CAST(@@server_uuid AS CHAR) AS v")
                 .or_else(|_| db.texts("SELECT CAST(CONCAT(@@hostname, ':', @@port, ':', @@server_id) AS CHAR) AS v"))
                 .map_err(fail)?;
-            let name = db.texts("SELECT CAST(COALESCE(DATABASE(), '') AS CHAR) AS v").map_err(fail)?;
+            let name = db
+                .texts("SELECT CAST(COALESCE(DATABASE(), '') AS CHAR) AS v")
+                .map_err(fail)?;
             Ok(format!("mysql:{}/{}", first(server), first(name)))
         }
         Backend::Sqlite => {
@@ -90,11 +94,22 @@ fn read_bindings(snapshot_dir: &Path) -> Result<BindingsFile> {
 
 /// Compares the database reached now with the target's local binding and with the
 /// target the database's ledger belongs to. Refuses a mismatch unless `rebind`.
-pub fn check(db: &mut Database, target: &Target, snapshot_dir: &Path, rebind: bool) -> Result<Binding> {
+pub fn check(
+    db: &mut Database,
+    target: &Target,
+    snapshot_dir: &Path,
+    rebind: bool,
+) -> Result<Binding> {
     let identity = identity(db)?;
-    let local = read_bindings(snapshot_dir)?.targets.get(&target.name).cloned();
+    let local = read_bindings(snapshot_dir)?
+        .targets
+        .get(&target.name)
+        .cloned();
     let (ledger_target, ledger_identity) = if ledger::exists(db)? {
-        (ledger::meta_get(db, "bound_target")?, ledger::meta_get(db, "identity")?)
+        (
+            ledger::meta_get(db, "bound_target")?,
+            ledger::meta_get(db, "identity")?,
+        )
     } else {
         (None, None)
     };
@@ -122,16 +137,31 @@ pub fn check(db: &mut Database, target: &Target, snapshot_dir: &Path, rebind: bo
                 target.name, target.name
             )));
         }
-        previous = previous.or_else(|| Some(format!("target {bound} ({})", ledger_identity.clone().unwrap_or_default())));
+        previous = previous.or_else(|| {
+            Some(format!(
+                "target {bound} ({})",
+                ledger_identity.clone().unwrap_or_default()
+            ))
+        });
     }
-    Ok(Binding { first_use: local.is_none() || ledger_target.is_none(), identity, previous })
+    Ok(Binding {
+        first_use: local.is_none() || ledger_target.is_none(),
+        identity,
+        previous,
+    })
 }
 
 /// Records the binding locally and in the ledger (which must exist).
-pub fn record(db: &mut Database, target: &Target, snapshot_dir: &Path, binding: &Binding) -> Result<()> {
+pub fn record(
+    db: &mut Database,
+    target: &Target,
+    snapshot_dir: &Path,
+    binding: &Binding,
+) -> Result<()> {
     let mut file = read_bindings(snapshot_dir)?;
     if file.targets.get(&target.name) != Some(&binding.identity) {
-        file.targets.insert(target.name.clone(), binding.identity.clone());
+        file.targets
+            .insert(target.name.clone(), binding.identity.clone());
         create_private_dir(snapshot_dir)?;
         let path = bindings_path(snapshot_dir);
         let text = serde_json::to_string_pretty(&file).unwrap_or_default();

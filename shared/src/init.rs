@@ -32,20 +32,35 @@ pub fn init(root: &Path) -> Result<InitOutcome> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(Error::io(gitignore, e)),
     };
-    let ignored = existing.lines().any(|l| matches!(l.trim(), ".dbsafe" | ".dbsafe/" | "/.dbsafe" | "/.dbsafe/"));
+    let ignored = existing
+        .lines()
+        .any(|l| matches!(l.trim(), ".dbsafe" | ".dbsafe/" | "/.dbsafe" | "/.dbsafe/"));
     if !ignored {
-        let separator = if existing.is_empty() || existing.ends_with('\n') { "" } else { "\n" };
-        let text = format!("{existing}{separator}# dbsafe's local snapshots, journal and target bindings\n.dbsafe/\n");
+        let separator = if existing.is_empty() || existing.ends_with('\n') {
+            ""
+        } else {
+            "\n"
+        };
+        let text = format!(
+            "{existing}{separator}# dbsafe's local snapshots, journal and target bindings\n.dbsafe/\n"
+        );
         fs::write(&gitignore, text).map_err(|e| Error::io(gitignore, e))?;
     }
-    Ok(InitOutcome { config, gitignore_updated: !ignored })
+    Ok(InitOutcome {
+        config,
+        gitignore_updated: !ignored,
+    })
 }
 
 /// diesel.toml's `[migrations_directory] dir`, when there is one.
 fn diesel_migrations_dir(root: &Path) -> Option<String> {
     let text = fs::read_to_string(root.join("diesel.toml")).ok()?;
     let table: toml::Table = text.parse().ok()?;
-    table.get("migrations_directory")?.get("dir")?.as_str().map(str::to_owned)
+    table
+        .get("migrations_directory")?
+        .get("dir")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 fn template(migrations_dir: &str) -> String {
@@ -98,7 +113,10 @@ mod tests {
         assert!(outcome.gitignore_updated);
         let text = fs::read_to_string(&outcome.config).unwrap();
         crate::config::Config::parse(&outcome.config, &text).unwrap();
-        assert_eq!(fs::read_to_string(dir.path().join(".gitignore")).unwrap(), "/target\n# dbsafe's local snapshots, journal and target bindings\n.dbsafe/\n");
+        assert_eq!(
+            fs::read_to_string(dir.path().join(".gitignore")).unwrap(),
+            "/target\n# dbsafe's local snapshots, journal and target bindings\n.dbsafe/\n"
+        );
         assert!(init(dir.path()).is_err());
         assert_eq!(fs::read_to_string(&outcome.config).unwrap(), text);
     }

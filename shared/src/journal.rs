@@ -29,7 +29,9 @@ pub struct Journal {
 impl Journal {
     /// The journal in `snapshot_dir`.
     pub fn new(snapshot_dir: &Path) -> Journal {
-        Journal { path: snapshot_dir.join("journal.jsonl") }
+        Journal {
+            path: snapshot_dir.join("journal.jsonl"),
+        }
     }
 
     /// Its path.
@@ -40,7 +42,10 @@ impl Journal {
     /// Appends one event (one `write` of one line, so concurrent writers do not interleave).
     /// Creates the directory (mode 0700) and the file (mode 0600) on first use.
     pub fn append(&self, target: &str, event: &Event) -> Result<()> {
-        let entry = JournalEntry { target: target.to_owned(), event: event.clone() };
+        let entry = JournalEntry {
+            target: target.to_owned(),
+            event: event.clone(),
+        };
         let mut line = serde_json::to_string(&entry).unwrap_or_default();
         line.push('\n');
         if let Some(dir) = self.path.parent() {
@@ -50,14 +55,20 @@ impl Journal {
         options.create(true).append(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&self.path).map_err(|e| Error::io(&self.path, e))?;
-        file.write_all(line.as_bytes()).map_err(|e| Error::io(&self.path, e))
+        let mut file = options
+            .open(&self.path)
+            .map_err(|e| Error::io(&self.path, e))?;
+        file.write_all(line.as_bytes())
+            .map_err(|e| Error::io(&self.path, e))
     }
 
     /// Every entry, oldest first; lines that do not parse are skipped.
     pub fn read(&self) -> Result<Vec<JournalEntry>> {
         match fs::read_to_string(&self.path) {
-            Ok(text) => Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()),
+            Ok(text) => Ok(text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(Error::io(&self.path, e)),
         }
@@ -73,7 +84,8 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(dir, e))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(dir, e))?;
     }
     Ok(())
 }

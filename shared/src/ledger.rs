@@ -194,7 +194,11 @@ pub mod run_status {
 fn ddl(backend: Backend) -> Vec<String> {
     // Keys are VARCHAR so MySQL can index them; timestamps are RFC 3339 text, portable
     // and sortable.
-    let long_text = if backend == Backend::Mysql { "LONGTEXT" } else { "TEXT" };
+    let long_text = if backend == Backend::Mysql {
+        "LONGTEXT"
+    } else {
+        "TEXT"
+    };
     let boolean = "BOOLEAN";
     vec![
         "CREATE TABLE IF NOT EXISTS dbsafe_meta (name VARCHAR(64) NOT NULL PRIMARY KEY, value TEXT NOT NULL)".to_owned(),
@@ -230,7 +234,8 @@ fn ddl(backend: Backend) -> Vec<String> {
 
 /// Whether this database has a dbsafe ledger.
 pub fn exists(db: &mut Database) -> Result<bool> {
-    db.table_exists("dbsafe_runs").map_err(|e| Error::db("looking for dbsafe's ledger", e))
+    db.table_exists("dbsafe_runs")
+        .map_err(|e| Error::db("looking for dbsafe's ledger", e))
 }
 
 /// Creates the ledger tables if missing (idempotent) and records the ledger schema
@@ -238,7 +243,8 @@ pub fn exists(db: &mut Database) -> Result<bool> {
 pub fn ensure(db: &mut Database) -> Result<()> {
     let backend = db.backend();
     for statement in ddl(backend) {
-        db.execute(&statement).map_err(|e| Error::db("creating dbsafe's ledger tables", e))?;
+        db.execute(&statement)
+            .map_err(|e| Error::db("creating dbsafe's ledger tables", e))?;
     }
     match meta_get(db, "schema_version")? {
         None => meta_set(db, "schema_version", &LEDGER_SCHEMA_VERSION.to_string())?,
@@ -277,7 +283,10 @@ pub fn meta_set(db: &mut Database, key: &str, value: &str) -> Result<()> {
 
 /// Inserts a run row.
 pub fn insert_run(conn: &mut AnyConnection, run: &RunRow) -> QueryResult<()> {
-    diesel::insert_into(dbsafe_runs::table).values(run).execute(conn).map(|_| ())
+    diesel::insert_into(dbsafe_runs::table)
+        .values(run)
+        .execute(conn)
+        .map(|_| ())
 }
 
 /// Sets a run's final status.
@@ -302,7 +311,10 @@ pub fn finish_run(
 
 /// Inserts a step row.
 pub fn insert_step(conn: &mut AnyConnection, step: &StepRow) -> QueryResult<()> {
-    diesel::insert_into(dbsafe_steps::table).values(step).execute(conn).map(|_| ())
+    diesel::insert_into(dbsafe_steps::table)
+        .values(step)
+        .execute(conn)
+        .map(|_| ())
 }
 
 /// Updates a step's outcome.
@@ -355,7 +367,11 @@ pub fn runs(db: &mut Database, limit: i64) -> Result<Vec<RunRow>> {
 
 /// One run by id.
 pub fn run(db: &mut Database, id: &str) -> Result<Option<RunRow>> {
-    dbsafe_runs::table.find(id).first(&mut db.conn).optional().map_err(|e| Error::db("reading dbsafe_runs", e))
+    dbsafe_runs::table
+        .find(id)
+        .first(&mut db.conn)
+        .optional()
+        .map_err(|e| Error::db("reading dbsafe_runs", e))
 }
 
 /// A run's steps in order.
@@ -375,7 +391,10 @@ pub fn events(db: &mut Database, run_id: &str) -> Result<Vec<Event>> {
         .select(dbsafe_events::payload)
         .load(&mut db.conn)
         .map_err(|e| Error::db("reading dbsafe_events", e))?;
-    Ok(payloads.iter().filter_map(|p| serde_json::from_str(p).ok()).collect())
+    Ok(payloads
+        .iter()
+        .filter_map(|p| serde_json::from_str(p).ok())
+        .collect())
 }
 
 /// Steps left `started` by a non-transactional migration that never finished: each makes
@@ -396,7 +415,10 @@ pub fn latest_steps(db: &mut Database) -> Result<BTreeMap<String, StepRow>> {
         .order((dbsafe_steps::run_id, dbsafe_steps::seq))
         .load(&mut db.conn)
         .map_err(|e| Error::db("reading dbsafe_steps", e))?;
-    Ok(rows.into_iter().map(|row| (row.version.clone(), row)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.version.clone(), row))
+        .collect())
 }
 
 /// Runs left `running` by a process that no longer holds the lock.
@@ -410,7 +432,10 @@ pub fn running_runs(db: &mut Database) -> Result<Vec<String>> {
 
 /// Versions in diesel's `__diesel_schema_migrations`, sorted; empty when the table does not exist.
 pub fn diesel_applied(db: &mut Database) -> Result<Vec<String>> {
-    if !db.table_exists("__diesel_schema_migrations").map_err(|e| Error::db("reading diesel's migrations table", e))? {
+    if !db
+        .table_exists("__diesel_schema_migrations")
+        .map_err(|e| Error::db("reading diesel's migrations table", e))?
+    {
         return Ok(Vec::new());
     }
     __diesel_schema_migrations::table

@@ -50,7 +50,10 @@ pub fn acquire(
             on_wait(holder(db, sqlite_file.as_mut()));
         }
         if Instant::now() >= deadline {
-            let holder = holder(db, sqlite_file.as_mut()).map_or("another dbsafe process (run unknown)".to_owned(), |id| format!("run {id}"));
+            let holder = holder(db, sqlite_file.as_mut())
+                .map_or("another dbsafe process (run unknown)".to_owned(), |id| {
+                    format!("run {id}")
+                });
             return Err(Error::Refused(format!(
                 "the target is locked by {holder}; waited {}s (`lock-wait`). Let that run finish (see `cargo dbsafe runs`), or raise [apply] lock-wait",
                 wait.as_secs()
@@ -65,7 +68,9 @@ impl TargetLock {
     pub fn release(self, db: &mut Database) {
         match db.backend() {
             Backend::Postgres => {
-                let _ = db.execute(&format!("SELECT pg_advisory_unlock({PG_LOCK_KEY}); SET application_name = 'dbsafe'"));
+                let _ = db.execute(&format!(
+                    "SELECT pg_advisory_unlock({PG_LOCK_KEY}); SET application_name = 'dbsafe'"
+                ));
             }
             Backend::Mysql => {
                 let _ = db.execute(&format!("DO RELEASE_LOCK({})", mysql_lock_name()));
@@ -83,12 +88,15 @@ impl TargetLock {
 fn try_pg(db: &mut Database, run_id: &str) -> Result<bool> {
     // The holder's run id travels in application_name, so a waiter can name it.
     let taken = db
-        .integer(&format!("SELECT CAST(pg_try_advisory_lock({PG_LOCK_KEY}) AS INTEGER) AS v"))
+        .integer(&format!("SELECT CAST(CASE WHEN pg_try_advisory_lock({PG_LOCK_KEY}) THEN 1 ELSE 0 END AS BIGINT) AS v"))
         .map_err(|e| Error::db("taking the PostgreSQL advisory lock", e))?
         == 1;
     if taken {
-        db.execute(&format!("SET application_name = {}", quote(&format!("dbsafe {run_id}"))))
-            .map_err(|e| Error::db("naming the lock holder", e))?;
+        db.execute(&format!(
+            "SET application_name = {}",
+            quote(&format!("dbsafe {run_id}"))
+        ))
+        .map_err(|e| Error::db("naming the lock holder", e))?;
     }
     Ok(taken)
 }
@@ -99,7 +107,10 @@ fn mysql_lock_name() -> &'static str {
 
 fn try_mysql(db: &mut Database) -> Result<bool> {
     Ok(db
-        .integer(&format!("SELECT CAST(COALESCE(GET_LOCK({}, 0), 0) AS SIGNED) AS v", mysql_lock_name()))
+        .integer(&format!(
+            "SELECT CAST(COALESCE(GET_LOCK({}, 0), 0) AS SIGNED) AS v",
+            mysql_lock_name()
+        ))
         .map_err(|e| Error::db("taking the MySQL lock (GET_LOCK)", e))?
         == 1)
 }
@@ -120,7 +131,10 @@ fn open_lock_file(db: &Database) -> Result<(File, PathBuf)> {
 fn try_file((file, path): &mut (File, PathBuf), run_id: &str) -> Result<bool> {
     match file.try_lock() {
         Ok(()) => {
-            file.set_len(0).and_then(|_| file.rewind()).and_then(|_| file.write_all(run_id.as_bytes())).map_err(|e| Error::io(path.clone(), e))?;
+            file.set_len(0)
+                .and_then(|_| file.rewind())
+                .and_then(|_| file.write_all(run_id.as_bytes()))
+                .map_err(|e| Error::io(path.clone(), e))?;
             Ok(true)
         }
         Err(std::fs::TryLockError::WouldBlock) => Ok(false),

@@ -55,7 +55,11 @@ pub fn checksum(text: &str) -> String {
 
 /// diesel's version of a migration directory name.
 pub fn version_of(dir_name: &str) -> String {
-    dir_name.split('_').next().unwrap_or(dir_name).replace('-', "")
+    dir_name
+        .split('_')
+        .next()
+        .unwrap_or(dir_name)
+        .replace('-', "")
 }
 
 impl MigrationSet {
@@ -93,12 +97,17 @@ impl MigrationSet {
                 });
             }
         }
-        Ok(MigrationSet { dir: dir.to_owned(), migrations })
+        Ok(MigrationSet {
+            dir: dir.to_owned(),
+            migrations,
+        })
     }
 
     /// The migration with this version (or directory name).
     pub fn get(&self, version: &str) -> Option<&Migration> {
-        self.migrations.iter().find(|m| m.version == version || m.name == version)
+        self.migrations
+            .iter()
+            .find(|m| m.version == version || m.name == version)
     }
 }
 
@@ -127,7 +136,10 @@ impl Migration {
         };
         let version = version_of(name);
         Ok(Migration {
-            diesel_name: DieselName { version: version.clone(), name: name.to_owned() },
+            diesel_name: DieselName {
+                version: version.clone(),
+                name: name.to_owned(),
+            },
             up_checksum: checksum(&up_sql),
             down_checksum: down_sql.as_deref().map(checksum),
             version,
@@ -146,8 +158,13 @@ impl Migration {
 /// transaction), but refuses a value of the wrong type, which diesel would silently read
 /// as "transaction".
 fn parse_metadata(path: &Path, text: &str) -> Result<(bool, Option<String>)> {
-    let bad = |problem: String| Error::BadMigration { path: path.to_owned(), problem };
-    let table: toml::Table = text.parse().map_err(|e| bad(format!("is not valid TOML: {e}")))?;
+    let bad = |problem: String| Error::BadMigration {
+        path: path.to_owned(),
+        problem,
+    };
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| bad(format!("is not valid TOML: {e}")))?;
     match table.get("run_in_transaction") {
         Some(toml::Value::Boolean(value)) => Ok((*value, None)),
         Some(other) => Err(bad(format!(
@@ -207,7 +224,11 @@ impl<DB: DieselBackend> diesel::migration::Migration<DB> for Migration {
     }
 
     fn metadata(&self) -> &dyn MigrationMetadata {
-        if self.run_in_transaction { &IN_TRANSACTION } else { &NO_TRANSACTION }
+        if self.run_in_transaction {
+            &IN_TRANSACTION
+        } else {
+            &NO_TRANSACTION
+        }
     }
 
     fn name(&self) -> &dyn MigrationName {
@@ -227,15 +248,24 @@ mod tests {
 
     #[test]
     fn versions_follow_diesel() {
-        assert_eq!(version_of("2024-01-01-000000_create_users"), "20240101000000");
+        assert_eq!(
+            version_of("2024-01-01-000000_create_users"),
+            "20240101000000"
+        );
         assert_eq!(version_of("00001_x_y"), "00001");
     }
 
     #[test]
     fn metadata_rules() {
         let p = Path::new("metadata.toml");
-        assert_eq!(parse_metadata(p, "run_in_transaction = false").unwrap().0, false);
-        assert_eq!(parse_metadata(p, "run_in_transaction = true").unwrap().0, true);
+        assert_eq!(
+            parse_metadata(p, "run_in_transaction = false").unwrap().0,
+            false
+        );
+        assert_eq!(
+            parse_metadata(p, "run_in_transaction = true").unwrap().0,
+            true
+        );
         let (tx, warning) = parse_metadata(p, "").unwrap();
         assert!(!tx && warning.is_some());
         assert!(parse_metadata(p, "run_in_transaction = \"no\"").is_err());

@@ -89,14 +89,23 @@ pub struct LedgerFindings {
 }
 
 /// Reads the ledger and diesel's table against the migrations on disk.
-pub fn ledger_findings(db: &mut Database, set: &MigrationSet, applied: &[String]) -> Result<LedgerFindings> {
+pub fn ledger_findings(
+    db: &mut Database,
+    set: &MigrationSet,
+    applied: &[String],
+) -> Result<LedgerFindings> {
     let mut findings = LedgerFindings::default();
     if ledger::exists(db)? {
         findings.dirty = ledger::dirty_steps(db)?;
         let applied: BTreeSet<&String> = applied.iter().collect();
         for (version, step) in ledger::latest_steps(db)? {
-            let Some(migration) = set.get(&version) else { continue };
-            if step.status == step_status::APPLIED && applied.contains(&version) && step.up_checksum != migration.up_checksum {
+            let Some(migration) = set.get(&version) else {
+                continue;
+            };
+            if step.status == step_status::APPLIED
+                && applied.contains(&version)
+                && step.up_checksum != migration.up_checksum
+            {
                 findings.changed.push((
                     version,
                     migration.dir.join("up.sql").display().to_string(),
@@ -106,7 +115,11 @@ pub fn ledger_findings(db: &mut Database, set: &MigrationSet, applied: &[String]
             }
         }
     }
-    findings.missing_from_disk = applied.iter().filter(|v| set.get(v).is_none()).cloned().collect();
+    findings.missing_from_disk = applied
+        .iter()
+        .filter(|v| set.get(v).is_none())
+        .cloned()
+        .collect();
     Ok(findings)
 }
 
@@ -121,7 +134,11 @@ impl LedgerFindings {
                 .changed
                 .iter()
                 .map(|(version, file, recorded, now)| {
-                    format!("  {file} (version {version}): applied with sha256 {}…, now {}…", &recorded[..12], &now[..12])
+                    format!(
+                        "  {file} (version {version}): applied with sha256 {}…, now {}…",
+                        &recorded[..12],
+                        &now[..12]
+                    )
                 })
                 .collect();
             return Err(Error::Refused(format!(
@@ -141,7 +158,10 @@ pub fn dirty_message(step: &StepRow) -> String {
          cargo dbsafe resolve {} --as applied   (or --as reverted)",
         step.name,
         step.run_id,
-        step.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
+        step.error
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default(),
         step.version
     )
 }

@@ -25,13 +25,31 @@ pub struct Recorder<'a> {
 
 impl<'a> Recorder<'a> {
     /// A recorder for a new run on `target`.
-    pub fn new(context: RunContext, target: &str, journal: Journal, sink: &'a mut dyn EventSink) -> Recorder<'a> {
-        Recorder { context, target: target.to_owned(), journal, sink, next_seq: 0, unwritten: Vec::new(), ledger_ready: false }
+    pub fn new(
+        context: RunContext,
+        target: &str,
+        journal: Journal,
+        sink: &'a mut dyn EventSink,
+    ) -> Recorder<'a> {
+        Recorder {
+            context,
+            target: target.to_owned(),
+            journal,
+            sink,
+            next_seq: 0,
+            unwritten: Vec::new(),
+            ledger_ready: false,
+        }
     }
 
     /// An event of this run, stamped now.
     pub fn event(&self, kind: EventKind) -> Event {
-        Event { run_id: Some(self.context.id.clone()), at: now(), operator: Some(self.context.operator.clone()), kind }
+        Event {
+            run_id: Some(self.context.id.clone()),
+            at: now(),
+            operator: Some(self.context.operator.clone()),
+            kind,
+        }
     }
 
     fn seq(&mut self) -> i32 {
@@ -42,7 +60,8 @@ impl<'a> Recorder<'a> {
     /// From now on events go to the ledger too; writes the ones emitted before.
     pub fn ledger_ready(&mut self, db: &mut Database) -> Result<()> {
         for (seq, event) in std::mem::take(&mut self.unwritten) {
-            ledger::insert_event(&mut db.conn, seq, &event).map_err(|e| crate::Error::db("writing dbsafe_events", e))?;
+            ledger::insert_event(&mut db.conn, seq, &event)
+                .map_err(|e| crate::Error::db("writing dbsafe_events", e))?;
         }
         self.ledger_ready = true;
         Ok(())

@@ -23,14 +23,31 @@ pub enum ResolvedState {
 }
 
 /// Marks the dirty step of `version` resolved.
-pub fn resolve(config: &Config, target: &Target, version: &str, state: ResolvedState, sink: &mut dyn EventSink) -> Result<()> {
+pub fn resolve(
+    config: &Config,
+    target: &Target,
+    version: &str,
+    state: ResolvedState,
+    sink: &mut dyn EventSink,
+) -> Result<()> {
     let mut db = Database::connect(&target.url, Create::Never)?;
-    let dirty = if ledger::exists(&mut db)? { ledger::dirty_steps(&mut db)? } else { Vec::new() };
-    let Some(step) = dirty.iter().find(|s| s.version == version || s.name == version) else {
+    let dirty = if ledger::exists(&mut db)? {
+        ledger::dirty_steps(&mut db)?
+    } else {
+        Vec::new()
+    };
+    let Some(step) = dirty
+        .iter()
+        .find(|s| s.version == version || s.name == version)
+    else {
         let known: Vec<&str> = dirty.iter().map(|s| s.version.as_str()).collect();
         return Err(Error::Usage(format!(
             "no dirty step for migration `{version}`; {}",
-            if known.is_empty() { "the target is not dirty".to_owned() } else { format!("dirty: {}", known.join(", ")) }
+            if known.is_empty() {
+                "the target is not dirty".to_owned()
+            } else {
+                format!("dirty: {}", known.join(", "))
+            }
         )));
     };
     let context = RunContext::new(&config.root);
@@ -40,17 +57,25 @@ pub fn resolve(config: &Config, target: &Target, version: &str, state: ResolvedS
     };
     let mut resolved = step.clone();
     resolved.status = status.into();
-    resolved.error = Some(format!("resolved by {} as {word}: {}", context.operator, step.error.clone().unwrap_or_default()));
+    resolved.error = Some(format!(
+        "resolved by {} as {word}: {}",
+        context.operator,
+        step.error.clone().unwrap_or_default()
+    ));
     let event = Event {
         run_id: Some(step.run_id.clone()),
         at: now(),
         operator: Some(context.operator.clone()),
-        kind: EventKind::StepResolved { version: step.version.clone(), state: word.into() },
+        kind: EventKind::StepResolved {
+            version: step.version.clone(),
+            state: word.into(),
+        },
     };
     db.conn
         .transaction(|conn| {
             ledger::finish_step(conn, &resolved)?;
-            let versions = __diesel_schema_migrations::table.filter(__diesel_schema_migrations::version.eq(&step.version));
+            let versions = __diesel_schema_migrations::table
+                .filter(__diesel_schema_migrations::version.eq(&step.version));
             diesel::delete(versions).execute(conn)?;
             if state == ResolvedState::Applied {
                 diesel::insert_into(__diesel_schema_migrations::table)

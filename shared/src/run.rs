@@ -29,8 +29,15 @@ impl RunContext {
     /// A new run id and the provenance of the project at `root`.
     pub fn new(root: &Path) -> RunContext {
         let git = |args: &[&str]| -> Option<String> {
-            let out = Command::new("git").arg("-C").arg(root).args(args).output().ok()?;
-            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(root)
+                .args(args)
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
         };
         let operator = std::env::var("DBSAFE_OPERATOR")
             .ok()
@@ -57,8 +64,15 @@ impl RunContext {
 /// A fresh run id: UTC second and 4 hex digits, e.g. `20261121T153012Z-7f3a`.
 pub fn new_run_id() -> String {
     let now = OffsetDateTime::now_utc();
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let seed = format!("{nanos}-{}-{:?}", std::process::id(), std::thread::current().id());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let seed = format!(
+        "{nanos}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    );
     let digest = Sha256::digest(seed.as_bytes());
     format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{:02x}{:02x}",

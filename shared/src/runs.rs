@@ -39,15 +39,24 @@ pub fn show(target: &Target, id: &str) -> Result<RunDetail> {
         Error::Usage(format!(
             "no run `{id}` in the ledger of target `{}`; {}",
             target.name,
-            if known.is_empty() { "it has no runs yet".to_owned() } else { format!("newest runs: {}", known.join(", ")) }
+            if known.is_empty() {
+                "it has no runs yet".to_owned()
+            } else {
+                format!("newest runs: {}", known.join(", "))
+            }
         ))
     };
-    let Some(mut db) = open(target)? else { return Err(unknown(Vec::new())) };
+    let Some(mut db) = open(target)? else {
+        return Err(unknown(Vec::new()));
+    };
     let run = match ledger::run(&mut db, id)? {
         Some(run) => run,
         None => {
             let all = ledger::runs(&mut db, i64::MAX)?;
-            let matches: Vec<&RunRow> = all.iter().filter(|r| r.id.starts_with(id) && !id.is_empty()).collect();
+            let matches: Vec<&RunRow> = all
+                .iter()
+                .filter(|r| r.id.starts_with(id) && !id.is_empty())
+                .collect();
             match matches.as_slice() {
                 [one] => (*one).clone(),
                 _ => return Err(unknown(all.into_iter().take(5).collect())),

@@ -60,7 +60,10 @@ pub struct StatusReport {
 impl StatusReport {
     /// Number of pending migrations.
     pub fn pending(&self) -> usize {
-        self.migrations.iter().filter(|m| m.state == "pending").count()
+        self.migrations
+            .iter()
+            .filter(|m| m.state == "pending")
+            .count()
     }
 }
 
@@ -72,11 +75,17 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
         other => other?,
     };
     let identity_now = identity::identity(&mut db)?;
-    let binding_problem = identity::check(&mut db, target, &config.snapshot_dir, false).err().map(|e| e.to_string());
+    let binding_problem = identity::check(&mut db, target, &config.snapshot_dir, false)
+        .err()
+        .map(|e| e.to_string());
     let applied = ledger::diesel_applied(&mut db)?;
     let findings = preflight::ledger_findings(&mut db, &set, &applied)?;
     let has_ledger = ledger::exists(&mut db)?;
-    let latest = if has_ledger { ledger::latest_steps(&mut db)? } else { Default::default() };
+    let latest = if has_ledger {
+        ledger::latest_steps(&mut db)?
+    } else {
+        Default::default()
+    };
     let applied_set: BTreeSet<&String> = applied.iter().collect();
     let edited: BTreeSet<&String> = findings.changed.iter().map(|c| &c.0).collect();
 
@@ -116,8 +125,16 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
         binding_problem,
         ledger: has_ledger,
         migrations,
-        dirty: findings.dirty.iter().map(preflight::dirty_message).collect(),
-        last_runs: if has_ledger { ledger::runs(&mut db, 5)? } else { Vec::new() },
+        dirty: findings
+            .dirty
+            .iter()
+            .map(preflight::dirty_message)
+            .collect(),
+        last_runs: if has_ledger {
+            ledger::runs(&mut db, 5)?
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -129,13 +146,22 @@ fn not_created(target: &Target, set: &MigrationSet, path: &std::path::Path) -> S
         protected: target.protected,
         backend: Backend::Sqlite,
         url: target.url.redacted(),
-        identity: format!("none: {} does not exist yet (the first apply creates it)", path.display()),
+        identity: format!(
+            "none: {} does not exist yet (the first apply creates it)",
+            path.display()
+        ),
         binding_problem: None,
         ledger: false,
         migrations: set
             .migrations
             .iter()
-            .map(|m| MigrationState { version: m.version.clone(), name: m.name.clone(), state: "pending".into(), applied_by: None, edited: false })
+            .map(|m| MigrationState {
+                version: m.version.clone(),
+                name: m.name.clone(),
+                state: "pending".into(),
+                applied_by: None,
+                edited: false,
+            })
             .collect(),
         dirty: Vec::new(),
         last_runs: Vec::new(),

@@ -66,7 +66,11 @@ impl DatabaseUrl {
                     backend
                 )));
             }
-            Ok(DatabaseUrl { backend, connect, sqlite_path: None })
+            Ok(DatabaseUrl {
+                backend,
+                connect,
+                sqlite_path: None,
+            })
         };
         if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
             return server(Backend::Postgres, url.to_owned());
@@ -75,7 +79,10 @@ impl DatabaseUrl {
             return server(Backend::Mysql, url.to_owned());
         }
         if lower.starts_with("mariadb://") {
-            return server(Backend::Mysql, format!("mysql://{}", &url["mariadb://".len()..]));
+            return server(
+                Backend::Mysql,
+                format!("mysql://{}", &url["mariadb://".len()..]),
+            );
         }
         let sqlite_path = if let Some(rest) = strip_prefix_ci(url, "sqlite://") {
             rest
@@ -93,11 +100,14 @@ impl DatabaseUrl {
             )));
         };
         if sqlite_path.is_empty() {
-            return Err(Error::BadUrl("the SQLite URL names no file: write sqlite://path/to/file.db".into()));
+            return Err(Error::BadUrl(
+                "the SQLite URL names no file: write sqlite://path/to/file.db".into(),
+            ));
         }
         if sqlite_path == ":memory:" {
             return Err(Error::BadUrl(
-                "an in-memory SQLite database keeps nothing between commands: give a file path".into(),
+                "an in-memory SQLite database keeps nothing between commands: give a file path"
+                    .into(),
             ));
         }
         let path = base_dir.join(sqlite_path);
@@ -134,7 +144,8 @@ impl DatabaseUrl {
 
 fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     let head = text.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &text[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
 }
 
 /// Hides the password in a URL's user info and in a `password=` query parameter.
@@ -142,8 +153,9 @@ pub fn redact(url: &str) -> String {
     let mut out = url.to_owned();
     if let Some(scheme_end) = out.find("://") {
         let rest_start = scheme_end + 3;
-        let authority_end =
-            out[rest_start..].find(['/', '?']).map_or(out.len(), |i| rest_start + i);
+        let authority_end = out[rest_start..]
+            .find(['/', '?'])
+            .map_or(out.len(), |i| rest_start + i);
         if let Some(at) = out[rest_start..authority_end].rfind('@') {
             let userinfo = &out[rest_start..rest_start + at];
             if let Some(colon) = userinfo.find(':') {
@@ -212,28 +224,52 @@ mod tests {
 
     #[test]
     fn scheme_picks_backend() {
-        assert_eq!(parse("postgres://u@h/db").unwrap().backend(), Backend::Postgres);
-        assert_eq!(parse("postgresql://u@h/db").unwrap().backend(), Backend::Postgres);
+        assert_eq!(
+            parse("postgres://u@h/db").unwrap().backend(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            parse("postgresql://u@h/db").unwrap().backend(),
+            Backend::Postgres
+        );
         assert_eq!(parse("mysql://u@h/db").unwrap().backend(), Backend::Mysql);
         let maria = parse("mariadb://u@h/db").unwrap();
         assert_eq!(maria.connection_string(), "mysql://u@h/db");
-        assert_eq!(parse("sqlite://dev.db").unwrap().sqlite_path(), Some(Path::new("/proj/dev.db")));
-        assert_eq!(parse("sqlite:/abs/x.db").unwrap().sqlite_path(), Some(Path::new("/abs/x.db")));
+        assert_eq!(
+            parse("sqlite://dev.db").unwrap().sqlite_path(),
+            Some(Path::new("/proj/dev.db"))
+        );
+        assert_eq!(
+            parse("sqlite:/abs/x.db").unwrap().sqlite_path(),
+            Some(Path::new("/abs/x.db"))
+        );
         assert_eq!(parse("db.sqlite3").unwrap().backend(), Backend::Sqlite);
     }
 
     #[test]
     fn typos_are_not_sqlite_files() {
-        for bad in ["postgress://u@h/db", "localhost:5432/db", "mysq://root@h/x", "", "sqlite://"] {
+        for bad in [
+            "postgress://u@h/db",
+            "localhost:5432/db",
+            "mysq://root@h/x",
+            "",
+            "sqlite://",
+        ] {
             assert!(parse(bad).is_err(), "{bad} should be refused");
         }
     }
 
     #[test]
     fn passwords_are_hidden() {
-        assert_eq!(redact("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
         assert_eq!(redact("mysql://root@h/x"), "mysql://root@h/x");
-        assert_eq!(redact("postgres://h/x?user=a&password=pw"), "postgres://h/x?user=a&password=***");
+        assert_eq!(
+            redact("postgres://h/x?user=a&password=pw"),
+            "postgres://h/x?user=a&password=***"
+        );
         assert_eq!(redact("postgres://a:p@ss@h/x"), "postgres://a:***@h/x");
         let url = parse("postgres://app:s3cret@db/x").unwrap();
         assert!(!format!("{url:?} {}", url.redacted()).contains("s3cret"));

@@ -1,1 +1,425 @@
-//! x
+//! Test support: a fresh database per test on SQLite, PostgreSQL or MariaDB, a temporary
+//! project with migrations and a dbsafe.toml, and the real binaries run against them.
+//!
+//! Servers come from `DBSAFE_TEST_PG_URL` and `DBSAFE_TEST_MYSQL_URL` (default: the local
+//! servers that `scripts/test.sh` makes sure are running).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+use diesel::{MysqlConnection, PgConnection, SqliteConnection};
+
+/// A database engine under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file in the project directory.
+    Sqlite,
+    /// A database on the PostgreSQL server.
+    Postgres,
+    /// A database on the MariaDB/MySQL server.
+    Mysql,
+}
+
+/// Generates one `#[test]` per backend for each named function `fn NAME(backend: Backend)`:
+/// `NAME::sqlite`, `NAME::postgres`, `NAME::mysql`.
+#[macro_export]
+macro_rules! each_backend {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    super::$name($crate::Backend::Sqlite)
+                }
+                #[test]
+                fn postgres() {
+                    super::$name($crate::Backend::Postgres)
+                }
+                #[test]
+                fn mysql() {
+                    super::$name($crate::Backend::Mysql)
+                }
+            }
+        )*
+    };
+}
+
+/// The PostgreSQL server URL without a database.
+pub fn pg_server() -> String {
+    std::env::var("DBSAFE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// The MariaDB/MySQL server URL without a database.
+pub fn mysql_server() -> String {
+    std::env::var("DBSAFE_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+fn unique_name() -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "dbsafe_t{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        nanos % 100_000
+    )
+}
+
+/// A fresh database, dropped when the value is dropped.
+pub struct TestDb {
+    /// Its engine.
+    pub backend: Backend,
+    /// The URL dbsafe is given.
+    pub url: String,
+    /// Database name (SQLite: file path).
+    pub name: String,
+}
+
+/// A connection the test uses to look at (or change) the database directly.
+pub enum Conn {
+    /// PostgreSQL.
+    Pg(PgConnection),
+    /// MySQL.
+    Mysql(MysqlConnection),
+    /// SQLite.
+    Sqlite(SqliteConnection),
+}
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = Text)]
+    v: String,
+}
+
+impl Conn {
+    /// Runs statements.
+    pub fn execute(&mut self, sql: &str) -> QueryResult<()> {
+        match self {
+            Conn::Pg(c) => c.batch_execute(sql),
+            Conn::Mysql(c) => c.batch_execute(sql),
+            Conn::Sqlite(c) => c.batch_execute(sql),
+        }
+    }
+
+    /// Runs a query whose one column is named `v` and is text.
+    pub fn strings(&mut self, sql: &str) -> QueryResult<Vec<String>> {
+        let q = diesel::sql_query(sql);
+        let rows: Vec<Row> = match self {
+            Conn::Pg(c) => q.load(c)?,
+            Conn::Mysql(c) => q.load(c)?,
+            Conn::Sqlite(c) => q.load(c)?,
+        };
+        Ok(rows.into_iter().map(|r| r.v).collect())
+    }
+}
+
+impl TestDb {
+    /// Creates a fresh database; a SQLite one is a file in `dir`.
+    pub fn new(backend: Backend, dir: &Path) -> TestDb {
+        let name = unique_name();
+        match backend {
+            Backend::Sqlite => {
+                let path = dir.join(format!("{name}.db"));
+                TestDb {
+                    backend,
+                    url: format!("sqlite://{}", path.display()),
+                    name: path.display().to_string(),
+                }
+            }
+            Backend::Postgres => {
+                let mut admin = PgConnection::establish(&format!("{}/postgres", pg_server()))
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "PostgreSQL at {} is not reachable ({e}); run scripts/test.sh",
+                            pg_server()
+                        )
+                    });
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .expect("create database");
+                TestDb {
+                    backend,
+                    url: format!("{}/{name}", pg_server()),
+                    name,
+                }
+            }
+            Backend::Mysql => {
+                let mut admin = MysqlConnection::establish(&format!("{}/mysql", mysql_server()))
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "MariaDB at {} is not reachable ({e}); run scripts/test.sh",
+                            mysql_server()
+                        )
+                    });
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .expect("create database");
+                TestDb {
+                    backend,
+                    url: format!("{}/{name}", mysql_server()),
+                    name,
+                }
+            }
+        }
+    }
+
+    /// A new connection to this database.
+    pub fn connect(&self) -> Conn {
+        match self.backend {
+            Backend::Postgres => Conn::Pg(PgConnection::establish(&self.url).expect("connect")),
+            Backend::Mysql => Conn::Mysql(MysqlConnection::establish(&self.url).expect("connect")),
+            Backend::Sqlite => {
+                Conn::Sqlite(SqliteConnection::establish(&self.name).expect("connect"))
+            }
+        }
+    }
+
+    /// One text column `v` of a query, every row.
+    pub fn strings(&self, sql: &str) -> Vec<String> {
+        self.connect()
+            .strings(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// A count as a number: `SELECT count(*) FROM ...`; pass only the FROM/WHERE part.
+    pub fn count(&self, from_where: &str) -> i64 {
+        let cast = if self.backend == Backend::Mysql {
+            "CHAR"
+        } else {
+            "TEXT"
+        };
+        let sql = format!("SELECT CAST(count(*) AS {cast}) AS v FROM {from_where}");
+        self.strings(&sql)[0].parse().unwrap()
+    }
+
+    /// Runs statements directly.
+    pub fn execute(&self, sql: &str) {
+        self.connect()
+            .execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Whether a table exists.
+    pub fn has_table(&self, table: &str) -> bool {
+        let sql = match self.backend {
+            Backend::Postgres => format!(
+                "SELECT tablename AS v FROM pg_tables WHERE schemaname = 'public' AND tablename = '{table}'"
+            ),
+            Backend::Mysql => format!(
+                "SELECT CAST(table_name AS CHAR) AS v FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = '{table}'"
+            ),
+            Backend::Sqlite => format!(
+                "SELECT name AS v FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
+            ),
+        };
+        !self.strings(&sql).is_empty()
+    }
+
+    /// Versions in diesel's table, sorted.
+    pub fn diesel_versions(&self) -> Vec<String> {
+        if !self.has_table("__diesel_schema_migrations") {
+            return Vec::new();
+        }
+        self.strings("SELECT version AS v FROM __diesel_schema_migrations ORDER BY version")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match self.backend {
+            Backend::Sqlite => {}
+            Backend::Postgres => {
+                if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", pg_server()))
+                {
+                    let _ = admin.batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        self.name
+                    ));
+                }
+            }
+            Backend::Mysql => {
+                if let Ok(mut admin) =
+                    MysqlConnection::establish(&format!("{}/mysql", mysql_server()))
+                {
+                    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {}", self.name));
+                }
+            }
+        }
+    }
+}
+
+/// The path of a workspace binary built by `cargo build --workspace`.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A temporary project directory with a database, migrations and a dbsafe.toml.
+pub struct Project {
+    /// The project directory.
+    pub dir: tempfile::TempDir,
+    /// Its database.
+    pub db: TestDb,
+}
+
+/// What a command did.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// The JSON Lines of stdout.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The `type`s of the JSON events, in order.
+    pub fn event_types(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter_map(|e| e["type"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The run id of the first event that has one.
+    pub fn run_id(&self) -> String {
+        self.events()
+            .iter()
+            .find_map(|e| e["run_id"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("no run id in {self:?}"))
+    }
+
+    /// Asserts the exit code, showing the output when it differs.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl Project {
+    /// A project with a target `test` (environment test) on a fresh database.
+    pub fn new(backend: Backend) -> Project {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = TestDb::new(backend, dir.path());
+        let project = Project { dir, db };
+        project.write_config("");
+        std::fs::create_dir_all(project.path().join("migrations")).unwrap();
+        project
+    }
+
+    /// The project directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.db.backend
+    }
+
+    /// Writes dbsafe.toml with the `test` target and `extra` TOML appended.
+    pub fn write_config(&self, extra: &str) {
+        let text = format!(
+            "[targets.test]\nurl = \"{}\"\nenvironment = \"test\"\n\n{extra}\n",
+            self.db.url
+        );
+        self.file("dbsafe.toml", &text);
+    }
+
+    /// Writes a file relative to the project.
+    pub fn file(&self, relative: &str, text: &str) -> &Project {
+        let path = self.path().join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        self
+    }
+
+    /// Adds a migration directory `migrations/NAME` with up.sql and (when given) down.sql.
+    pub fn migration(&self, name: &str, up: &str, down: Option<&str>) -> &Project {
+        self.file(&format!("migrations/{name}/up.sql"), up);
+        if let Some(down) = down {
+            self.file(&format!("migrations/{name}/down.sql"), down);
+        }
+        self
+    }
+
+    /// A `Command` for a workspace binary in the project directory, with a clean
+    /// environment (no DATABASE_URL, CI=true, no terminal).
+    pub fn command(&self, binary_name: &str) -> Command {
+        let mut cmd = Command::new(binary(binary_name));
+        cmd.current_dir(self.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.path())
+            .env("CI", "true")
+            .env("NO_COLOR", "1")
+            .env("DBSAFE_OPERATOR", "tester")
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    /// Runs `cargo-dbsafe dbsafe ARGS` and waits.
+    pub fn dbsafe(&self, args: &[&str]) -> Run {
+        let mut cmd = self.command("cargo-dbsafe");
+        cmd.arg("dbsafe").args(args);
+        run(cmd)
+    }
+
+    /// Runs `cargo-dbsafe dbsafe apply --message-format json ARGS`.
+    pub fn apply(&self, args: &[&str]) -> Run {
+        let mut all = vec!["apply", "--message-format", "json"];
+        all.extend_from_slice(args);
+        self.dbsafe(&all)
+    }
+}
+
+/// Runs a command to completion.
+pub fn run(mut cmd: Command) -> Run {
+    let out: Output = cmd.output().expect("run binary");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A portable `CREATE TABLE` body column type for an auto id on each backend.
+pub fn id_column(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => "id SERIAL PRIMARY KEY",
+        Backend::Mysql => "id INTEGER AUTO_INCREMENT PRIMARY KEY",
+        Backend::Sqlite => "id INTEGER PRIMARY KEY AUTOINCREMENT",
+    }
+}

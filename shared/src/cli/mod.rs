@@ -93,7 +93,10 @@ impl GlobalArgs {
         if target.protected && explicit_target && !confirmed && interactive() {
             confirmed = output::prompt_confirmation(target, action)?;
         }
-        Ok(Confirmation { explicit_target, confirmed })
+        Ok(Confirmation {
+            explicit_target,
+            confirmed,
+        })
     }
 }
 

@@ -32,7 +32,10 @@ impl Output {
             ColorChoice::Auto => match std::env::var("CARGO_TERM_COLOR").as_deref() {
                 Ok("always") => true,
                 Ok("never") => false,
-                _ => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal(),
+                _ => {
+                    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                        && std::io::stderr().is_terminal()
+                }
             },
         };
         console::set_colors_enabled(colors);
@@ -113,15 +116,27 @@ impl Output {
         let dim = Style::new().dim();
         let run = event.run_id.as_deref().unwrap_or("-");
         match &event.kind {
-            EventKind::RunStarted { kind, target, environment, url, pending } => {
+            EventKind::RunStarted {
+                kind,
+                target,
+                environment,
+                url,
+                pending,
+            } => {
                 let what = if pending.is_empty() {
                     "nothing to apply".to_owned()
                 } else {
                     format!("{} migration(s)", pending.len())
                 };
-                self.note(&format!("{} {kind} on {target} ({environment}, {url}): {what}", dim.apply_to(format!("run {run}"))));
+                self.note(&format!(
+                    "{} {kind} on {target} ({environment}, {url}): {what}",
+                    dim.apply_to(format!("run {run}"))
+                ));
                 if self.progress_allowed && !pending.is_empty() {
-                    let bar = ProgressBar::with_draw_target(Some(pending.len() as u64), indicatif::ProgressDrawTarget::term(Term::stderr(), 10));
+                    let bar = ProgressBar::with_draw_target(
+                        Some(pending.len() as u64),
+                        indicatif::ProgressDrawTarget::term(Term::stderr(), 10),
+                    );
                     bar.set_style(
                         ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
                             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -130,44 +145,89 @@ impl Output {
                     self.bar = Some(bar);
                 }
             }
-            EventKind::PreflightWarning { message } => self.note(&format!("{} {message}", yellow.apply_to("warning:"))),
+            EventKind::PreflightWarning { message } => {
+                self.note(&format!("{} {message}", yellow.apply_to("warning:")))
+            }
             EventKind::LockWaiting { holder } => self.note(&format!(
                 "waiting for the target's lock, held by {}",
-                holder.as_deref().map_or("another dbsafe process".to_owned(), |h| format!("run {h}"))
+                holder
+                    .as_deref()
+                    .map_or("another dbsafe process".to_owned(), |h| format!("run {h}"))
             )),
             EventKind::LockAcquired {} => {}
-            EventKind::MigrationStarted { name, index, total, transactional, .. } => {
+            EventKind::MigrationStarted {
+                name,
+                index,
+                total,
+                transactional,
+                ..
+            } => {
                 if let Some(bar) = &self.bar {
                     bar.set_message(name.clone());
                 } else if self.verbose {
-                    let tx = if *transactional { "in a transaction" } else { "no transaction" };
+                    let tx = if *transactional {
+                        "in a transaction"
+                    } else {
+                        "no transaction"
+                    };
                     self.note(&format!("  [{index}/{total}] {name} ({tx})"));
                 }
             }
-            EventKind::MigrationRetry { version, attempt, message } => {
-                self.note(&format!("  {} {version}: lock timeout on attempt {attempt}, retrying ({message})", yellow.apply_to("retry")))
-            }
-            EventKind::MigrationApplied { name, duration_ms, .. } => {
-                self.note(&format!("  {} {name} {}", green.apply_to("applied"), dim.apply_to(format!("({duration_ms} ms)"))));
+            EventKind::MigrationRetry {
+                version,
+                attempt,
+                message,
+            } => self.note(&format!(
+                "  {} {version}: lock timeout on attempt {attempt}, retrying ({message})",
+                yellow.apply_to("retry")
+            )),
+            EventKind::MigrationApplied {
+                name, duration_ms, ..
+            } => {
+                self.note(&format!(
+                    "  {} {name} {}",
+                    green.apply_to("applied"),
+                    dim.apply_to(format!("({duration_ms} ms)"))
+                ));
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
                 }
             }
-            EventKind::MigrationFailed { name, error, dirty, .. } => {
-                let tag = if *dirty { " (no transaction: the target is dirty)" } else { "" };
-                self.note(&format!("  {} {name}{tag}: {error}", red.apply_to("failed")));
+            EventKind::MigrationFailed {
+                name, error, dirty, ..
+            } => {
+                let tag = if *dirty {
+                    " (no transaction: the target is dirty)"
+                } else {
+                    ""
+                };
+                self.note(&format!(
+                    "  {} {name}{tag}: {error}",
+                    red.apply_to("failed")
+                ));
             }
-            EventKind::VerifyFailed { version, message } => {
-                self.note(&format!("  {} {version}: {message}", red.apply_to("verify failed")))
-            }
-            EventKind::MigrationReverted { name, duration_ms, .. } => {
-                self.note(&format!("  {} {name} {}", yellow.apply_to("reverted"), dim.apply_to(format!("({duration_ms} ms)"))))
-            }
-            EventKind::RunSucceeded { applied, duration_ms } => {
+            EventKind::VerifyFailed { version, message } => self.note(&format!(
+                "  {} {version}: {message}",
+                red.apply_to("verify failed")
+            )),
+            EventKind::MigrationReverted {
+                name, duration_ms, ..
+            } => self.note(&format!(
+                "  {} {name} {}",
+                yellow.apply_to("reverted"),
+                dim.apply_to(format!("({duration_ms} ms)"))
+            )),
+            EventKind::RunSucceeded {
+                applied,
+                duration_ms,
+            } => {
                 if let Some(bar) = self.bar.take() {
                     bar.finish_and_clear();
                 }
-                self.note(&format!("{} run {run}: {applied} migration(s) applied in {duration_ms} ms", green.apply_to("succeeded")));
+                self.note(&format!(
+                    "{} run {run}: {applied} migration(s) applied in {duration_ms} ms",
+                    green.apply_to("succeeded")
+                ));
             }
             EventKind::RunFailed { status, .. } => {
                 if let Some(bar) = self.bar.take() {
@@ -175,12 +235,18 @@ impl Output {
                 }
                 self.note(&format!("{} run {run} ({status})", red.apply_to("failed")));
             }
-            EventKind::LedgerRebind { target, previous, identity } => self.note(&format!(
+            EventKind::LedgerRebind {
+                target,
+                previous,
+                identity,
+            } => self.note(&format!(
                 "{} target {target} re-bound to {identity} (was {})",
                 yellow.apply_to("rebind:"),
                 previous.as_deref().unwrap_or("unbound")
             )),
-            EventKind::StepResolved { version, state } => self.note(&format!("resolved {version} as {state}")),
+            EventKind::StepResolved { version, state } => {
+                self.note(&format!("resolved {version} as {state}"))
+            }
         }
     }
 }

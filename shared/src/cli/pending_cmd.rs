@@ -12,6 +12,9 @@ pub fn not_yet_available(name: &str) -> ExitCode {
         println!("cargo-{name} {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    eprintln!("error: cargo {name} is not yet available in dbsafe {}; nothing was touched", env!("CARGO_PKG_VERSION"));
+    eprintln!(
+        "error: cargo {name} is not yet available in dbsafe {}; nothing was touched",
+        env!("CARGO_PKG_VERSION")
+    );
     ExitCode::from(exit::USAGE)
 }

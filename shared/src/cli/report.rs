@@ -16,17 +16,42 @@ pub fn status(report: &StatusReport) -> String {
     let red = Style::new().red();
     let mut out = String::new();
     let protected = if report.protected { ", protected" } else { "" };
-    let _ = writeln!(out, "{} {} ({}{protected})", bold.apply_to("target:"), report.target, report.environment);
-    let _ = writeln!(out, "{} {} {}", bold.apply_to("database:"), report.backend, report.url);
+    let _ = writeln!(
+        out,
+        "{} {} ({}{protected})",
+        bold.apply_to("target:"),
+        report.target,
+        report.environment
+    );
+    let _ = writeln!(
+        out,
+        "{} {} {}",
+        bold.apply_to("database:"),
+        report.backend,
+        report.url
+    );
     let _ = writeln!(out, "{} {}", bold.apply_to("identity:"), report.identity);
     if let Some(problem) = &report.binding_problem {
         let _ = writeln!(out, "{} {problem}", red.apply_to("binding:"));
     }
     if !report.ledger {
-        let _ = writeln!(out, "{} none yet (created by the first `cargo dbsafe apply`)", bold.apply_to("ledger:"));
+        let _ = writeln!(
+            out,
+            "{} none yet (created by the first `cargo dbsafe apply`)",
+            bold.apply_to("ledger:")
+        );
     }
-    let applied = report.migrations.iter().filter(|m| m.state == "applied").count();
-    let _ = writeln!(out, "{} {applied} applied, {} pending", bold.apply_to("migrations:"), report.pending());
+    let applied = report
+        .migrations
+        .iter()
+        .filter(|m| m.state == "applied")
+        .count();
+    let _ = writeln!(
+        out,
+        "{} {applied} applied, {} pending",
+        bold.apply_to("migrations:"),
+        report.pending()
+    );
     for m in &report.migrations {
         let by = match m.applied_by.as_deref() {
             Some("diesel") => " by diesel (outside dbsafe)".to_owned(),
@@ -38,8 +63,16 @@ pub fn status(report: &StatusReport) -> String {
             "missing-from-disk" => red.apply_to("missing from disk").to_string(),
             other => other.to_owned(),
         };
-        let edited = if m.edited { red.apply_to("  up.sql edited since applied").to_string() } else { String::new() };
-        let name = if m.name.is_empty() { &m.version } else { &m.name };
+        let edited = if m.edited {
+            red.apply_to("  up.sql edited since applied").to_string()
+        } else {
+            String::new()
+        };
+        let name = if m.name.is_empty() {
+            &m.version
+        } else {
+            &m.name
+        };
         let _ = writeln!(out, "  {name}  {state}{by}{edited}");
     }
     for dirty in &report.dirty {
@@ -68,7 +101,10 @@ pub fn runs(runs: &[RunRow]) -> String {
             run.target,
             run.started_at,
             run.operator,
-            run.error.as_deref().map(|e| format!("  {}", e.lines().next().unwrap_or(""))).unwrap_or_default()
+            run.error
+                .as_deref()
+                .map(|e| format!("  {}", e.lines().next().unwrap_or("")))
+                .unwrap_or_default()
         );
     }
     out
@@ -89,11 +125,22 @@ pub fn run_detail(detail: &RunDetail) -> String {
     let bold = Style::new().bold();
     let run = &detail.run;
     let mut out = String::new();
-    let _ = writeln!(out, "{} {} ({}, {})", bold.apply_to("run"), run.id, run.kind, colored_status(&run.status).trim_end());
+    let _ = writeln!(
+        out,
+        "{} {} ({}, {})",
+        bold.apply_to("run"),
+        run.id,
+        run.kind,
+        colored_status(&run.status).trim_end()
+    );
     let _ = writeln!(out, "  target:    {} ({})", run.target, run.environment);
     let _ = writeln!(out, "  operator:  {} on {}", run.operator, run.host);
     let _ = writeln!(out, "  started:   {}", run.started_at);
-    let _ = writeln!(out, "  finished:  {}", run.finished_at.as_deref().unwrap_or("-"));
+    let _ = writeln!(
+        out,
+        "  finished:  {}",
+        run.finished_at.as_deref().unwrap_or("-")
+    );
     let git = match (&run.git_commit, run.git_dirty) {
         (Some(commit), Some(true)) => format!("{commit} (uncommitted changes)"),
         (Some(commit), _) => commit.clone(),
@@ -108,7 +155,11 @@ pub fn run_detail(detail: &RunDetail) -> String {
         let _ = writeln!(out, "  snapshot:  {snapshot}");
     }
     if let Some(error) = &run.error {
-        let _ = writeln!(out, "  error:     {}", error.replace('\n', "\n             "));
+        let _ = writeln!(
+            out,
+            "  error:     {}",
+            error.replace('\n', "\n             ")
+        );
     }
     let _ = writeln!(out, "{}", bold.apply_to("steps"));
     if detail.steps.is_empty() {
@@ -123,7 +174,11 @@ pub fn run_detail(detail: &RunDetail) -> String {
             step.status,
             step.name,
             step.duration_ms.unwrap_or(0),
-            if step.transactional { "" } else { "  (no transaction)" },
+            if step.transactional {
+                ""
+            } else {
+                "  (no transaction)"
+            },
             &step.up_checksum[..12.min(step.up_checksum.len())],
         );
         if let Some(error) = &step.error {
