@@ -258,14 +258,8 @@ mod tests {
     #[test]
     fn metadata_rules() {
         let p = Path::new("metadata.toml");
-        assert_eq!(
-            parse_metadata(p, "run_in_transaction = false").unwrap().0,
-            false
-        );
-        assert_eq!(
-            parse_metadata(p, "run_in_transaction = true").unwrap().0,
-            true
-        );
+        assert!(!parse_metadata(p, "run_in_transaction = false").unwrap().0);
+        assert!(parse_metadata(p, "run_in_transaction = true").unwrap().0);
         let (tx, warning) = parse_metadata(p, "").unwrap();
         assert!(!tx && warning.is_some());
         assert!(parse_metadata(p, "run_in_transaction = \"no\"").is_err());

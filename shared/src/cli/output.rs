@@ -264,10 +264,10 @@ impl EventSink for Output {
 /// Writes a line to stdout; a closed pipe (`| head`) ends the process quietly with 0.
 fn stdout_line(text: &str) {
     let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{text}").and_then(|_| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(i32::from(exit::SUCCESS));
-        }
+    if let Err(e) = writeln!(out, "{text}").and_then(|_| out.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(i32::from(exit::SUCCESS));
     }
 }
 
