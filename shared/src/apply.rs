@@ -228,7 +228,12 @@ fn apply_locked(
         )?;
         match apply_one(db, recorder, &config.apply, migration, seq) {
             Ok(()) => done.push(migration),
-            Err(failure) => return fail_run(config, db, recorder, &done, pending.len(), failure),
+            Err(failure) => {
+                if failure.applied {
+                    done.push(migration);
+                }
+                return fail_run(config, db, recorder, &done, pending.len(), failure);
+            }
         }
     }
     let bundle = bundle_hash(&done);
@@ -266,6 +271,8 @@ struct Failure {
     message: String,
     /// Part of it may have run (non-transactional): the target is dirty.
     dirty: bool,
+    /// It was applied (and committed) but its verify.sql failed: the policy must revert it too.
+    applied: bool,
 }
 
 /// What can go wrong inside a migration's transaction.
@@ -336,6 +343,7 @@ fn apply_one(
         migration: migration.name.clone(),
         message,
         dirty,
+        applied: false,
     };
     if is_transactional(backend, migration) {
         let mut attempt = 1;
@@ -460,10 +468,10 @@ fn apply_one(
                         message: e.to_string(),
                     },
                 );
-                return Err(failure(
-                    format!("{e} (the migration itself was applied)"),
-                    false,
-                ));
+                return Err(Failure {
+                    applied: true,
+                    ..failure(format!("{e} (the migration itself was applied)"), false)
+                });
             }
             Ok(())
         }
@@ -681,6 +689,40 @@ fn revert(
             step_status::REVERTED,
         );
         step.direction = "down".into();
+        if !transactional {
+            // MySQL DDL (or run_in_transaction = false): no outer transaction, whose savepoint
+            // the DDL's implicit commit would destroy. `started` before, `reverted` after.
+            step.status = step_status::STARTED.into();
+            ledger::insert_step(&mut db.conn, &step)
+                .map_err(|e| format!("writing dbsafe_steps: {e}; {}", state_now(&remaining)))?;
+            let result = db.conn.revert_migration(*migration).map(|_| ());
+            step.finished_at = Some(now());
+            step.duration_ms = Some(millis(started) as i64);
+            if let Err(e) = result {
+                let _ = db.ensure_alive();
+                step.error = Some(e.to_string());
+                let _ = ledger::finish_step(&mut db.conn, &step);
+                return Err(format!(
+                    "down.sql of {} failed: {e}; it ran without a transaction, so part of it may have run: the target is dirty (cargo dbsafe resolve {} --as applied|reverted once repaired); {}",
+                    migration.name,
+                    migration.version,
+                    state_now(&remaining)
+                ));
+            }
+            step.status = step_status::REVERTED.into();
+            ledger::finish_step(&mut db.conn, &step)
+                .map_err(|e| format!("writing dbsafe_steps: {e}; {}", state_now(&remaining)))?;
+            let _ = recorder.emit(
+                db,
+                EventKind::MigrationReverted {
+                    version: migration.version.clone(),
+                    name: migration.name.clone(),
+                    duration_ms: millis(started),
+                },
+            );
+            remaining.pop();
+            continue;
+        }
         let result = db.conn.transaction::<Event, StepError, _>(|conn| {
             conn.revert_migration(*migration)
                 .map_err(|e| StepError::Migration(e.to_string()))?;
