@@ -423,3 +423,46 @@ pub fn id_column(backend: Backend) -> &'static str {
         Backend::Sqlite => "id INTEGER PRIMARY KEY AUTOINCREMENT",
     }
 }
+
+impl Project {
+    /// Applies the pending migrations with diesel's own harness on a direct connection
+    /// (`FileBasedMigrations` + `MigrationHarness::run_pending_migrations`, the code path of
+    /// `diesel migration run`); returns the versions diesel applied.
+    pub fn diesel_migration_run(&self) -> Vec<String> {
+        use diesel_migrations::{FileBasedMigrations, MigrationHarness};
+        let source = FileBasedMigrations::from_path(self.path().join("migrations"))
+            .expect("diesel reads the migrations directory");
+        let versions = match self.db.connect() {
+            Conn::Pg(mut c) => c
+                .run_pending_migrations(source)
+                .map(|v| v.iter().map(ToString::to_string).collect()),
+            Conn::Mysql(mut c) => c
+                .run_pending_migrations(source)
+                .map(|v| v.iter().map(ToString::to_string).collect()),
+            Conn::Sqlite(mut c) => c
+                .run_pending_migrations(source)
+                .map(|v| v.iter().map(ToString::to_string).collect()),
+        };
+        versions.unwrap_or_else(|e| panic!("diesel migration run: {e}"))
+    }
+
+    /// Starts `cargo-dbsafe dbsafe ARGS` without waiting, stdout and stderr piped.
+    pub fn spawn_dbsafe(&self, args: &[&str]) -> std::process::Child {
+        let mut cmd = self.command("cargo-dbsafe");
+        cmd.arg("dbsafe")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().expect("spawn cargo-dbsafe")
+    }
+}
+
+/// Waits for a spawned command and collects what it printed.
+pub fn finish(child: std::process::Child) -> Run {
+    let out = child.wait_with_output().expect("wait for binary");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
