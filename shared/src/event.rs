@@ -40,6 +40,21 @@ pub enum EventKind {
         url: String,
         /// Versions this run is about to apply, in order.
         pending: Vec<String>,
+        /// The machine it runs on.
+        #[serde(default)]
+        host: String,
+        /// dbsafe's version.
+        #[serde(default)]
+        tool_version: String,
+        /// git commit of the project.
+        #[serde(default)]
+        git_commit: Option<String>,
+        /// Whether the checkout had uncommitted changes.
+        #[serde(default)]
+        git_dirty: Option<bool>,
+        /// The snapshot taken before the run.
+        #[serde(default)]
+        snapshot_id: Option<String>,
     },
     /// A preflight check passed with a remark worth reading.
     #[serde(rename = "preflight.warning")]
@@ -147,6 +162,30 @@ pub enum EventKind {
         previous: Option<String>,
         /// The identity it is bound to now.
         identity: String,
+    },
+    /// A snapshot was taken.
+    #[serde(rename = "snapshot.created")]
+    SnapshotCreated {
+        /// Snapshot id.
+        snapshot_id: String,
+        /// Strategy used.
+        strategy: String,
+        /// Total size of its files in bytes.
+        bytes: u64,
+        /// Wall time in milliseconds.
+        duration_ms: u64,
+    },
+    /// A snapshot was restored into the target.
+    #[serde(rename = "rollback.restore")]
+    SnapshotRestored {
+        /// Snapshot id.
+        snapshot_id: String,
+        /// Runs written back into the ledger from the journal, marked restored.
+        rehydrated_runs: Vec<String>,
+        /// Differences between the restored database and the snapshot's fingerprints (empty: identical).
+        differences: Vec<String>,
+        /// Wall time in milliseconds.
+        duration_ms: u64,
     },
     /// A dirty step was marked resolved by an operator.
     #[serde(rename = "step.resolved")]

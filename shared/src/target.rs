@@ -142,6 +142,60 @@ impl DatabaseUrl {
     }
 }
 
+/// The parts of a server URL that client tools (`pg_dump`, `mariadb-dump`) take as
+/// options and environment variables: the password goes through the environment only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerParams {
+    /// Host name or address (or a socket directory).
+    pub host: Option<String>,
+    /// Port.
+    pub port: Option<u16>,
+    /// User name.
+    pub user: Option<String>,
+    /// Password, percent-decoded. Never put it in argv or a file.
+    pub password: Option<String>,
+    /// Database name.
+    pub database: String,
+}
+
+impl fmt::Debug for ServerParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServerParams({:?}:{:?} user {:?} db {})", self.host, self.port, self.user, self.database)
+    }
+}
+
+impl DatabaseUrl {
+    /// Host, port, user, password and database of a server URL (None for SQLite).
+    pub fn server_params(&self) -> Option<ServerParams> {
+        if self.backend == Backend::Sqlite {
+            return None;
+        }
+        let parsed = url::Url::parse(&self.connect).ok()?;
+        let decode = |s: &str| percent_decode(s);
+        Some(ServerParams {
+            host: parsed.host_str().map(str::to_owned).filter(|h| !h.is_empty()),
+            port: parsed.port(),
+            user: Some(decode(parsed.username())).filter(|u| !u.is_empty()),
+            password: parsed.password().map(decode),
+            database: decode(parsed.path().trim_start_matches('/')),
+        })
+    }
+
+    /// The same server URL with another database name (for scratch databases).
+    pub fn with_database(&self, database: &str) -> DatabaseUrl {
+        let mut parsed = match url::Url::parse(&self.connect) {
+            Ok(parsed) => parsed,
+            Err(_) => return self.clone(),
+        };
+        parsed.set_path(&format!("/{database}"));
+        DatabaseUrl { backend: self.backend, connect: parsed.to_string(), sqlite_path: None }
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
+}
+
 fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     let head = text.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)

@@ -122,6 +122,7 @@ impl Output {
                 environment,
                 url,
                 pending,
+                ..
             } => {
                 let what = if pending.is_empty() {
                     "nothing to apply".to_owned()
@@ -246,6 +247,24 @@ impl Output {
             )),
             EventKind::StepResolved { version, state } => {
                 self.note(&format!("resolved {version} as {state}"))
+            }
+            EventKind::SnapshotCreated { snapshot_id, strategy, bytes, duration_ms } => self.note(&format!(
+                "{} {snapshot_id} ({strategy}, {}, {duration_ms} ms)",
+                green.apply_to("snapshot"),
+                indicatif::HumanBytes(*bytes)
+            )),
+            EventKind::SnapshotRestored { snapshot_id, rehydrated_runs, differences, duration_ms } => {
+                self.note(&format!(
+                    "{} snapshot {snapshot_id} in {duration_ms} ms; runs written back from the journal: {}",
+                    yellow.apply_to("restored"),
+                    if rehydrated_runs.is_empty() { "none".to_owned() } else { rehydrated_runs.join(", ") }
+                ));
+                if differences.is_empty() {
+                    self.note("  the database matches the snapshot's schema and data fingerprints");
+                }
+                for difference in differences {
+                    self.note(&format!("  {} {difference}", red.apply_to("differs:")));
+                }
             }
         }
     }
