@@ -165,6 +165,11 @@ fn apply_locked(
             environment: target.environment.to_string(),
             url: target.url.redacted(),
             pending: pending.iter().map(|m| m.version.clone()).collect(),
+            host: context.host.clone(),
+            tool_version: context.tool_version.clone(),
+            git_commit: context.git_commit.clone(),
+            git_dirty: context.git_dirty,
+            snapshot_id: None,
         },
     )?;
     if binding.is_rebind() {
