@@ -67,8 +67,18 @@ pub fn apply(
             set.dir.display()
         )));
     }
+    // A refused apply leaves nothing behind: not even the empty SQLite file that opening
+    // the connection created.
+    let new_sqlite_file = target.url.sqlite_path().filter(|path| !path.exists());
     let mut db = Database::connect(&target.url, Create::IfMissing)?;
-    let binding = identity::check(&mut db, target, &config.snapshot_dir, options.rebind)?;
+    let binding = identity::check(&mut db, target, &config.snapshot_dir, options.rebind)
+        .inspect_err(|_| {
+            if let Some(path) = new_sqlite_file
+                && std::fs::metadata(path).is_ok_and(|m| m.len() == 0)
+            {
+                let _ = std::fs::remove_file(path);
+            }
+        })?;
     preflight::server_activity(&mut db, &config.apply)?;
 
     let journal = Journal::new(&config.snapshot_dir);
