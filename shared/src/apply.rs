@@ -283,6 +283,7 @@ pub fn is_transactional(backend: Backend, migration: &Migration) -> bool {
 /// Why a migration did not apply.
 struct Failure {
     migration: String,
+    version: String,
     message: String,
     /// Part of it may have run (non-transactional): the target is dirty.
     dirty: bool,
@@ -356,6 +357,7 @@ fn apply_one(
     let backend = db.backend();
     let failure = |message: String, dirty| Failure {
         migration: migration.name.clone(),
+        version: migration.version.clone(),
         message,
         dirty,
         applied: false,
@@ -612,13 +614,14 @@ fn fail_run(
         let state = format!(
             "{headline}\n  It ran without a transaction, so part of it may have been applied: the target is dirty.\n  \
              {} of {total} migrations of run {run_id} applied before it ({}).\n  \
-             Inspect the database, finish or undo the migration by hand, then: cargo dbsafe resolve VERSION --as applied|reverted",
+             Inspect the database, finish or undo the migration by hand, then: cargo dbsafe resolve {} --as applied|reverted",
             done.len(),
             if applied_names.is_empty() {
                 "none".to_owned()
             } else {
                 applied_names.join(", ")
-            }
+            },
+            failure.version
         );
         return Err(Error::Attention(finish(
             db,
