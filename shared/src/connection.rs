@@ -67,8 +67,16 @@ impl Database {
         let conn = match url.backend() {
             Backend::Postgres => {
                 let mut pg = PgConnection::establish(url.connection_string()).map_err(fail)?;
-                pg.batch_execute("SET application_name = 'dbsafe'")
-                    .map_err(|e| Error::db("setting up the PostgreSQL session", e))?;
+                // client_connection_check_interval (PostgreSQL 14+; older servers have no
+                // such row, a no-op): if dbsafe dies mid-statement, the server ends the session
+                // within a second (rolling back, freeing the lock) instead of running a long
+                // migration to its end for nobody.
+                pg.batch_execute(
+                    "SET application_name = 'dbsafe'; \
+                     SELECT set_config(name, '1000', false) FROM pg_settings \
+                     WHERE name = 'client_connection_check_interval'",
+                )
+                .map_err(|e| Error::db("setting up the PostgreSQL session", e))?;
                 AnyConnection::Postgresql(pg)
             }
             Backend::Mysql => AnyConnection::Mysql(
