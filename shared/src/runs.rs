@@ -59,7 +59,15 @@ pub fn show(target: &Target, id: &str) -> Result<RunDetail> {
                 .collect();
             match matches.as_slice() {
                 [one] => (*one).clone(),
-                _ => return Err(unknown(all.into_iter().take(5).collect())),
+                [] => return Err(unknown(all.into_iter().take(5).collect())),
+                several => {
+                    let ids: Vec<&str> = several.iter().map(|r| r.id.as_str()).collect();
+                    return Err(Error::Usage(format!(
+                        "`{id}` is the start of several runs in the ledger of target `{}`: {}; give more of the run id",
+                        target.name,
+                        ids.join(", ")
+                    )));
+                }
             }
         }
     };
