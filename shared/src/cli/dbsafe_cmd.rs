@@ -92,7 +92,9 @@ enum StateArg {
 
 /// Runs `cargo dbsafe` with the process arguments; returns the exit code.
 pub fn main() -> ExitCode {
-    let Cargo::Dbsafe(args) = Cargo::parse_from(cargo_args("dbsafe"));
+    let argv = cargo_args("dbsafe");
+    let Cargo::Dbsafe(args) =
+        Cargo::try_parse_from(&argv).unwrap_or_else(|e| super::usage_error(e, &argv));
     let mut output = Output::new(&args.global);
     match run(&args, &mut output) {
         Ok(code) => ExitCode::from(code),

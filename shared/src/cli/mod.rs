@@ -119,3 +119,22 @@ pub fn cargo_args(subcommand: &str) -> Vec<std::ffi::OsString> {
     }
     args
 }
+
+/// Reports a command line clap could not parse, then exits: help and version print as
+/// usual (exit 0); an error exits 2 and, with `--message-format json`, also writes its
+/// `{"type":"error"}` line on stdout like every other error.
+pub fn usage_error(error: clap::Error, argv: &[std::ffi::OsString]) -> ! {
+    let json = argv
+        .windows(2)
+        .any(|w| w[0] == "--message-format" && w[1] == "json")
+        || argv.iter().any(|a| a == "--message-format=json");
+    if error.use_stderr() && json {
+        let text = error.render().to_string();
+        let message = text.trim().strip_prefix("error: ").unwrap_or(text.trim());
+        println!(
+            "{}",
+            serde_json::json!({"type": "error", "exit_code": exit::USAGE, "message": message})
+        );
+    }
+    error.exit()
+}
