@@ -23,7 +23,7 @@ enum Cargo {
 /// (protected target, identity changed, dirty target, lock held, edited migration);
 /// 4 the database needs attention (a failure dbsafe could not undo).
 #[derive(Debug, Args)]
-#[command(version, about, long_about)]
+#[command(version)]
 struct DbsafeArgs {
     #[command(flatten)]
     global: GlobalArgs,
