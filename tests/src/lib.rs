@@ -466,3 +466,105 @@ pub fn finish(child: std::process::Child) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// A `Command` for a workspace binary run in `dir` (any directory, not only a project's),
+/// with the same clean environment as [`Project::command`]. The variables cargo's own
+/// tools need (`CARGO`, `RUSTUP_HOME`, `RUSTUP_TOOLCHAIN`, `CARGO_HOME`) are passed on when
+/// set, so `--manifest-path` can run `cargo metadata`.
+pub fn command_in(dir: &Path, binary_name: &str) -> Command {
+    let mut cmd = Command::new(binary(binary_name));
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("CI", "true")
+        .env("NO_COLOR", "1")
+        .env("DBSAFE_OPERATOR", "tester")
+        .stdin(std::process::Stdio::null());
+    for var in ["CARGO", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "CARGO_HOME"] {
+        if let Ok(value) = std::env::var(var) {
+            cmd.env(var, value);
+        }
+    }
+    cmd
+}
+
+/// Runs `cargo-dbsafe dbsafe ARGS` in `dir` with extra environment variables `env`.
+pub fn dbsafe_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = command_in(dir, "cargo-dbsafe");
+    cmd.arg("dbsafe").args(args);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    run(cmd)
+}
+
+/// Every file and directory under `dir`, as sorted relative paths (`a/b.txt`): compare two
+/// listings to show a command created nothing.
+pub fn tree(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            out.push(
+                path.strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string(),
+            );
+            if path.is_dir() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Every row of `table` as one line of text, its columns joined with `|` (NULLs empty), on
+/// any backend: for asserting what a table contains, or does not.
+pub fn table_text(db: &TestDb, table: &str) -> Vec<String> {
+    let columns = match db.backend {
+        Backend::Postgres => db.strings(&format!(
+            "SELECT CAST(column_name AS TEXT) AS v FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = '{table}' ORDER BY ordinal_position"
+        )),
+        Backend::Mysql => db.strings(&format!(
+            "SELECT CAST(column_name AS CHAR) AS v FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND table_name = '{table}' ORDER BY ordinal_position"
+        )),
+        Backend::Sqlite => db.strings(&format!(
+            "SELECT name AS v FROM pragma_table_info('{table}') ORDER BY cid"
+        )),
+    };
+    assert!(
+        !columns.is_empty(),
+        "table {table} has no columns (missing?)"
+    );
+    let text = if db.backend == Backend::Mysql {
+        "CHAR"
+    } else {
+        "TEXT"
+    };
+    let joined = columns
+        .iter()
+        .map(|c| format!("COALESCE(CAST({c} AS {text}), '')"))
+        .collect::<Vec<_>>()
+        .join(" || '|' || ");
+    let sql = match db.backend {
+        Backend::Mysql => format!(
+            "SELECT CAST(CONCAT_WS('|', {}) AS CHAR) AS v FROM {table}",
+            columns
+                .iter()
+                .map(|c| format!("COALESCE(CAST({c} AS CHAR), '')"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => format!("SELECT {joined} AS v FROM {table}"),
+    };
+    db.strings(&sql)
+}
