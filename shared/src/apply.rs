@@ -84,12 +84,16 @@ pub fn apply(
     let journal = Journal::new(&config.snapshot_dir);
     let mut recorder = Recorder::new(RunContext::new(&config.root), &target.name, journal, sink);
     let run_id = recorder.context.id.clone();
+    // Waiting is shown as it begins; it is recorded (journal, ledger) only once the lock is
+    // taken and the run exists.
     let mut waiting = Vec::new();
     let lock = lock::acquire(&mut db, &run_id, config.apply.lock_wait, &mut |holder| {
-        waiting.push(holder)
+        let event = recorder.event(EventKind::LockWaiting { holder });
+        recorder.show(&event);
+        waiting.push(event);
     })?;
-    for holder in waiting {
-        recorder.emit(&mut db, EventKind::LockWaiting { holder })?;
+    for event in waiting {
+        recorder.record_shown(event)?;
     }
     let result = apply_locked(
         config,
@@ -124,7 +128,7 @@ fn apply_locked(
         .map_err(|e| Error::db("creating __diesel_schema_migrations", e))?;
     identity::record(db, target, &config.snapshot_dir, binding)?;
     if db.backend() == Backend::Mysql {
-        ledger::meta_set(db, "lock_holder", &recorder.context.id)?;
+        lock::announce_mysql_holder(db, &recorder.context.id)?;
     }
     let interrupted = ledger::running_runs(db)?;
 

@@ -22,8 +22,9 @@ pub struct TargetLock {
     file: Option<(File, PathBuf)>,
 }
 
-/// Takes the target's lock for run `run_id`, waiting up to `wait`. `on_wait` is called
-/// once, with the holder's run id when known, if the lock is busy.
+/// Takes the target's lock for run `run_id`, waiting up to `wait`. `on_wait` is called when
+/// the lock is found busy, with the holder's run id when known, and again whenever a
+/// different holder becomes known while waiting.
 pub fn acquire(
     db: &mut Database,
     run_id: &str,
@@ -32,6 +33,7 @@ pub fn acquire(
 ) -> Result<TargetLock> {
     let deadline = Instant::now() + wait;
     let mut waited = false;
+    let mut reported: Option<String> = None;
     let mut sqlite_file = match db.backend() {
         Backend::Sqlite => Some(open_lock_file(db)?),
         _ => None,
@@ -45,9 +47,11 @@ pub fn acquire(
         if taken {
             return Ok(TargetLock { file: sqlite_file });
         }
-        if !waited {
+        let now_holding = holder(db, sqlite_file.as_mut());
+        if !waited || (now_holding.is_some() && now_holding != reported) {
             waited = true;
-            on_wait(holder(db, sqlite_file.as_mut()));
+            reported.clone_from(&now_holding);
+            on_wait(now_holding);
         }
         if Instant::now() >= deadline {
             let holder = holder(db, sqlite_file.as_mut())
@@ -115,6 +119,15 @@ fn try_mysql(db: &mut Database) -> Result<bool> {
         == 1)
 }
 
+/// MySQL: records in the ledger (which must exist) that this connection holds the lock for
+/// `run_id`, so a waiter can name the run.
+pub fn announce_mysql_holder(db: &mut Database, run_id: &str) -> Result<()> {
+    let connection = db
+        .integer("SELECT CAST(CONNECTION_ID() AS SIGNED) AS v")
+        .map_err(|e| Error::db("reading the MySQL connection id", e))?;
+    crate::ledger::meta_set(db, "lock_holder", &format!("{connection} {run_id}"))
+}
+
 fn open_lock_file(db: &Database) -> Result<(File, PathBuf)> {
     let db_path = db.url().sqlite_path().expect("SQLite has a path");
     let path = PathBuf::from(format!("{}.dbsafe-lock", db_path.display()));
@@ -156,7 +169,21 @@ fn holder(db: &mut Database, file: Option<&mut (File, PathBuf)>) -> Option<Strin
             .ok()?
             .into_iter()
             .find_map(|name| name.strip_prefix("dbsafe ").map(str::to_owned)),
-        Backend::Mysql => crate::ledger::meta_get(db, "lock_holder").ok().flatten(),
+        Backend::Mysql => {
+            // The run recorded as holder counts only if its connection holds the lock now:
+            // an entry left by an earlier run, or a lock held outside dbsafe, names no run.
+            let connection = db
+                .texts(&format!(
+                    "SELECT CAST(IS_USED_LOCK({}) AS CHAR) AS v",
+                    mysql_lock_name()
+                ))
+                .ok()?
+                .into_iter()
+                .next()?;
+            let recorded = crate::ledger::meta_get(db, "lock_holder").ok().flatten()?;
+            let (holder_connection, run) = recorded.split_once(' ')?;
+            (holder_connection == connection).then(|| run.to_owned())
+        }
         Backend::Sqlite => {
             let (_, path) = file?;
             let mut text = String::new();

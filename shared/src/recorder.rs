@@ -80,6 +80,25 @@ impl<'a> Recorder<'a> {
         self.publish(&event)
     }
 
+    /// Shows an event on the output only, now: for what happens before the run exists
+    /// (waiting for the lock). Record it with [`Recorder::record_shown`] once it does.
+    pub fn show(&mut self, event: &Event) {
+        self.sink.emit(event);
+    }
+
+    /// Records an event that [`Recorder::show`] already showed: in the journal now, in the
+    /// ledger with the events emitted before the ledger was ready.
+    pub fn record_shown(&mut self, event: Event) -> Result<()> {
+        debug_assert!(
+            !self.ledger_ready,
+            "record_shown is for events before the run's ledger rows"
+        );
+        let seq = self.seq();
+        self.journal.append(&self.target, &event)?;
+        self.unwritten.push((seq, event));
+        Ok(())
+    }
+
     /// Writes an event into the ledger inside the caller's transaction; call
     /// [`Recorder::publish`] with it once the transaction committed.
     pub fn write_in(&mut self, conn: &mut AnyConnection, kind: EventKind) -> QueryResult<Event> {
