@@ -412,7 +412,13 @@ pub fn dirty_steps(db: &mut Database) -> Result<Vec<StepRow>> {
 pub fn latest_steps(db: &mut Database) -> Result<BTreeMap<String, StepRow>> {
     let rows: Vec<StepRow> = dbsafe_steps::table
         .filter(dbsafe_steps::status.eq_any([step_status::APPLIED, step_status::REVERTED]))
-        .order((dbsafe_steps::run_id, dbsafe_steps::seq))
+        // By time first: run ids sort by time only to the second (their suffix is random),
+        // and runs never overlap (the target lock), so step start times order them.
+        .order((
+            dbsafe_steps::started_at,
+            dbsafe_steps::run_id,
+            dbsafe_steps::seq,
+        ))
         .load(&mut db.conn)
         .map_err(|e| Error::db("reading dbsafe_steps", e))?;
     Ok(rows
