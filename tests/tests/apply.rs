@@ -294,9 +294,29 @@ fn verify_sql_returning_false_leaves_nothing(backend: Backend) {
         "migrations/2024-03-01-000002_widgets/verify.sql",
         "SELECT count(*) = 2 FROM widgets;\n",
     );
-    p.apply(&[]).expect_code(0);
+    let fixed = p.apply(&[]);
+    fixed.expect_code(0);
     assert!(p.db.has_table("widgets") && p.db.has_table("kinds"));
     assert_eq!(p.db.diesel_versions().len(), 2);
+    // Both runs usually fall in the same second, whose run ids do not sort by time: the
+    // newer step (applied by the second run) must still win over the older `reverted` one.
+    let fixed_id = fixed.run_id();
+    for (version, state, by) in states(&p) {
+        assert_eq!(state, "applied", "{version}");
+        assert_eq!(by.as_deref(), Some(fixed_id.as_str()), "{version}");
+    }
+    // And an edit of the re-applied migration is caught.
+    p.file(
+        "migrations/2024-03-01-000001_kinds/up.sql",
+        "CREATE TABLE kinds (id INTEGER PRIMARY KEY, edited INTEGER);",
+    );
+    let refused = p.apply(&[]);
+    refused.expect_code(3);
+    assert!(
+        refused.stderr.contains("2024-03-01-000001_kinds"),
+        "{}",
+        refused.stderr
+    );
 }
 
 fn run_in_transaction_false_is_recorded(backend: Backend) {
