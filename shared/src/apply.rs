@@ -235,16 +235,13 @@ fn apply_locked(
     let mut done: Vec<&Migration> = Vec::new();
     for (index, migration) in pending.iter().enumerate() {
         let seq = (index + 1) as i32;
-        recorder.emit(
-            db,
-            EventKind::MigrationStarted {
-                version: migration.version.clone(),
-                name: migration.name.clone(),
-                index: index + 1,
-                total: pending.len(),
-                transactional: is_transactional(db.backend(), migration),
-            },
-        )?;
+        recorder.emit_deferred(EventKind::MigrationStarted {
+            version: migration.version.clone(),
+            name: migration.name.clone(),
+            index: index + 1,
+            total: pending.len(),
+            transactional: is_transactional(db.backend(), migration),
+        })?;
         match apply_one(db, recorder, &config.apply, migration, seq) {
             Ok(()) => done.push(migration),
             Err(failure) => {
@@ -392,6 +389,7 @@ fn apply_one(
             });
             match result {
                 Ok(event) => {
+                    recorder.committed();
                     let _ = recorder.publish(&event);
                     return Ok(());
                 }
@@ -762,6 +760,7 @@ fn revert(
         });
         match result {
             Ok(event) => {
+                recorder.committed();
                 let _ = recorder.publish(&event);
                 remaining.pop();
             }

@@ -73,6 +73,9 @@ impl<'a> Recorder<'a> {
         let event = self.event(kind);
         let seq = self.seq();
         if self.ledger_ready {
+            for (seq, event) in std::mem::take(&mut self.unwritten) {
+                let _ = ledger::insert_event(&mut db.conn, seq, &event);
+            }
             let _ = ledger::insert_event(&mut db.conn, seq, &event);
         } else {
             self.unwritten.push((seq, event.clone()));
@@ -99,13 +102,32 @@ impl<'a> Recorder<'a> {
         Ok(())
     }
 
-    /// Writes an event into the ledger inside the caller's transaction; call
-    /// [`Recorder::publish`] with it once the transaction committed.
+    /// Shows and journals an event now, and writes it into the ledger with the next
+    /// ledger write (inside the next migration's own transaction), which saves a commit
+    /// per migration.
+    pub fn emit_deferred(&mut self, kind: EventKind) -> Result<()> {
+        let event = self.event(kind);
+        let seq = self.seq();
+        self.unwritten.push((seq, event.clone()));
+        self.publish(&event)
+    }
+
+    /// Writes an event, and any deferred ones, into the ledger inside the caller's
+    /// transaction; once it committed, call [`Recorder::committed`] and publish the event.
     pub fn write_in(&mut self, conn: &mut AnyConnection, kind: EventKind) -> QueryResult<Event> {
+        for (seq, event) in &self.unwritten {
+            ledger::insert_event(conn, *seq, event)?;
+        }
         let event = self.event(kind);
         let seq = self.seq();
         ledger::insert_event(conn, seq, &event)?;
         Ok(event)
+    }
+
+    /// The transaction that [`Recorder::write_in`] wrote into committed: the deferred
+    /// events are in the ledger now.
+    pub fn committed(&mut self) {
+        self.unwritten.clear();
     }
 
     /// Sends an already recorded event to the journal and the sink.
