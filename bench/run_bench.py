@@ -5,10 +5,11 @@ Called by bench/apply.sh (which installs diesel_cli and builds dbsafe first); us
 
 It generates N migrations (bench/gen_migrations.py) into a temporary directory, then for
 each round, alternating which tool goes first, and for each tool: creates a fresh database
-(the same name every round, so dbsafe sees the same database identity), removes dbsafe's
-local state (.dbsafe/), runs the tool once under a wall clock, checks that all N migrations
-are recorded in __diesel_schema_migrations, and drops the database. It prints each round's
-times and the median of the per-round ratios dbsafe/diesel.
+(named after this process, the same every round), removes dbsafe's local state (.dbsafe/),
+runs the tool once under a wall clock, checks that all N migrations are recorded in
+__diesel_schema_migrations (and, for dbsafe, one succeeded run with N applied steps in its
+ledger), and drops the database. It prints each round's times and the median of the
+per-round ratios dbsafe/diesel.
 
     diesel migration run --database-url URL --migration-dir DIR
     cargo-dbsafe dbsafe apply --yes --target bench --config DIR/../dbsafe.toml
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -105,6 +107,9 @@ def main() -> int:
     if a.migrations < 1 or a.rounds < 1 or a.warmup < 0:
         p.error("--migrations and --rounds must be at least 1, --warmup at least 0")
 
+    # Turn SIGTERM into SystemExit so the `finally` blocks drop the databases.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
     tools = ["diesel"] if a.diesel_only else ["diesel", "dbsafe"]
     dbsafe_bin = str(Path(a.dbsafe).resolve())
     if not a.diesel_only and not os.access(dbsafe_bin, os.X_OK):
@@ -122,7 +127,7 @@ def main() -> int:
     print(f"dbsafe bench: server version {psql(a.pg_url, 'show server_version')}", flush=True)
 
     def one(tool: str, label: str) -> float:
-        db = f"{DB_PREFIX}{tool}"
+        db = f"{DB_PREFIX}{os.getpid()}_{tool}"
         url = with_database(a.pg_url, db)
         drop_db(a.pg_url, db)
         psql(a.pg_url, f'CREATE DATABASE "{db}"')
@@ -140,11 +145,17 @@ def main() -> int:
             applied = int(psql(url, "SELECT count(*) FROM __diesel_schema_migrations"))
             if applied != a.migrations:
                 raise BenchError(f"{tool}: {applied} migrations recorded, expected {a.migrations}")
+            if tool == "dbsafe":
+                steps = psql(url, "SELECT count(*) FROM dbsafe_steps WHERE status = 'applied'")
+                runs = psql(url, "SELECT status FROM dbsafe_runs")
+                if int(steps) != a.migrations or runs != "succeeded":
+                    raise BenchError(f"dbsafe ledger: {steps} applied steps, runs {runs!r}")
         finally:
             drop_db(a.pg_url, db)
         return secs
 
     results: list[dict[str, float]] = []
+    failed = False
     try:
         for r in range(a.warmup + a.rounds):
             order = tools if r % 2 == 0 else tools[::-1]
@@ -158,9 +169,13 @@ def main() -> int:
             if r >= a.warmup:
                 results.append(times)
     except BenchError as e:
+        failed = True
         print(f"dbsafe bench: error: {e}", file=sys.stderr)
         print(f"dbsafe bench: logs kept in {work}", file=sys.stderr)
         return 2
+    finally:
+        if not failed and not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
     print(f"median diesel migration run: {statistics.median(t['diesel'] for t in results):.3f}s")
     status = 0
@@ -173,8 +188,6 @@ def main() -> int:
             status = 1
     if a.keep:
         print(f"dbsafe bench: kept {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
     return status
 
 
