@@ -165,7 +165,10 @@ pub fn record(
         create_private_dir(snapshot_dir)?;
         let path = bindings_path(snapshot_dir);
         let text = serde_json::to_string_pretty(&file).unwrap_or_default();
-        fs::write(&path, text + "\n").map_err(|e| Error::io(path, e))?;
+        // Write beside it, then rename: a concurrent reader sees the old or the new file, never half of one.
+        let staging = path.with_extension(format!("json.{}", std::process::id()));
+        fs::write(&staging, text + "\n").map_err(|e| Error::io(&staging, e))?;
+        fs::rename(&staging, &path).map_err(|e| Error::io(path, e))?;
     }
     ledger::meta_set(db, "bound_target", &target.name)?;
     ledger::meta_set(db, "identity", &binding.identity)
