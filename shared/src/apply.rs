@@ -594,6 +594,22 @@ fn fail_run(
         "migration {} failed: {}",
         failure.migration, failure.message
     );
+    if std::mem::take(&mut db.reconnected) && db.backend() != Backend::Sqlite {
+        // The session that held the target's lock is gone: take it again before undoing
+        // anything, or another apply could run in between.
+        if let Err(e) = lock::acquire(db, &run_id, config.apply.lock_wait, &mut |_| {}) {
+            let state = format!(
+                "{headline}\n  The connection was lost and the target's lock could not be taken again ({e}); nothing was undone: the {} earlier migration(s) of run {run_id} stay applied ({})",
+                done.len(),
+                if applied_names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    applied_names.join(", ")
+                }
+            );
+            return Err(Error::Attention(state));
+        }
+    }
     let finish = |db: &mut Database, recorder: &mut Recorder<'_>, status: &str, error: String| {
         let _ = ledger::finish_run(
             &mut db.conn,

@@ -42,6 +42,9 @@ pub struct Database {
     /// The diesel connection.
     pub conn: AnyConnection,
     url: DatabaseUrl,
+    /// Set when [`Database::ensure_alive`] had to open a new session (locks held by the
+    /// old one are gone); cleared by whoever takes them again.
+    pub reconnected: bool,
 }
 
 #[derive(QueryableByName)]
@@ -108,6 +111,7 @@ impl Database {
         Ok(Database {
             conn,
             url: url.clone(),
+            reconnected: false,
         })
     }
 
@@ -143,6 +147,7 @@ impl Database {
             return Ok(false);
         }
         *self = Database::connect(&self.url, Create::Never)?;
+        self.reconnected = true;
         Ok(true)
     }
 
