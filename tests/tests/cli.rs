@@ -334,7 +334,9 @@ fn unknown_run_id_lists_the_runs() {
     run.expect_code(2);
     assert!(run.stderr.contains("does not exist"), "{run:?}");
     assert!(!Path::new(&fresh.db.name).exists());
-    fresh.db.execute("CREATE TABLE app (id INTEGER PRIMARY KEY)");
+    fresh
+        .db
+        .execute("CREATE TABLE app (id INTEGER PRIMARY KEY)");
     let run = fresh.dbsafe(&["runs", "show", "NOPE"]);
     run.expect_code(2);
     assert!(

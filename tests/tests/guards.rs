@@ -176,6 +176,16 @@ fn protected_target_needs_explicit_target_and_yes(backend: Backend) {
     assert!(human.stderr.contains("protected"), "{}", human.stderr);
     assert_untouched(&p, &files);
 
+    // resolve changes the ledger too: the same guard.
+    let resolve = p.dbsafe(&["resolve", "20240101000001", "--as", "applied"]);
+    resolve.expect_code(3);
+    assert!(
+        resolve.stderr.contains("--target prod"),
+        "{}",
+        resolve.stderr
+    );
+    assert_untouched(&p, &files);
+
     // Named and confirmed: applied, recorded as a production run.
     let applied = p.apply(&["--target", "prod", "--yes"]);
     applied.expect_code(0);
