@@ -14,6 +14,7 @@ pub mod apply;
 pub mod cli;
 pub mod identity;
 pub mod init;
+pub mod inspect;
 pub mod journal;
 pub mod ledger;
 pub mod lock;
