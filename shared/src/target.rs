@@ -93,6 +93,16 @@ impl DatabaseUrl {
         } else if !url.contains(':') {
             url
         } else {
+            let letters: String = lower
+                .chars()
+                .take_while(char::is_ascii_alphabetic)
+                .collect();
+            if ["postgres", "postgresql", "mysql", "mariadb"].contains(&letters.as_str()) {
+                return Err(Error::BadUrl(format!(
+                    "database URL {} is not a valid {letters} URL: write it as {letters}://user:password@host:port/database",
+                    redact(url)
+                )));
+            }
             let scheme = url.split(':').next().unwrap_or(url);
             return Err(Error::BadUrl(format!(
                 "database URL {} has an unknown scheme `{scheme}`: use postgres://, mysql://, mariadb:// or sqlite:// (a bare file path also means SQLite)",
@@ -217,6 +227,12 @@ pub fn redact(url: &str) -> String {
                 out.replace_range(start..rest_start + at, "***");
             }
         }
+    } else if let Some(at) = out.rfind('@')
+        && let Some(colon) = out[..at].rfind(':')
+    {
+        // Not a well-formed URL (`postgres:/app:pw@host`): hide whatever precedes the `@`
+        // after its last `:`, which may be a user name rather than a password.
+        out.replace_range(colon + 1..at, "***");
     }
     if let Some(query_start) = out.find('?') {
         let (head, query) = out.split_at(query_start + 1);
@@ -325,6 +341,16 @@ mod tests {
             "postgres://h/x?user=a&password=***"
         );
         assert_eq!(redact("postgres://a:p@ss@h/x"), "postgres://a:***@h/x");
+        for malformed in [
+            "postgres:/app:s3cret@db/x",
+            "postgres:app:s3cret@db/x",
+            "mysql//app:s3cret@db/x",
+            "postgress:app:s3cret@db/x",
+        ] {
+            let message = parse(malformed).unwrap_err().to_string();
+            assert!(!message.contains("s3cret"), "{message}");
+            assert!(message.contains(":***@db/x"), "{message}");
+        }
         let url = parse("postgres://app:s3cret@db/x").unwrap();
         assert!(!format!("{url:?} {}", url.redacted()).contains("s3cret"));
     }

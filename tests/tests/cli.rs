@@ -198,31 +198,39 @@ fn unreachable_servers() {
 fn wrong_scheme_is_not_a_sqlite_file() {
     let p = Project::new(Backend::Sqlite);
     two_migrations(&p);
-    for (url, scheme) in [
+    let unknown = |scheme: &str| {
+        format!(
+            "has an unknown scheme `{scheme}`: use postgres://, mysql://, mariadb:// or sqlite://"
+        )
+    };
+    let malformed = |scheme: &str| {
+        format!("is not a valid {scheme} URL: write it as {scheme}://user:password@host")
+    };
+    for (url, expected) in [
         (
             "postgress://app:pw-must-not-show@127.0.0.1/appdb",
-            "postgress",
+            unknown("postgress"),
         ),
-        ("mysq://root@127.0.0.1/appdb", "mysq"),
-        ("postgres//127.0.0.1/appdb", ""),
+        ("mysq://root@127.0.0.1/appdb", unknown("mysq")),
+        // A known scheme without `//`: said so, with the form to write, password hidden.
+        (
+            "postgres:/app:pw-must-not-show@127.0.0.1/appdb",
+            malformed("postgres"),
+        ),
+        (
+            "mysql//app:pw-must-not-show@127.0.0.1/appdb",
+            malformed("mysql"),
+        ),
+        // No `:` at all: a relative SQLite path, whose directory does not exist.
+        ("postgres//127.0.0.1/appdb", "does not exist".to_owned()),
     ] {
         p.file(
             "dbsafe.toml",
             &format!("[targets.test]\nurl = \"{url}\"\nenvironment = \"test\"\n"),
         );
         let message = refused_cleanly(&p, &["apply"], 2);
+        assert!(message.contains(&expected), "{message}");
         assert!(!message.contains("pw-must-not-show"), "{message}");
-        if scheme.is_empty() {
-            // No scheme at all: a relative SQLite path whose directory does not exist.
-            assert!(message.contains("does not exist"), "{message}");
-            assert!(!p.path().join("postgres").exists());
-        } else {
-            assert!(
-                message.contains(&format!("unknown scheme `{scheme}`")),
-                "{message}"
-            );
-            assert!(message.contains("postgres://, mysql://"), "{message}");
-        }
     }
     // Nothing named like any of those URLs appeared anywhere in the project.
     assert!(
