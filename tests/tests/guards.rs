@@ -420,10 +420,19 @@ impl Drop for DbUser {
             Backend::Postgres => {
                 if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", pg_server()))
                 {
+                    // Two statements: DROP DATABASE cannot run in the implicit transaction
+                    // of a multi-statement query.
                     let _ = admin.batch_execute(&format!(
-                        "DROP DATABASE IF EXISTS {} WITH (FORCE); DROP ROLE IF EXISTS {}",
-                        self.database, self.name
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        self.database
                     ));
+                    let dropped =
+                        admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", self.name));
+                    if let Err(e) = dropped
+                        && !std::thread::panicking()
+                    {
+                        panic!("dropping role {}: {e}", self.name);
+                    }
                 }
             }
             Backend::Mysql => {
