@@ -11,7 +11,7 @@ use diesel::migration::MigrationConnection;
 use diesel_migrations::MigrationHarness;
 use sha2::{Digest, Sha256};
 
-use crate::config::{ApplyConfig, Config, FailurePolicy, SnapshotPolicy};
+use crate::config::{ApplyConfig, Config, FailurePolicy, SnapshotPolicy, SnapshotStrategy};
 use crate::connection::{self, AnyConnection, Create, Database};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
@@ -22,7 +22,9 @@ use crate::lock;
 use crate::migrations::{Migration, MigrationSet};
 use crate::preflight::{self, Confirmation};
 use crate::recorder::Recorder;
+use crate::restore::restore_snapshot;
 use crate::run::{RunContext, now};
+use crate::snapshot::{self, Manifest};
 use crate::target::{Backend, Target};
 
 /// What the operator asked of this apply.
@@ -54,11 +56,6 @@ pub fn apply(
 ) -> Result<ApplyOutcome> {
     let set = MigrationSet::load(&config.migrations_dir)?;
     preflight::guard_protected(target, options.confirmation)?;
-    if config.apply.on_failure == FailurePolicy::Restore {
-        return Err(Error::Usage(
-            "[apply] on-failure = \"restore\" needs snapshots, which this version of dbsafe cannot take yet: use \"revert\" or \"stop\"".into(),
-        ));
-    }
     if let Some(version) = &options.target_version
         && set.get(version).is_none()
     {
@@ -148,6 +145,28 @@ fn apply_locked(
 
     let context = recorder.context.clone();
     let started = Instant::now();
+    let snapshot = if wants_snapshot(config, target) && !pending.is_empty() {
+        let strategy = snapshot::resolve_strategy(config.snapshot.strategy, db.backend())?;
+        if strategy == SnapshotStrategy::Template {
+            return Err(Error::Usage(
+                "[snapshot] strategy = \"template\" cannot run inside apply: cloning needs no other session on the database, and apply holds its lock in one. Use \"pg-dump\" (or take `cargo dbsafe snapshot create --strategy template` before applying)".into(),
+            ));
+        }
+        let manifest = snapshot::create(config, target, db, strategy, Some(&context.id))?;
+        let bytes = manifest.files.iter().map(|f| f.size).sum();
+        recorder.emit(
+            db,
+            EventKind::SnapshotCreated {
+                snapshot_id: manifest.id.clone(),
+                strategy: manifest.strategy.clone(),
+                bytes,
+                duration_ms: manifest.duration_ms,
+            },
+        )?;
+        Some(manifest)
+    } else {
+        None
+    };
     ledger::insert_run(
         &mut db.conn,
         &RunRow {
@@ -163,7 +182,7 @@ fn apply_locked(
             started_at: now(),
             finished_at: None,
             status: run_status::RUNNING.into(),
-            snapshot_id: None,
+            snapshot_id: snapshot.as_ref().map(|m| m.id.clone()),
             bundle_hash: None,
             error: None,
             parent_run: None,
@@ -183,7 +202,7 @@ fn apply_locked(
             tool_version: context.tool_version.clone(),
             git_commit: context.git_commit.clone(),
             git_dirty: context.git_dirty,
-            snapshot_id: None,
+            snapshot_id: snapshot.as_ref().map(|m| m.id.clone()),
         },
     )?;
     if binding.is_rebind() {
@@ -220,14 +239,6 @@ fn apply_locked(
         }));
     }
     warnings.extend(pending.iter().filter_map(|m| m.metadata_warning.clone()));
-    let wants_snapshot = match config.apply.snapshot {
-        SnapshotPolicy::Always => true,
-        SnapshotPolicy::Protected => target.protected,
-        SnapshotPolicy::Never => false,
-    };
-    if wants_snapshot && !pending.is_empty() {
-        warnings.push("[apply] snapshot asks for a snapshot before this run, but this version of dbsafe cannot take snapshots yet: none was taken".into());
-    }
     for message in warnings {
         recorder.emit(db, EventKind::PreflightWarning { message })?;
     }
@@ -248,7 +259,16 @@ fn apply_locked(
                 if failure.applied {
                     done.push(migration);
                 }
-                return fail_run(config, db, recorder, &done, pending.len(), failure);
+                return fail_run(
+                    config,
+                    target,
+                    snapshot.as_ref(),
+                    db,
+                    recorder,
+                    &done,
+                    pending.len(),
+                    failure,
+                );
             }
         }
     }
@@ -273,6 +293,17 @@ fn apply_locked(
         run_id: context.id,
         applied: done.iter().map(|m| m.version.clone()).collect(),
     })
+}
+
+/// Whether apply takes a snapshot before running migrations: as `[apply] snapshot` says,
+/// and always when the failure policy is `restore`, which needs one.
+pub fn wants_snapshot(config: &Config, target: &Target) -> bool {
+    config.apply.on_failure == FailurePolicy::Restore
+        || match config.apply.snapshot {
+            SnapshotPolicy::Always => true,
+            SnapshotPolicy::Protected => target.protected,
+            SnapshotPolicy::Never => false,
+        }
 }
 
 /// Whether a migration's statements and its ledger rows commit as one transaction.
@@ -580,8 +611,11 @@ fn run_verify(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn fail_run(
     config: &Config,
+    target: &Target,
+    snapshot: Option<&Manifest>,
     db: &mut Database,
     recorder: &mut Recorder<'_>,
     done: &[&Migration],
@@ -628,6 +662,13 @@ fn fail_run(
         );
         error
     };
+    if config.apply.on_failure == FailurePolicy::Restore
+        && let Some(manifest) = snapshot
+    {
+        return Err(restore_after_failure(
+            config, target, manifest, db, recorder, &headline,
+        ));
+    }
     if failure.dirty {
         let state = format!(
             "{headline}\n  It ran without a transaction, so part of it may have been applied: the target is dirty.\n  \
@@ -694,6 +735,64 @@ fn fail_run(
                 )))
             }
         },
+    }
+}
+
+/// The `restore` policy: rewinds the target to the snapshot taken before the run, writes
+/// the run back into the ledger from the journal (marked `restored`) and proves the result
+/// against the snapshot's fingerprints.
+fn restore_after_failure(
+    config: &Config,
+    target: &Target,
+    manifest: &Manifest,
+    db: &mut Database,
+    recorder: &mut Recorder<'_>,
+    headline: &str,
+) -> Error {
+    let run_id = recorder.context.id.clone();
+    let message = format!(
+        "{headline}\n  on-failure = restore: the database was restored to snapshot {} taken before run {run_id}",
+        manifest.id
+    );
+    let _ = recorder.emit(
+        db,
+        EventKind::RunFailed {
+            status: run_status::RESTORED.into(),
+            error: message.clone(),
+        },
+    );
+    let outcome = match restore_snapshot(config, target, manifest) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            return Error::Attention(format!(
+                "{headline}\n  restoring snapshot {} failed: {e}\n  The database may be partly restored; the snapshot is in {}",
+                manifest.id,
+                config.snapshot_dir.join(&manifest.id).display()
+            ));
+        }
+    };
+    if db.backend() != Backend::Postgres {
+        // The SQLite file was replaced and the MySQL database re-created under this session.
+        if let Ok(fresh) = Database::connect(&target.url, Create::Never) {
+            *db = fresh;
+        }
+    }
+    let _ = recorder.emit(
+        db,
+        EventKind::SnapshotRestored {
+            snapshot_id: manifest.id.clone(),
+            rehydrated_runs: outcome.rehydrated_runs.clone(),
+            differences: outcome.differences.clone(),
+            duration_ms: outcome.duration_ms,
+        },
+    );
+    if outcome.differences.is_empty() {
+        Error::Failed(message)
+    } else {
+        Error::Attention(format!(
+            "{message}, but it differs from the snapshot's fingerprints: {}",
+            outcome.differences.join("; ")
+        ))
     }
 }
 

@@ -3,15 +3,12 @@
 //! The engine (every module but `cli`) never prints and never exits: it returns values and
 //! emits [`event::Event`]s; the thin `cargo-*` binaries render them.
 
+pub mod apply;
+pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod error;
 pub mod event;
-pub mod target;
-
-pub use error::{Error, Result, Severity};
-pub mod apply;
-pub mod cli;
 pub mod identity;
 pub mod init;
 pub mod inspect;
@@ -22,6 +19,11 @@ pub mod migrations;
 pub mod preflight;
 pub mod recorder;
 pub mod resolve;
+pub mod restore;
 pub mod run;
 pub mod runs;
+pub mod snapshot;
 pub mod status;
+pub mod target;
+
+pub use error::{Error, Result, Severity};

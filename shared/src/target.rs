@@ -8,7 +8,7 @@ use crate::config::{Config, Environment, TargetConfig};
 use crate::error::{Error, Result};
 
 /// The database engines dbsafe works with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// PostgreSQL.
@@ -170,7 +170,11 @@ pub struct ServerParams {
 
 impl fmt::Debug for ServerParams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ServerParams({:?}:{:?} user {:?} db {})", self.host, self.port, self.user, self.database)
+        write!(
+            f,
+            "ServerParams({:?}:{:?} user {:?} db {})",
+            self.host, self.port, self.user, self.database
+        )
     }
 }
 
@@ -183,7 +187,10 @@ impl DatabaseUrl {
         let parsed = url::Url::parse(&self.connect).ok()?;
         let decode = |s: &str| percent_decode(s);
         Some(ServerParams {
-            host: parsed.host_str().map(str::to_owned).filter(|h| !h.is_empty()),
+            host: parsed
+                .host_str()
+                .map(str::to_owned)
+                .filter(|h| !h.is_empty()),
             port: parsed.port(),
             user: Some(decode(parsed.username())).filter(|u| !u.is_empty()),
             password: parsed.password().map(decode),
@@ -198,12 +205,18 @@ impl DatabaseUrl {
             Err(_) => return self.clone(),
         };
         parsed.set_path(&format!("/{database}"));
-        DatabaseUrl { backend: self.backend, connect: parsed.to_string(), sqlite_path: None }
+        DatabaseUrl {
+            backend: self.backend,
+            connect: parsed.to_string(),
+            sqlite_path: None,
+        }
     }
 }
 
 fn percent_decode(text: &str) -> String {
-    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {

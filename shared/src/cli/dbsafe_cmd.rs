@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use super::snapshot_cmd::SnapshotCommand;
 use super::{GlobalArgs, Output, cargo_args, report};
 use crate::apply::{ApplyOptions, apply};
 use crate::error::{Error, Result};
@@ -43,6 +44,9 @@ enum Command {
     Runs(RunsArgs),
     /// Record how a dirty step was repaired by hand, so applying can go on.
     Resolve(ResolveArgs),
+    /// Take, list, verify and prune snapshots of the target.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +170,9 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
             let confirmation = global.confirm(&target, "resolve a dirty step")?;
             crate::preflight::guard_protected(&target, confirmation)?;
             resolve(&config, &target, &resolve_args.version, state, output)?;
+        }
+        Command::Snapshot(command) => {
+            return super::snapshot_cmd::run(command, &config, &target, output);
         }
     }
     Ok(super::exit::SUCCESS)

@@ -6,6 +6,7 @@ pub mod exit;
 pub mod output;
 mod pending_cmd;
 pub mod report;
+mod snapshot_cmd;
 
 pub use dbsafe_cmd::main as dbsafe_main;
 pub use pending_cmd::not_yet_available;

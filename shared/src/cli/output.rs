@@ -248,12 +248,22 @@ impl Output {
             EventKind::StepResolved { version, state } => {
                 self.note(&format!("resolved {version} as {state}"))
             }
-            EventKind::SnapshotCreated { snapshot_id, strategy, bytes, duration_ms } => self.note(&format!(
+            EventKind::SnapshotCreated {
+                snapshot_id,
+                strategy,
+                bytes,
+                duration_ms,
+            } => self.note(&format!(
                 "{} {snapshot_id} ({strategy}, {}, {duration_ms} ms)",
                 green.apply_to("snapshot"),
                 indicatif::HumanBytes(*bytes)
             )),
-            EventKind::SnapshotRestored { snapshot_id, rehydrated_runs, differences, duration_ms } => {
+            EventKind::SnapshotRestored {
+                snapshot_id,
+                rehydrated_runs,
+                differences,
+                duration_ms,
+            } => {
                 self.note(&format!(
                     "{} snapshot {snapshot_id} in {duration_ms} ms; runs written back from the journal: {}",
                     yellow.apply_to("restored"),

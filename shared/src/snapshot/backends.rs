@@ -1,0 +1,354 @@
+//! The per-backend halves of snapshots: dump with the real tools, restore, scratch
+//! databases for deep verification, and server versions.
+
+use std::fs;
+use std::path::Path;
+
+use super::tool::{Tool, tool_major_version};
+use crate::config::{Config, SnapshotStrategy};
+use crate::connection::{Create, Database, quote};
+use crate::error::{Error, Result};
+use crate::target::{Backend, DatabaseUrl};
+
+/// gzip level of `pg_dump -Fc`: level 1 compresses text well at a fraction of the CPU
+/// time of the default (6), which is where bare `pg_dump -Fc` spends most of its time.
+const PG_DUMP_COMPRESSION: &str = "1";
+const PG_DUMP_FILE: &str = "dump.pgdump";
+const MYSQL_DUMP_FILE: &str = "dump.sql";
+const SQLITE_FILE: &str = "database.sqlite";
+
+/// The server's version string.
+pub fn server_version(db: &mut Database) -> Result<String> {
+    let sql = match db.backend() {
+        Backend::Postgres => "SELECT CAST(current_setting('server_version') AS TEXT) AS v",
+        Backend::Mysql => "SELECT CAST(VERSION() AS CHAR) AS v",
+        Backend::Sqlite => "SELECT sqlite_version() AS v",
+    };
+    let rows = db
+        .texts(sql)
+        .map_err(|e| Error::db("reading the server version", e))?;
+    Ok(rows.into_iter().next().unwrap_or_default())
+}
+
+fn pg_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn database_name(url: &DatabaseUrl) -> String {
+    url.server_params().map(|p| p.database).unwrap_or_default()
+}
+
+/// A name for a database derived from `base` that fits PostgreSQL's 63-byte limit.
+fn derived_name(base: &str, tag: &str, id: &str) -> String {
+    let id: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let suffix = format!("_dbsafe_{tag}_{id}");
+    let keep = 63usize.saturating_sub(suffix.len()).min(base.len());
+    format!("{}{suffix}", &base[..keep])
+}
+
+fn maintenance(url: &DatabaseUrl) -> Result<Database> {
+    let name = if url.backend() == Backend::Postgres {
+        "postgres"
+    } else {
+        "mysql"
+    };
+    Database::connect(&url.with_database(name), Create::Never)
+}
+
+/// Writes the snapshot's files into `dir`; returns their names and, for `template`, the
+/// database holding the copy.
+pub fn dump(
+    db: &mut Database,
+    dir: &Path,
+    strategy: SnapshotStrategy,
+    id: &str,
+) -> Result<(Vec<String>, Option<String>)> {
+    match strategy {
+        SnapshotStrategy::PgDump => {
+            let server_major: u32 = db
+                .texts("SELECT CAST(current_setting('server_version_num') AS TEXT) AS v")
+                .map_err(|e| Error::db("reading the server version", e))?
+                .first()
+                .and_then(|v| v.parse::<u32>().ok())
+                .map_or(0, |n| n / 10000);
+            let dump_major = tool_major_version("pg_dump")?;
+            if dump_major < server_major {
+                return Err(Error::Usage(format!(
+                    "pg_dump {dump_major} is older than the server (PostgreSQL {server_major}) and cannot dump it reliably: install postgresql-client-{server_major} and put its pg_dump first on PATH"
+                )));
+            }
+            let file = dir.join(PG_DUMP_FILE);
+            super::create_private_file(&file)?;
+            Tool::postgres("pg_dump", db.url())
+                .args([
+                    "--format=custom",
+                    "--compress",
+                    PG_DUMP_COMPRESSION,
+                    "--no-password",
+                    "--file",
+                ])
+                .args([&file])
+                .run(None, None)?;
+            Ok((vec![PG_DUMP_FILE.to_owned()], None))
+        }
+        SnapshotStrategy::Template => {
+            let url = db.url().clone();
+            let source = database_name(&url);
+            let copy = derived_name(&source, "snap", id);
+            // CREATE DATABASE ... TEMPLATE needs no other session on the source, this one included.
+            *db = maintenance(&url)?;
+            let result = clone_database(db, &source, &copy);
+            *db = Database::connect(&url, Create::Never)?;
+            result?;
+            Ok((Vec::new(), Some(copy)))
+        }
+        SnapshotStrategy::Mysqldump => {
+            let file = dir.join(MYSQL_DUMP_FILE);
+            let program = if which("mariadb-dump") {
+                "mariadb-dump"
+            } else {
+                "mysqldump"
+            };
+            Tool::mysql(program, db.url())
+                .args([
+                    "--single-transaction",
+                    "--routines",
+                    "--triggers",
+                    "--events",
+                    "--hex-blob",
+                    "--skip-dump-date",
+                    "--no-tablespaces",
+                ])
+                .args([database_name(db.url())])
+                .run(None, Some(&file))?;
+            Ok((vec![MYSQL_DUMP_FILE.to_owned()], None))
+        }
+        SnapshotStrategy::SqliteBackup => {
+            let file = dir.join(SQLITE_FILE);
+            db.execute(&format!("VACUUM INTO {}", quote(&file.to_string_lossy())))
+                .map_err(|e| Error::db("copying the SQLite database (VACUUM INTO)", e))?;
+            restrict(&file)?;
+            Ok((vec![SQLITE_FILE.to_owned()], None))
+        }
+        SnapshotStrategy::Auto => unreachable!("resolved before"),
+    }
+}
+
+fn restrict(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// `CREATE DATABASE copy TEMPLATE source`, explaining which sessions block it.
+fn clone_database(admin: &mut Database, source: &str, copy: &str) -> Result<()> {
+    admin.execute(&format!("CREATE DATABASE {} TEMPLATE {}", pg_ident(copy), pg_ident(source))).map_err(|e| {
+        let sessions = admin
+            .texts(&format!(
+                "SELECT CAST(pid AS TEXT) || ' (' || COALESCE(usename, '?') || ', ' || COALESCE(application_name, '') || ')' AS v FROM pg_stat_activity WHERE datname = {}",
+                quote(source)
+            ))
+            .unwrap_or_default();
+        Error::Failed(format!(
+            "cannot clone database {source} with CREATE DATABASE ... TEMPLATE: {e}.{}",
+            if sessions.is_empty() {
+                String::new()
+            } else {
+                format!(" Sessions connected to it block the clone: {}. Close them, or use the pg-dump strategy.", sessions.join(", "))
+            }
+        ))
+    })
+}
+
+fn terminate_and_drop(admin: &mut Database, name: &str) -> Result<()> {
+    admin
+        .execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            pg_ident(name)
+        ))
+        .map_err(|e| Error::db(format!("dropping database {name}"), e))
+}
+
+/// Replaces the contents of the database at `url` with the snapshot in `dir`.
+pub fn restore(dir: &Path, manifest: &super::Manifest, url: &DatabaseUrl) -> Result<()> {
+    match manifest.strategy.as_str() {
+        "pg-dump" => {
+            let mut db = Database::connect(url, Create::Never)?;
+            clear_postgres(&mut db)?;
+            drop(db);
+            let jobs = std::thread::available_parallelism()
+                .map_or(2, |n| n.get().clamp(2, 8))
+                .to_string();
+            Tool::postgres("pg_restore", url)
+                .args([
+                    "--exit-on-error",
+                    "--no-password",
+                    "--jobs",
+                    &jobs,
+                    "--dbname",
+                ])
+                .args([database_name(url)])
+                .args([dir.join(PG_DUMP_FILE)])
+                .run(None, None)?;
+            Ok(())
+        }
+        "template" => {
+            let copy = manifest.template_database.as_deref().ok_or_else(|| {
+                Error::Failed("template snapshot without a template database".into())
+            })?;
+            let target = database_name(url);
+            let mut admin = maintenance(url)?;
+            terminate_and_drop(&mut admin, &target)?;
+            clone_database(&mut admin, copy, &target)
+        }
+        "mysqldump" => {
+            let name = database_name(url);
+            let mut db = Database::connect(url, Create::Never)?;
+            let charset = db
+                .texts(&format!(
+                    "SELECT CAST(CONCAT(DEFAULT_CHARACTER_SET_NAME, ' COLLATE ', DEFAULT_COLLATION_NAME) AS CHAR) AS v FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
+                    quote(&name)
+                ))
+                .map_err(|e| Error::db("reading the database's character set", e))?;
+            let charset = charset.first().cloned().unwrap_or_else(|| "utf8mb4".into());
+            db.execute(&format!(
+                "DROP DATABASE `{name}`; CREATE DATABASE `{name}` CHARACTER SET {charset}"
+            ))
+            .map_err(|e| Error::db(format!("emptying database {name}"), e))?;
+            drop(db);
+            let program = if which("mariadb") { "mariadb" } else { "mysql" };
+            Tool::mysql(program, url)
+                .args([format!("--database={name}")])
+                .run(Some(&dir.join(MYSQL_DUMP_FILE)), None)?;
+            Ok(())
+        }
+        "sqlite-backup" => {
+            let path = url
+                .sqlite_path()
+                .ok_or_else(|| Error::Failed("not a SQLite URL".into()))?;
+            let staging = path.with_extension("dbsafe-restore");
+            fs::copy(dir.join(SQLITE_FILE), &staging).map_err(|e| Error::io(&staging, e))?;
+            for suffix in ["-wal", "-shm", "-journal"] {
+                let _ = fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            fs::rename(&staging, path).map_err(|e| Error::io(path, e))
+        }
+        other => Err(Error::Failed(format!(
+            "snapshot strategy `{other}` in the manifest is unknown to this dbsafe"
+        ))),
+    }
+}
+
+/// Drops every schema of a PostgreSQL database and recreates an empty `public` as
+/// `CREATE DATABASE` makes it, so pg_restore rebuilds exactly what was dumped.
+fn clear_postgres(db: &mut Database) -> Result<()> {
+    let fail = |e| Error::db("emptying the database before the restore", e);
+    let schemas = db
+        .texts("SELECT CAST(nspname AS TEXT) AS v FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'")
+        .map_err(fail)?;
+    let version: u32 = db
+        .texts("SELECT CAST(current_setting('server_version_num') AS TEXT) AS v")
+        .map_err(fail)?
+        .first()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut sql = String::from("BEGIN;");
+    for schema in schemas {
+        sql.push_str(&format!("DROP SCHEMA {} CASCADE;", pg_ident(&schema)));
+    }
+    if version >= 150000 {
+        sql.push_str("CREATE SCHEMA public AUTHORIZATION pg_database_owner; GRANT USAGE ON SCHEMA public TO PUBLIC;");
+    } else {
+        sql.push_str("CREATE SCHEMA public; GRANT ALL ON SCHEMA public TO PUBLIC;");
+    }
+    sql.push_str("COMMIT;");
+    db.execute(&sql).map_err(fail)
+}
+
+/// Drops the database a template snapshot keeps on the server.
+pub fn drop_template(config: &Config, target: &str, template: &str) -> Result<()> {
+    let target = crate::target::Target::resolve(config, Some(target))?;
+    terminate_and_drop(&mut maintenance(&target.url)?, template)
+}
+
+/// A throwaway database for deep verification, dropped on drop.
+pub struct Scratch {
+    url: DatabaseUrl,
+    name: String,
+}
+
+impl Scratch {
+    /// A new empty database beside `url`'s (a temporary file for SQLite).
+    pub fn create(url: &DatabaseUrl, id: &str) -> Result<Scratch> {
+        match url.backend() {
+            Backend::Sqlite => {
+                let path = std::env::temp_dir()
+                    .join(format!("dbsafe-scratch-{id}-{}.sqlite", std::process::id()));
+                let scratch_url = DatabaseUrl::parse(&path.to_string_lossy(), Path::new("/"))?;
+                Ok(Scratch {
+                    url: scratch_url,
+                    name: path.to_string_lossy().into_owned(),
+                })
+            }
+            backend => {
+                let name = derived_name(&database_name(url), "scratch", id);
+                let mut admin = maintenance(url)?;
+                let create = if backend == Backend::Postgres {
+                    format!("CREATE DATABASE {}", pg_ident(&name))
+                } else {
+                    format!("CREATE DATABASE `{name}`")
+                };
+                admin
+                    .execute(&create)
+                    .map_err(|e| Error::db(format!("creating scratch database {name}"), e))?;
+                Ok(Scratch {
+                    url: url.with_database(&name),
+                    name,
+                })
+            }
+        }
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        match self.url.backend() {
+            Backend::Sqlite => {
+                let _ = fs::remove_file(&self.name);
+            }
+            Backend::Postgres => {
+                if let Ok(mut admin) = maintenance(&self.url) {
+                    let _ = terminate_and_drop(&mut admin, &self.name);
+                }
+            }
+            Backend::Mysql => {
+                if let Ok(mut admin) = maintenance(&self.url) {
+                    let _ = admin.execute(&format!("DROP DATABASE IF EXISTS `{}`", self.name));
+                }
+            }
+        }
+    }
+}

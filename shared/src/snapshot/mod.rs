@@ -1,0 +1,389 @@
+//! Snapshots: a point-in-time copy of a target taken by the real tools (`pg_dump`,
+//! `mariadb-dump`, SQLite's `VACUUM INTO`) or a template clone, with a manifest (files and
+//! their SHA-256, applied migrations, schema and data fingerprints) that proves a restore.
+
+mod backends;
+mod tool;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, SnapshotStrategy};
+use crate::connection::{Create, Database};
+use crate::error::{Error, Result};
+use crate::inspect::{self, SchemaFingerprint, TableFingerprint};
+use crate::journal::create_private_dir;
+use crate::ledger;
+use crate::run::{new_run_id, now};
+use crate::target::{Backend, DatabaseUrl, Target};
+
+/// One file of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotFile {
+    /// File name inside the snapshot's directory.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+}
+
+/// A snapshot's manifest (`manifest.json` in its directory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Snapshot id (same shape as run ids: sortable by time).
+    pub id: String,
+    /// Target name.
+    pub target: String,
+    /// The run it was taken for, if any.
+    pub run_id: Option<String>,
+    /// When it was taken (RFC 3339 UTC).
+    pub created_at: String,
+    /// `pg-dump`, `template`, `mysqldump` or `sqlite-backup`.
+    pub strategy: String,
+    /// The backend.
+    pub backend: Backend,
+    /// The files, with sizes and checksums (none for `template`).
+    pub files: Vec<SnapshotFile>,
+    /// For `template`: the database on the server holding the copy.
+    pub template_database: Option<String>,
+    /// The server's version.
+    pub server_version: String,
+    /// Versions in diesel's table when it was taken.
+    pub applied_migrations: Vec<String>,
+    /// Schema fingerprint when it was taken.
+    pub schema: SchemaFingerprint,
+    /// Per-table row counts and content hashes when it was taken.
+    pub tables: Vec<TableFingerprint>,
+    /// dbsafe's version.
+    pub tool_version: String,
+    /// How long taking it took.
+    pub duration_ms: u64,
+}
+
+/// Where a project's snapshots live.
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    dir: PathBuf,
+}
+
+impl SnapshotStore {
+    /// The store of a configuration (`snapshot-dir`).
+    pub fn new(config: &Config) -> SnapshotStore {
+        SnapshotStore {
+            dir: config.snapshot_dir.clone(),
+        }
+    }
+
+    /// The directory of one snapshot.
+    pub fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// Every snapshot's manifest, oldest first (unreadable ones are skipped).
+    pub fn list(&self) -> Result<Vec<Manifest>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&self.dir, e)),
+        };
+        let mut manifests: Vec<Manifest> = entries
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.path().join("manifest.json").is_file())
+            .filter_map(|entry| self.load(&entry.file_name().to_string_lossy()).ok())
+            .collect();
+        manifests.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        Ok(manifests)
+    }
+
+    /// One snapshot's manifest; an unknown id names the ones that exist.
+    pub fn load(&self, id: &str) -> Result<Manifest> {
+        let path = self.path(id).join("manifest.json");
+        let text = fs::read_to_string(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                let known: Vec<String> = fs::read_dir(&self.dir)
+                    .map(|d| {
+                        d.filter_map(|e| e.ok())
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .filter(|n| n != "journal.jsonl" && n != "targets.json")
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Error::Usage(format!(
+                    "no snapshot `{id}` in {}; {}",
+                    self.dir.display(),
+                    if known.is_empty() {
+                        "there are none yet".to_owned()
+                    } else {
+                        format!("snapshots: {}", known.join(", "))
+                    }
+                ))
+            } else {
+                Error::io(&path, e)
+            }
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::Failed(format!(
+                "{} is corrupt ({e}): the snapshot cannot be trusted",
+                path.display()
+            ))
+        })
+    }
+
+    fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
+        let path = self.path(&manifest.id).join("manifest.json");
+        let text = serde_json::to_string_pretty(manifest).unwrap_or_default();
+        use std::io::Write;
+        create_private_file(&path)?
+            .write_all(text.as_bytes())
+            .map_err(|e| Error::io(path, e))
+    }
+}
+
+/// Creates (or truncates) a file with mode 0600.
+pub fn create_private_file(path: &Path) -> Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(|e| Error::io(path, e))
+}
+
+/// SHA-256 and size of a file, streaming.
+pub fn file_checksum(path: &Path) -> Result<(u64, String)> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buffer).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buffer[..n]);
+    }
+    Ok((
+        size,
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    ))
+}
+
+/// The strategy `auto` resolves to for a backend, and a check that a named one fits it.
+pub fn resolve_strategy(strategy: SnapshotStrategy, backend: Backend) -> Result<SnapshotStrategy> {
+    use SnapshotStrategy::*;
+    match (strategy, backend) {
+        (Auto, Backend::Postgres) => Ok(PgDump),
+        (Auto, Backend::Mysql) => Ok(Mysqldump),
+        (Auto, Backend::Sqlite) => Ok(SqliteBackup),
+        (PgDump | Template, Backend::Postgres)
+        | (Mysqldump, Backend::Mysql)
+        | (SqliteBackup, Backend::Sqlite) => Ok(strategy),
+        (other, backend) => Err(Error::Usage(format!(
+            "snapshot strategy `{}` does not work on {backend}: use `auto`, or {}",
+            other.as_str(),
+            match backend {
+                Backend::Postgres => "`pg-dump` or `template`",
+                Backend::Mysql => "`mysqldump`",
+                Backend::Sqlite => "`sqlite-backup`",
+            }
+        ))),
+    }
+}
+
+/// Takes a snapshot of the database `db` is connected to. `db` stays usable.
+pub fn create(
+    config: &Config,
+    target: &Target,
+    db: &mut Database,
+    strategy: SnapshotStrategy,
+    run_id: Option<&str>,
+) -> Result<Manifest> {
+    let strategy = resolve_strategy(strategy, db.backend())?;
+    let store = SnapshotStore::new(config);
+    let id = new_run_id();
+    let dir = store.path(&id);
+    create_private_dir(&config.snapshot_dir)?;
+    create_private_dir(&dir)?;
+    let started = Instant::now();
+    let result = (|| -> Result<Manifest> {
+        let applied_migrations = ledger::diesel_applied(db)?;
+        let schema = inspect::schema_fingerprint(db)?;
+        let tables = inspect::data_fingerprints(db)?;
+        let server_version = backends::server_version(db)?;
+        let (names, template_database) = backends::dump(db, &dir, strategy, &id)?;
+        let mut files = Vec::new();
+        for name in names {
+            let (size, sha256) = file_checksum(&dir.join(&name))?;
+            files.push(SnapshotFile { name, size, sha256 });
+        }
+        Ok(Manifest {
+            id: id.clone(),
+            target: target.name.clone(),
+            run_id: run_id.map(str::to_owned),
+            created_at: now(),
+            strategy: strategy.as_str().to_owned(),
+            backend: db.backend(),
+            files,
+            template_database,
+            server_version,
+            applied_migrations,
+            schema,
+            tables,
+            tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    })();
+    match result {
+        Ok(manifest) => {
+            store.write_manifest(&manifest)?;
+            Ok(manifest)
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&dir);
+            Err(e)
+        }
+    }
+}
+
+/// A problem found by verifying a snapshot.
+pub type Problems = Vec<String>;
+
+/// Checks every file against the manifest's size and SHA-256.
+pub fn verify_files(config: &Config, manifest: &Manifest) -> Problems {
+    let dir = SnapshotStore::new(config).path(&manifest.id);
+    let mut problems = Vec::new();
+    for file in &manifest.files {
+        let path = dir.join(&file.name);
+        match file_checksum(&path) {
+            Err(_) => problems.push(format!("{} is missing or unreadable", path.display())),
+            Ok((size, _)) if size != file.size => problems.push(format!(
+                "{} has {size} bytes, the manifest says {} (truncated or replaced)",
+                path.display(),
+                file.size
+            )),
+            Ok((_, sha)) if sha != file.sha256 => problems.push(format!(
+                "{} does not match its SHA-256 in the manifest (corrupted or modified)",
+                path.display()
+            )),
+            Ok(_) => {}
+        }
+    }
+    problems
+}
+
+/// Restores the snapshot into a scratch database, compares every fingerprint with the
+/// manifest, and drops the scratch. Returns the problems and the restore time.
+pub fn verify_deep(
+    config: &Config,
+    target: &Target,
+    manifest: &Manifest,
+) -> Result<(Problems, u64)> {
+    let problems = verify_files(config, manifest);
+    if !problems.is_empty() {
+        return Ok((problems, 0));
+    }
+    let scratch = backends::Scratch::create(&target.url, &manifest.id)?;
+    let started = Instant::now();
+    let result = (|| -> Result<Problems> {
+        restore_into(config, manifest, scratch.url())?;
+        let elapsed_problems = compare(scratch.url(), manifest)?;
+        Ok(elapsed_problems)
+    })();
+    let restore_ms = started.elapsed().as_millis() as u64;
+    drop(scratch);
+    Ok((result?, restore_ms))
+}
+
+/// Compares a database's fingerprints with a manifest's.
+pub fn compare(url: &DatabaseUrl, manifest: &Manifest) -> Result<Problems> {
+    let mut db = Database::connect(url, Create::Never)?;
+    let schema = inspect::schema_fingerprint(&mut db)?;
+    let tables = inspect::data_fingerprints(&mut db)?;
+    let mut problems = inspect::diff_schema(&manifest.schema, &schema);
+    problems.extend(inspect::diff_data(&manifest.tables, &tables));
+    Ok(problems)
+}
+
+/// Restores a snapshot into the database at `url`, replacing its contents. Shared by the
+/// `restore` failure policy and `cargo dbrollback --restore`. Refuses a snapshot whose
+/// files do not match the manifest.
+pub fn restore_into(config: &Config, manifest: &Manifest, url: &DatabaseUrl) -> Result<()> {
+    let problems = verify_files(config, manifest);
+    if !problems.is_empty() {
+        return Err(Error::Refused(format!(
+            "snapshot {} is damaged, not restoring it: {}",
+            manifest.id,
+            problems.join("; ")
+        )));
+    }
+    backends::restore(
+        &SnapshotStore::new(config).path(&manifest.id),
+        manifest,
+        url,
+    )
+}
+
+/// Deletes snapshots beyond the retention policy: keeps the newest `keep_last`, those
+/// younger than `keep_days`, and always the snapshot of the newest run. Returns the ids
+/// deleted (or that would be, with `dry_run`).
+pub fn prune(
+    config: &Config,
+    target: &str,
+    keep_last: Option<u32>,
+    keep_days: Option<u32>,
+    protect: Option<&str>,
+    dry_run: bool,
+) -> Result<Vec<String>> {
+    let store = SnapshotStore::new(config);
+    let mut mine: Vec<Manifest> = store
+        .list()?
+        .into_iter()
+        .filter(|m| m.target == target)
+        .collect();
+    mine.sort_by(|a, b| (&b.created_at, &b.id).cmp(&(&a.created_at, &a.id)));
+    let cutoff = keep_days.map(|days| days_ago(days as i64));
+    let mut deleted = Vec::new();
+    for (index, manifest) in mine.iter().enumerate() {
+        let by_count = keep_last.is_some_and(|n| index < n as usize);
+        let by_age = cutoff
+            .as_deref()
+            .is_some_and(|c| manifest.created_at.as_str() >= c);
+        let nothing_set = keep_last.is_none() && keep_days.is_none();
+        let protected = Some(manifest.id.as_str()) == protect;
+        if by_count || by_age || nothing_set || protected {
+            continue;
+        }
+        if !dry_run {
+            if let Some(template) = &manifest.template_database {
+                backends::drop_template(config, target, template)?;
+            }
+            fs::remove_dir_all(store.path(&manifest.id))
+                .map_err(|e| Error::io(store.path(&manifest.id), e))?;
+        }
+        deleted.push(manifest.id.clone());
+    }
+    Ok(deleted)
+}
+
+fn days_ago(days: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() - time::Duration::days(days);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
