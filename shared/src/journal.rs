@@ -13,7 +13,8 @@ use crate::event::Event;
 /// One journal line: the event and the target it concerns.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JournalEntry {
-    /// Target name.
+    /// Target name (`journal_target`: run events carry a `target` field of their own).
+    #[serde(rename = "journal_target")]
     pub target: String,
     /// The event.
     #[serde(flatten)]
@@ -88,4 +89,42 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
             .map_err(|e| Error::io(dir, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventKind;
+
+    #[test]
+    fn entries_read_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::new(dir.path());
+        let event = Event {
+            run_id: Some("20261121T000000Z-abcd".into()),
+            at: "2026-11-21T00:00:00.000Z".into(),
+            operator: Some("me".into()),
+            kind: EventKind::RunStarted {
+                kind: "apply".into(),
+                target: "dev".into(),
+                environment: "test".into(),
+                url: "sqlite://x.db".into(),
+                pending: vec!["1".into()],
+                host: "h".into(),
+                tool_version: "0".into(),
+                git_commit: None,
+                git_dirty: None,
+                snapshot_id: None,
+            },
+        };
+        journal.append("dev", &event).unwrap();
+        let entries = journal.read().unwrap();
+        assert_eq!(
+            entries,
+            vec![JournalEntry {
+                target: "dev".into(),
+                event
+            }]
+        );
+    }
 }
