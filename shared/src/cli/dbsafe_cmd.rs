@@ -47,6 +47,18 @@ enum Command {
     /// Take, list, verify and prune snapshots of the target.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Print the target's schema fingerprint and every table's row count and content hash.
+    Fingerprint(FingerprintArgs),
+}
+
+#[derive(Debug, Args)]
+struct FingerprintArgs {
+    /// Tables hashed at once on separate connections (PostgreSQL; one consistent snapshot).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    jobs: usize,
+    /// Also print the schema's canonical lines.
+    #[arg(long)]
+    schema: bool,
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +182,32 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
             let confirmation = global.confirm(&target, "resolve a dirty step")?;
             crate::preflight::guard_protected(&target, confirmation)?;
             resolve(&config, &target, &resolve_args.version, state, output)?;
+        }
+        Command::Fingerprint(args) => {
+            let mut db = crate::connection::Database::connect(
+                &target.url,
+                crate::connection::Create::Never,
+            )?;
+            let schema = crate::inspect::schema_fingerprint(&mut db)?;
+            let tables = crate::inspect::data_fingerprints_parallel(&target.url, args.jobs)?;
+            if output.is_json() {
+                output.json(&serde_json::json!({"type": "fingerprint", "target": target.name, "schema": schema, "tables": tables}));
+            } else {
+                let mut text = format!("schema {} ({} objects)\n", schema.hash, schema.lines.len());
+                if args.schema {
+                    schema
+                        .lines
+                        .iter()
+                        .for_each(|l| text.push_str(&format!("  {l}\n")));
+                }
+                for table in &tables {
+                    text.push_str(&format!(
+                        "table {}  {} rows  {}\n",
+                        table.table, table.rows, table.hash
+                    ));
+                }
+                output.data(&text);
+            }
         }
         Command::Snapshot(command) => {
             return super::snapshot_cmd::run(command, &config, &target, output);
