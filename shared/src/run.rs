@@ -63,7 +63,6 @@ impl RunContext {
 
 /// A fresh run id: UTC second and 4 hex digits, e.g. `20261121T153012Z-7f3a`.
 pub fn new_run_id() -> String {
-    let now = OffsetDateTime::now_utc();
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -74,31 +73,30 @@ pub fn new_run_id() -> String {
         std::thread::current().id()
     );
     let digest = Sha256::digest(seed.as_bytes());
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{:02x}{:02x}",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        digest[0],
-        digest[1]
-    )
+    let compact: String = now()
+        .chars()
+        .take(19)
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    format!("{compact}Z-{:02x}{:02x}", digest[0], digest[1])
 }
 
 /// The current time as RFC 3339 UTC with exactly three fraction digits, so times sort as text.
 pub fn now() -> String {
-    let now = OffsetDateTime::now_utc();
+    format_utc(OffsetDateTime::now_utc())
+}
+
+/// A UTC time as RFC 3339 with exactly three fraction digits.
+pub fn format_utc(t: OffsetDateTime) -> String {
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        now.millisecond()
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
     )
 }
 

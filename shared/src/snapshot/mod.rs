@@ -376,14 +376,5 @@ pub fn prune(
 }
 
 fn days_ago(days: i64) -> String {
-    let t = time::OffsetDateTime::now_utc() - time::Duration::days(days);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    crate::run::format_utc(time::OffsetDateTime::now_utc() - time::Duration::days(days))
 }
