@@ -178,6 +178,10 @@ fn any_one_change_is_detected(backend: Backend) {
     db.execute("UPDATE items SET note = '' WHERE id = 1");
     assert_ne!(items(&data(&db, dir.path())).hash, items(&base).hash);
     db.execute("UPDATE items SET note = NULL WHERE id = 1");
+    // 2^32 + 1 has the same halves XORed as 0.
+    db.execute("UPDATE items SET big = 4294967297 WHERE id = 4");
+    assert_ne!(items(&data(&db, dir.path())).hash, items(&base).hash);
+    db.execute("UPDATE items SET big = 0 WHERE id = 4");
     assert_eq!(data(&db, dir.path()), base);
 
     // One deleted row, one inserted row (a duplicate counts too).
@@ -322,9 +326,14 @@ fn fingerprints_are_stable_across_connections_and_sessions(backend: Backend) {
     Manager::begin_transaction(&mut conn.conn).unwrap();
     assert_eq!(inspect::data_fingerprints(&mut conn).unwrap(), base_data);
     assert_eq!(inspect::schema_fingerprint(&mut conn).unwrap(), base_schema);
+    assert_session_kept(backend, &mut conn);
     Manager::rollback_transaction(&mut conn.conn).unwrap();
+    assert_session_kept(backend, &mut conn);
+}
 
-    // The caller's session is left as it was.
+/// The caller's session settings are still the odd ones it chose: fingerprinting does not
+/// leak its own, inside or outside the caller's transaction.
+fn assert_session_kept(backend: Backend, conn: &mut Database) {
     if backend == Backend::Postgres {
         let zone = conn
             .texts("SELECT current_setting('TimeZone') AS v")

@@ -627,12 +627,11 @@ fn hash_step(column: &Column, seed: &str) -> String {
     match column.builtin.as_str() {
         "int2" | "int4" => format!("hashint4extended({}::int4, {seed})", or("0")),
         "bool" => format!("hashint4extended({}::int4, {seed})", or("false")),
-        // hashint8extended folds 64 bits into 32: hash both halves instead.
+        // hashint8extended hashes the two halves XORed together: add the high half so
+        // that values such as 1 and 4294967296 do not collide.
         "int8" => {
             let v = or("0");
-            format!(
-                "hashint4extended(({v} >> 32)::int4, hashint4extended((({v} << 32) >> 32)::int4, {seed}))"
-            )
+            format!("hashint4extended(({v} >> 32)::int4, hashint8extended({v}, {seed}))")
         }
         "float4" | "float8" => format!("hashfloat8extended({}::float8, {seed})", or("0")),
         // Unconstrained numeric keeps its display scale (1.0 vs 1.00): hash the text.
@@ -642,8 +641,12 @@ fn hash_step(column: &Column, seed: &str) -> String {
         "text" | "varchar" | "bpchar" | "name" => {
             format!("hashtextextended({}::text COLLATE \"C\", {seed})", or("''"))
         }
-        "bytea" => format!("hashtextextended(coalesce(md5({c}), ''), {seed})"),
+        // bytea's own hash function is only reachable through an array of it; a NULL
+        // element would drop the seed, hence the empty value.
+        "bytea" => format!("hash_array_extended(ARRAY[{}], {seed})", or("''::bytea")),
         "date" => format!("timestamp_hash_extended(coalesce({c}::timestamp, 'epoch'), {seed})"),
+        // Timestamps hash like int8 (the halves XORed): a change collides only when it
+        // moves the value by a multiple of 2^32 microseconds and exactly mirrors the low bits.
         "timestamp" => format!("timestamp_hash_extended({}, {seed})", or("'epoch'")),
         "timestamptz" => {
             format!("timestamp_hash_extended(coalesce({c} AT TIME ZONE 'UTC', 'epoch'), {seed})")
