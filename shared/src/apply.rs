@@ -12,12 +12,12 @@ use diesel_migrations::MigrationHarness;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ApplyConfig, Config, FailurePolicy, SnapshotPolicy, SnapshotStrategy};
-use crate::connection::{self, AnyConnection, Create, Database};
+use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
 use crate::identity;
 use crate::journal::Journal;
-use crate::ledger::{self, RunRow, StepRow, run_status, step_status};
+use crate::ledger::{self, RunRow, run_status, step_status};
 use crate::lock;
 use crate::migrations::{Migration, MigrationSet};
 use crate::preflight::{self, Confirmation};
@@ -25,6 +25,10 @@ use crate::recorder::Recorder;
 use crate::restore::restore_snapshot;
 use crate::run::{RunContext, now};
 use crate::snapshot::{self, Manifest};
+use crate::step::{
+    self, StepError, is_lock_timeout, is_transactional, millis, new_step, reset_timeouts,
+    run_verify, set_timeouts,
+};
 use crate::target::{Backend, Target};
 
 /// What the operator asked of this apply.
@@ -306,12 +310,6 @@ pub fn wants_snapshot(config: &Config, target: &Target) -> bool {
         }
 }
 
-/// Whether a migration's statements and its ledger rows commit as one transaction.
-/// MySQL/MariaDB DDL commits implicitly, so there it never is.
-pub fn is_transactional(backend: Backend, migration: &Migration) -> bool {
-    migration.run_in_transaction && backend != Backend::Mysql
-}
-
 /// Why a migration did not apply.
 struct Failure {
     migration: String,
@@ -321,62 +319,6 @@ struct Failure {
     dirty: bool,
     /// It was applied (and committed) but its verify.sql failed: the policy must revert it too.
     applied: bool,
-}
-
-/// What can go wrong inside a migration's transaction.
-#[derive(Debug)]
-enum StepError {
-    Database(diesel::result::Error),
-    Migration(String),
-    Verify(String),
-}
-
-impl From<diesel::result::Error> for StepError {
-    fn from(e: diesel::result::Error) -> Self {
-        StepError::Database(e)
-    }
-}
-
-impl std::fmt::Display for StepError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StepError::Database(e) => write!(f, "{e}"),
-            StepError::Migration(m) => f.write_str(m),
-            StepError::Verify(m) => write!(f, "verify.sql failed: {m}"),
-        }
-    }
-}
-
-fn is_lock_timeout(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("lock timeout")
-        || m.contains("lock wait timeout")
-        || m.contains("database is locked")
-}
-
-fn new_step(
-    recorder: &Recorder<'_>,
-    migration: &Migration,
-    seq: i32,
-    transactional: bool,
-    status: &str,
-) -> StepRow {
-    StepRow {
-        run_id: recorder.context.id.clone(),
-        seq,
-        version: migration.version.clone(),
-        name: migration.name.clone(),
-        direction: "up".into(),
-        status: status.into(),
-        transactional,
-        up_checksum: migration.up_checksum.clone(),
-        down_checksum: migration.down_checksum.clone(),
-        started_at: now(),
-        finished_at: None,
-        duration_ms: None,
-        attempts: 1,
-        error: None,
-    }
 }
 
 fn apply_one(
@@ -541,73 +483,6 @@ fn apply_one(
             );
             Err(failure(message, true))
         }
-    }
-}
-
-/// Per-migration lock and statement timeouts: `SET LOCAL` inside the migration's
-/// transaction on PostgreSQL (safe behind PgBouncer), session settings elsewhere.
-fn set_timeouts(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    config: &ApplyConfig,
-    in_transaction: bool,
-) -> diesel::QueryResult<()> {
-    use diesel::connection::SimpleConnection;
-    let lock_ms = config.lock_timeout.as_millis();
-    let statement_ms = config.statement_timeout.map_or(0, |d| d.as_millis());
-    let sql = match backend {
-        Backend::Postgres => {
-            let scope = if in_transaction { "LOCAL" } else { "SESSION" };
-            format!(
-                "SET {scope} lock_timeout = {lock_ms}; SET {scope} statement_timeout = {statement_ms}"
-            )
-        }
-        Backend::Mysql => {
-            let seconds = config.lock_timeout.as_secs().max(1);
-            format!(
-                "SET SESSION lock_wait_timeout = {seconds}; SET SESSION innodb_lock_wait_timeout = {seconds}"
-            )
-        }
-        Backend::Sqlite => format!("PRAGMA busy_timeout = {lock_ms}"),
-    };
-    conn.batch_execute(&sql)
-}
-
-fn reset_timeouts(conn: &mut AnyConnection, backend: Backend) {
-    use diesel::connection::SimpleConnection;
-    if backend == Backend::Postgres {
-        let _ = conn.batch_execute("RESET lock_timeout; RESET statement_timeout");
-    }
-}
-
-/// Runs a migration's verify.sql: one query returning one column; every row must be true.
-fn run_verify(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    migration: &Migration,
-) -> Result<(), StepError> {
-    let Some(sql) = &migration.verify_sql else {
-        return Ok(());
-    };
-    let query = sql.trim().trim_end_matches(';').trim();
-    let false_rows = match backend {
-        Backend::Postgres => format!(
-            "WITH dbsafe_verify(ok) AS ({query}) SELECT count(*) AS v FROM dbsafe_verify WHERE ok IS NOT TRUE"
-        ),
-        _ => format!(
-            "WITH dbsafe_verify(ok) AS ({query}) SELECT count(*) AS v FROM dbsafe_verify WHERE NOT COALESCE(ok, 0)"
-        ),
-    };
-    match connection::integer(conn, &false_rows) {
-        Ok(0) => Ok(()),
-        Ok(n) => Err(StepError::Verify(format!(
-            "{n} row(s) of {} are not true",
-            migration.dir.join("verify.sql").display()
-        ))),
-        Err(e) => Err(StepError::Verify(format!(
-            "{}: {e}",
-            migration.dir.join("verify.sql").display()
-        ))),
     }
 }
 
@@ -796,101 +671,6 @@ fn restore_after_failure(
     }
 }
 
-/// Reverts `done` newest first with down.sql, each recorded as a `down` step.
-fn revert(
-    db: &mut Database,
-    recorder: &mut Recorder<'_>,
-    done: &[&Migration],
-    first_seq: usize,
-) -> Result<(), String> {
-    let backend = db.backend();
-    let mut remaining: Vec<&str> = done.iter().map(|m| m.name.as_str()).collect();
-    for (offset, migration) in done.iter().rev().enumerate() {
-        let state_now = |remaining: &[&str]| format!("still applied: {}", remaining.join(", "));
-        if migration.down_sql.is_none() {
-            return Err(format!(
-                "{} has no down.sql; {}",
-                migration.name,
-                state_now(&remaining)
-            ));
-        }
-        let started = Instant::now();
-        let transactional = is_transactional(backend, migration);
-        let mut step = new_step(
-            recorder,
-            migration,
-            (first_seq + offset) as i32,
-            transactional,
-            step_status::REVERTED,
-        );
-        step.direction = "down".into();
-        if !transactional {
-            // MySQL DDL (or run_in_transaction = false): no outer transaction, whose savepoint
-            // the DDL's implicit commit would destroy. `started` before, `reverted` after.
-            step.status = step_status::STARTED.into();
-            ledger::insert_step(&mut db.conn, &step)
-                .map_err(|e| format!("writing dbsafe_steps: {e}; {}", state_now(&remaining)))?;
-            let result = db.conn.revert_migration(*migration).map(|_| ());
-            step.finished_at = Some(now());
-            step.duration_ms = Some(millis(started) as i64);
-            if let Err(e) = result {
-                let _ = db.ensure_alive();
-                step.error = Some(e.to_string());
-                let _ = ledger::finish_step(&mut db.conn, &step);
-                return Err(format!(
-                    "down.sql of {} failed: {e}; it ran without a transaction, so part of it may have run: the target is dirty (cargo dbsafe resolve {} --as applied|reverted once repaired); {}",
-                    migration.name,
-                    migration.version,
-                    state_now(&remaining)
-                ));
-            }
-            step.status = step_status::REVERTED.into();
-            ledger::finish_step(&mut db.conn, &step)
-                .map_err(|e| format!("writing dbsafe_steps: {e}; {}", state_now(&remaining)))?;
-            let _ = recorder.emit(
-                db,
-                EventKind::MigrationReverted {
-                    version: migration.version.clone(),
-                    name: migration.name.clone(),
-                    duration_ms: millis(started),
-                },
-            );
-            remaining.pop();
-            continue;
-        }
-        let result = db.conn.transaction::<Event, StepError, _>(|conn| {
-            conn.revert_migration(*migration)
-                .map_err(|e| StepError::Migration(e.to_string()))?;
-            step.finished_at = Some(now());
-            step.duration_ms = Some(millis(started) as i64);
-            ledger::insert_step(conn, &step)?;
-            Ok(recorder.write_in(
-                conn,
-                EventKind::MigrationReverted {
-                    version: migration.version.clone(),
-                    name: migration.name.clone(),
-                    duration_ms: millis(started),
-                },
-            )?)
-        });
-        match result {
-            Ok(event) => {
-                recorder.committed();
-                let _ = recorder.publish(&event);
-                remaining.pop();
-            }
-            Err(e) => {
-                return Err(format!(
-                    "down.sql of {} failed: {e}; {}",
-                    migration.name,
-                    state_now(&remaining)
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 fn bundle_hash(done: &[&Migration]) -> String {
     let mut hasher = Sha256::new();
     for migration in done {
@@ -904,6 +684,29 @@ fn bundle_hash(done: &[&Migration]) -> String {
         .collect()
 }
 
-fn millis(since: Instant) -> u64 {
-    since.elapsed().as_millis() as u64
+/// Reverts `done` newest first with down.sql, each recorded as a `down` step.
+fn revert(
+    db: &mut Database,
+    recorder: &mut Recorder<'_>,
+    done: &[&Migration],
+    first_seq: usize,
+) -> Result<(), String> {
+    let mut remaining: Vec<&str> = done.iter().map(|m| m.name.as_str()).collect();
+    for (offset, migration) in done.iter().rev().enumerate() {
+        let reverted = |version: String, name: String, duration_ms| EventKind::MigrationReverted {
+            version,
+            name,
+            duration_ms,
+        };
+        step::revert_one(
+            db,
+            recorder,
+            migration,
+            (first_seq + offset) as i32,
+            &reverted,
+        )
+        .map_err(|e| format!("{e}; still applied: {}", remaining.join(", ")))?;
+        remaining.pop();
+    }
+    Ok(())
 }

@@ -24,6 +24,7 @@ pub mod run;
 pub mod runs;
 pub mod snapshot;
 pub mod status;
+pub mod step;
 pub mod target;
 
 pub use error::{Error, Result, Severity};
