@@ -1,5 +1,5 @@
-//! `cargo dbrollback`: roll back one run by its id (not yet available).
+//! `cargo dbrollback`: roll back one run by its id, by reverting or by restoring.
 
 fn main() -> std::process::ExitCode {
-    dbsafe::cli::not_yet_available("dbrollback")
+    dbsafe::cli::dbrollback_main()
 }

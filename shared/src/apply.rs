@@ -220,16 +220,7 @@ fn apply_locked(
         )?;
     }
     let mut warnings: Vec<String> = Vec::new();
-    for id in interrupted {
-        ledger::finish_run(
-            &mut db.conn,
-            &id,
-            run_status::FAILED,
-            &now(),
-            None,
-            Some("interrupted: the process stopped before the run finished"),
-        )
-        .map_err(|e| Error::db("writing dbsafe_runs", e))?;
+    for id in ledger::mark_interrupted(db, &interrupted)? {
         warnings.push(format!(
             "run {id} was interrupted before it finished; marked failed"
         ));

@@ -137,6 +137,18 @@ pub enum EventKind {
         /// Wall time in milliseconds.
         duration_ms: u64,
     },
+    /// A rollback run reverted one migration of an earlier run with its down.sql.
+    #[serde(rename = "rollback.revert")]
+    RollbackRevert {
+        /// Migration version.
+        version: String,
+        /// Migration directory name.
+        name: String,
+        /// The run that had applied it.
+        reverted_run: String,
+        /// Wall time in milliseconds.
+        duration_ms: u64,
+    },
     /// The run finished and everything in it holds.
     #[serde(rename = "run.succeeded")]
     RunSucceeded {

@@ -436,6 +436,23 @@ pub fn running_runs(db: &mut Database) -> Result<Vec<String>> {
         .map_err(|e| Error::db("reading dbsafe_runs", e))
 }
 
+/// Marks runs left `running` (found by [`running_runs`] while holding the lock, so no
+/// process runs them any more) as failed, interrupted. Returns their ids.
+pub fn mark_interrupted(db: &mut Database, ids: &[String]) -> Result<Vec<String>> {
+    for id in ids {
+        finish_run(
+            &mut db.conn,
+            id,
+            run_status::FAILED,
+            &crate::run::now(),
+            None,
+            Some("interrupted: the process stopped before the run finished"),
+        )
+        .map_err(|e| Error::db("writing dbsafe_runs", e))?;
+    }
+    Ok(ids.to_vec())
+}
+
 /// Versions in diesel's `__diesel_schema_migrations`, sorted; empty when the table does not exist.
 pub fn diesel_applied(db: &mut Database) -> Result<Vec<String>> {
     if !db

@@ -20,6 +20,7 @@ pub mod preflight;
 pub mod recorder;
 pub mod resolve;
 pub mod restore;
+pub mod rollback;
 pub mod run;
 pub mod runs;
 pub mod snapshot;

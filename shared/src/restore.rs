@@ -34,12 +34,28 @@ pub fn restore_snapshot(
     target: &Target,
     manifest: &Manifest,
 ) -> Result<RestoreOutcome> {
+    restore_snapshot_except(config, target, manifest, &[])
+}
+
+/// [`restore_snapshot`], leaving the runs in `skip` out of the ledger (the restore run
+/// itself, which records its own row afterwards).
+pub fn restore_snapshot_except(
+    config: &Config,
+    target: &Target,
+    manifest: &Manifest,
+    skip: &[String],
+) -> Result<RestoreOutcome> {
     let started = Instant::now();
     snapshot::restore_into(config, manifest, &target.url)?;
     let duration_ms = started.elapsed().as_millis() as u64;
     let mut db = Database::connect(&target.url, Create::Never)?;
     let differences = snapshot::compare(&target.url, manifest)?;
-    let rehydrated_runs = rehydrate(&mut db, &Journal::new(&config.snapshot_dir), &target.name)?;
+    let rehydrated_runs = rehydrate(
+        &mut db,
+        &Journal::new(&config.snapshot_dir),
+        &target.name,
+        skip,
+    )?;
     Ok(RestoreOutcome {
         rehydrated_runs,
         differences,
@@ -49,7 +65,12 @@ pub fn restore_snapshot(
 
 /// Writes every run of `target` that the journal knows and the ledger no longer has back
 /// into the ledger, with its events, marked `restored`.
-pub fn rehydrate(db: &mut Database, journal: &Journal, target: &str) -> Result<Vec<String>> {
+pub fn rehydrate(
+    db: &mut Database,
+    journal: &Journal,
+    target: &str,
+    skip: &[String],
+) -> Result<Vec<String>> {
     ledger::ensure(db)?;
     let known: BTreeSet<String> = ledger::runs(db, i64::MAX)?
         .into_iter()
@@ -64,6 +85,7 @@ pub fn rehydrate(db: &mut Database, journal: &Journal, target: &str) -> Result<V
     for entry in &entries {
         if let Some(id) = &entry.event.run_id
             && !known.contains(id)
+            && !skip.contains(id)
             && !order.contains(id)
         {
             order.push(id.clone());

@@ -1,6 +1,7 @@
 //! The CLI plumbing the three binaries share: global flags, loading the configuration and
 //! target, the confirmation prompt, output (human or JSON Lines) and exit codes.
 
+mod dbrollback_cmd;
 mod dbsafe_cmd;
 pub mod exit;
 pub mod output;
@@ -8,6 +9,7 @@ mod pending_cmd;
 pub mod report;
 mod snapshot_cmd;
 
+pub use dbrollback_cmd::main as dbrollback_main;
 pub use dbsafe_cmd::main as dbsafe_main;
 pub use pending_cmd::not_yet_available;
 

@@ -122,12 +122,13 @@ impl Output {
                 environment,
                 url,
                 pending,
+                snapshot_id,
                 ..
             } => {
-                let what = if pending.is_empty() {
-                    "nothing to apply".to_owned()
-                } else {
-                    format!("{} migration(s)", pending.len())
+                let what = match (kind.as_str(), pending.is_empty(), snapshot_id) {
+                    ("restore", _, Some(snapshot)) => format!("snapshot {snapshot}"),
+                    ("apply", true, _) => "nothing to apply".to_owned(),
+                    _ => format!("{} migration(s)", pending.len()),
                 };
                 self.note(&format!(
                     "{} {kind} on {target} ({environment}, {url}): {what}",
@@ -226,7 +227,7 @@ impl Output {
                     bar.finish_and_clear();
                 }
                 self.note(&format!(
-                    "{} run {run}: {applied} migration(s) applied in {duration_ms} ms",
+                    "{} run {run}: {applied} migration(s) in {duration_ms} ms",
                     green.apply_to("succeeded")
                 ));
             }
@@ -244,6 +245,16 @@ impl Output {
                 "{} target {target} re-bound to {identity} (was {})",
                 yellow.apply_to("rebind:"),
                 previous.as_deref().unwrap_or("unbound")
+            )),
+            EventKind::RollbackRevert {
+                name,
+                reverted_run,
+                duration_ms,
+                ..
+            } => self.note(&format!(
+                "  {} {name} of run {reverted_run} {}",
+                yellow.apply_to("reverted"),
+                dim.apply_to(format!("({duration_ms} ms)"))
             )),
             EventKind::StepResolved { version, state } => {
                 self.note(&format!("resolved {version} as {state}"))

@@ -1,0 +1,166 @@
+//! `cargo dbrollback`: the command line of rollback by run id, `--last`, `--list`.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser};
+
+use super::{GlobalArgs, Output, cargo_args, exit};
+use crate::error::{Error, Result};
+use crate::rollback::{self, RollbackOptions, RollbackPlan};
+
+/// cargo's view: `cargo dbrollback ...` runs `cargo-dbrollback dbrollback ...`.
+#[derive(Debug, Parser)]
+#[command(name = "cargo", bin_name = "cargo", styles = clap::builder::Styles::styled())]
+enum Cargo {
+    Dbrollback(DbrollbackArgs),
+}
+
+/// Roll back one run by its id: revert its migrations with their down.sql (checked against
+/// the checksums recorded when they were applied), or restore the snapshot taken before it.
+///
+/// Exit codes: 0 success; 1 the command ran and found problems; 2 bad usage (unknown run,
+/// no snapshot), nothing touched; 3 refused by a guard (later runs on top without
+/// --cascade, edited down.sql, protected target, dirty target, lock held, damaged
+/// snapshot); 4 a down.sql failed part-way: the message says exactly what is left.
+#[derive(Debug, Args)]
+#[command(version, about, long_about)]
+struct DbrollbackArgs {
+    #[command(flatten)]
+    global: GlobalArgs,
+    /// The run to roll back (its id, or a unique prefix; see --list).
+    #[arg(value_name = "RUN", conflicts_with_all = ["last", "list"])]
+    run: Option<String>,
+    /// Roll back the newest run that can be rolled back.
+    #[arg(long)]
+    last: bool,
+    /// List the runs that can be rolled back, newest first.
+    #[arg(long, conflicts_with_all = ["to", "restore", "cascade", "dry_run"])]
+    list: bool,
+    /// Revert only the run's migrations newer than VERSION.
+    #[arg(long, value_name = "VERSION", conflicts_with = "restore")]
+    to: Option<String>,
+    /// Restore the snapshot taken before the run (after a safety snapshot of the current state).
+    #[arg(long)]
+    restore: bool,
+    /// Roll back the later runs on top of this one first, newest first.
+    #[arg(long, conflicts_with = "restore")]
+    cascade: bool,
+    /// Print the plan (migrations and SQL, or snapshot and what is lost); touch nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Runs `cargo dbrollback` with the process arguments; returns the exit code.
+pub fn main() -> ExitCode {
+    let argv = cargo_args("dbrollback");
+    let Cargo::Dbrollback(args) =
+        Cargo::try_parse_from(&argv).unwrap_or_else(|e| super::usage_error(e, &argv));
+    let mut output = Output::new(&args.global);
+    match run(&args, &mut output) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => ExitCode::from(output.error(&error)),
+    }
+}
+
+fn run(args: &DbrollbackArgs, output: &mut Output) -> Result<u8> {
+    let config = args.global.load_config()?;
+    let target = args.global.resolve_target(&config)?;
+    if args.list {
+        let candidates = rollback::list(&target)?;
+        if output.is_json() {
+            candidates
+                .iter()
+                .for_each(|c| output.json_typed("rollback.candidate", c));
+        } else if candidates.is_empty() {
+            output.data("no run can be rolled back");
+        } else {
+            let lines: Vec<String> = candidates
+                .iter()
+                .map(|c| {
+                    format!(
+                        "  {}  {:<9} {} migration(s) still applied{}  by {} at {}",
+                        c.run.id,
+                        c.run.status,
+                        c.still_applied.len(),
+                        c.run
+                            .snapshot_id
+                            .as_deref()
+                            .map(|s| format!(", snapshot {s}"))
+                            .unwrap_or_default(),
+                        c.run.operator,
+                        c.run.started_at
+                    )
+                })
+                .collect();
+            output.data(&lines.join("\n"));
+        }
+        return Ok(exit::SUCCESS);
+    }
+    if args.run.is_none() && !args.last {
+        return Err(Error::Usage("name the run to roll back (cargo dbrollback RUN), or pass --last; --list shows the candidates".into()));
+    }
+    let options = RollbackOptions {
+        run: args.run.clone(),
+        to: args.to.clone(),
+        restore: args.restore,
+        cascade: args.cascade,
+        dry_run: args.dry_run,
+        confirmation: if args.dry_run {
+            Default::default()
+        } else {
+            args.global.confirm(&target, "roll back")?
+        },
+    };
+    let outcome = rollback::rollback(&config, &target, &options, output)?;
+    if args.dry_run {
+        if output.is_json() {
+            output.json_typed("rollback.plan", &outcome.plan);
+        } else {
+            output.data(&describe(&outcome.plan));
+        }
+    } else if !output.is_json() {
+        let what = match &outcome.safety_snapshot {
+            Some(safety) => format!(
+                "restored the snapshot taken before run {} (the state before is in safety snapshot {safety})",
+                outcome.plan.run_id
+            ),
+            None => format!(
+                "reverted {} migration(s) of run {}",
+                outcome.plan.reverts.len(),
+                outcome.plan.run_id
+            ),
+        };
+        output.note(&format!("rollback run {}: {what}", outcome.run_id));
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// The plan of a dry run, as text.
+fn describe(plan: &RollbackPlan) -> String {
+    let mut text = String::new();
+    if let Some(snapshot) = &plan.snapshot {
+        text.push_str(&format!(
+            "would restore snapshot {} ({}, taken {}, {} migration(s) applied then),\nafter a safety snapshot of the current state.\nLost: every change since {}, including runs {}\n",
+            snapshot.id,
+            snapshot.strategy,
+            snapshot.created_at,
+            snapshot.applied_migrations.len(),
+            snapshot.created_at,
+            plan.runs_undone.join(", ")
+        ));
+        return text;
+    }
+    text.push_str(&format!(
+        "would revert {} migration(s), in this order:\n",
+        plan.reverts.len()
+    ));
+    for revert in &plan.reverts {
+        text.push_str(&format!(
+            "-- {} (run {})\n{}\n",
+            revert.name,
+            revert.run_id,
+            revert.down_sql.trim_end()
+        ));
+    }
+    text
+}

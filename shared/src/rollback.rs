@@ -1,0 +1,628 @@
+//! `cargo dbrollback`: roll back one run by its id. Level 1 reverts the run's migrations
+//! with their down.sql (checked against the checksums recorded when they were applied),
+//! newest first, as a new `rollback` run; level 2 (`--restore`) restores the snapshot
+//! taken before the run, after a safety snapshot of the current state.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::config::{Config, SnapshotStrategy};
+use crate::connection::{Create, Database};
+use crate::error::{Error, Result};
+use crate::event::{EventKind, EventSink};
+use crate::identity;
+use crate::journal::Journal;
+use crate::ledger::{self, RunRow, StepRow, run_status, step_status};
+use crate::lock;
+use crate::migrations::{Migration, MigrationSet};
+use crate::preflight::{self, Confirmation};
+use crate::recorder::Recorder;
+use crate::restore;
+use crate::run::{RunContext, now};
+use crate::snapshot::{self, Manifest, SnapshotStore};
+use crate::step;
+use crate::target::Target;
+
+/// Which run to roll back and how.
+#[derive(Debug, Clone, Default)]
+pub struct RollbackOptions {
+    /// The run id (or a unique prefix); `None` means the newest run that can be rolled back.
+    pub run: Option<String>,
+    /// Revert only the run's migrations newer than this version.
+    pub to: Option<String>,
+    /// Restore the run's pre-run snapshot instead of reverting.
+    pub restore: bool,
+    /// Roll back later runs on top first, newest first.
+    pub cascade: bool,
+    /// Report the plan, touch nothing.
+    pub dry_run: bool,
+    /// How the target was chosen and confirmed.
+    pub confirmation: Confirmation,
+}
+
+/// A run that can be rolled back.
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    /// The run.
+    pub run: RunRow,
+    /// Its migrations that are still applied, oldest first.
+    pub still_applied: Vec<String>,
+}
+
+/// One migration a revert plan takes back.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedRevert {
+    /// The run that applied it.
+    pub run_id: String,
+    /// Version.
+    pub version: String,
+    /// Directory name.
+    pub name: String,
+    /// The down.sql that will run.
+    pub down_sql: String,
+}
+
+/// What a rollback will do (or did).
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackPlan {
+    /// The run asked for.
+    pub run_id: String,
+    /// Level 1: the migrations to revert, in the order they will run (newest first).
+    pub reverts: Vec<PlannedRevert>,
+    /// Level 2: the snapshot that will be restored.
+    pub snapshot: Option<Manifest>,
+    /// Level 2: the runs whose changes the restore undoes (the run and every later one).
+    pub runs_undone: Vec<String>,
+}
+
+/// The result of a rollback that ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackOutcome {
+    /// The new rollback (or restore) run.
+    pub run_id: String,
+    /// What it did.
+    pub plan: RollbackPlan,
+    /// Level 2: the safety snapshot taken of the state before the restore.
+    pub safety_snapshot: Option<String>,
+}
+
+fn open(target: &Target) -> Result<Database> {
+    let mut db = Database::connect(&target.url, Create::Never)?;
+    if !ledger::exists(&mut db)? {
+        return Err(Error::Usage(format!(
+            "target `{}` has no dbsafe ledger yet: nothing was applied by dbsafe, so there is no run to roll back",
+            target.name
+        )));
+    }
+    Ok(db)
+}
+
+/// Each apply run's migrations that are still applied (by the newest step of each version
+/// and diesel's table).
+fn still_applied(db: &mut Database) -> Result<Vec<(RunRow, Vec<StepRow>)>> {
+    let applied: BTreeSet<String> = ledger::diesel_applied(db)?.into_iter().collect();
+    let latest = ledger::latest_steps(db)?;
+    let runs = ledger::runs(db, i64::MAX)?;
+    Ok(runs
+        .into_iter()
+        .filter(|run| run.kind == "apply")
+        .map(|run| {
+            let mut steps: Vec<StepRow> = latest
+                .values()
+                .filter(|s| {
+                    s.run_id == run.id
+                        && s.direction == "up"
+                        && s.status == step_status::APPLIED
+                        && applied.contains(&s.version)
+                })
+                .cloned()
+                .collect();
+            steps.sort_by(|a, b| a.version.cmp(&b.version));
+            (run, steps)
+        })
+        .collect())
+}
+
+/// The runs that can be rolled back, newest first: apply runs with migrations still
+/// applied, or with a snapshot to restore.
+pub fn list(target: &Target) -> Result<Vec<Candidate>> {
+    let mut db = open(target)?;
+    Ok(still_applied(&mut db)?
+        .into_iter()
+        .filter(|(run, steps)| !steps.is_empty() || run.snapshot_id.is_some())
+        .map(|(run, steps)| Candidate {
+            run,
+            still_applied: steps.into_iter().map(|s| s.version).collect(),
+        })
+        .collect())
+}
+
+/// Finds the run asked for: an id, a unique prefix, or the newest with migrations still applied.
+fn find_run(runs: &[(RunRow, Vec<StepRow>)], asked: Option<&str>, restore: bool) -> Result<usize> {
+    match asked {
+        None => runs
+            .iter()
+            .position(|(run, steps)| {
+                if restore {
+                    run.snapshot_id.is_some()
+                } else {
+                    !steps.is_empty()
+                }
+            })
+            .ok_or_else(|| {
+                Error::Usage(
+                    "no run can be rolled back: no apply run has migrations still applied".into(),
+                )
+            }),
+        Some(id) => {
+            let matches: Vec<usize> = (0..runs.len())
+                .filter(|&i| runs[i].0.id == id || runs[i].0.id.starts_with(id))
+                .collect();
+            match matches.as_slice() {
+                [one] => Ok(*one),
+                [] => {
+                    let known: Vec<&str> =
+                        runs.iter().take(5).map(|(r, _)| r.id.as_str()).collect();
+                    Err(Error::Usage(format!(
+                        "no apply run `{id}` in the ledger; {}",
+                        if known.is_empty() {
+                            "there are none".to_owned()
+                        } else {
+                            format!("newest: {} (cargo dbrollback --list)", known.join(", "))
+                        }
+                    )))
+                }
+                many => Err(Error::Usage(format!(
+                    "run id prefix `{id}` is ambiguous: {}",
+                    many.iter()
+                        .map(|&i| runs[i].0.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))),
+            }
+        }
+    }
+}
+
+/// Works out what the rollback would do, refusing what it must not do: later runs on top
+/// without `--cascade`, an edited or missing down.sql, a run with no snapshot to restore.
+pub fn plan(config: &Config, target: &Target, options: &RollbackOptions) -> Result<RollbackPlan> {
+    let mut db = open(target)?;
+    plan_with(config, &mut db, options)
+}
+
+fn plan_with(
+    config: &Config,
+    db: &mut Database,
+    options: &RollbackOptions,
+) -> Result<RollbackPlan> {
+    let runs = still_applied(db)?;
+    let index = find_run(&runs, options.run.as_deref(), options.restore)?;
+    let (run, _) = &runs[index];
+    if options.restore {
+        let id = run.snapshot_id.clone().ok_or_else(|| {
+            Error::Usage(format!(
+                "run {} has no snapshot to restore: it ran with [apply] snapshot = \"never\" (or on an unprotected target). Roll it back without --restore",
+                run.id
+            ))
+        })?;
+        let manifest = SnapshotStore::new(config).load(&id)?;
+        let runs_undone = runs[..=index]
+            .iter()
+            .rev()
+            .map(|(r, _)| r.id.clone())
+            .collect();
+        return Ok(RollbackPlan {
+            run_id: run.id.clone(),
+            reverts: Vec::new(),
+            snapshot: Some(manifest),
+            runs_undone,
+        });
+    }
+    let later: Vec<&(RunRow, Vec<StepRow>)> = runs[..index]
+        .iter()
+        .filter(|(_, steps)| !steps.is_empty())
+        .collect();
+    if !later.is_empty() && !options.cascade {
+        let names: Vec<String> = later
+            .iter()
+            .map(|(r, s)| format!("{} ({} migration(s))", r.id, s.len()))
+            .collect();
+        return Err(Error::Refused(format!(
+            "later runs applied migrations on top of run {}: {}. Roll those back first, or pass --cascade to roll them back too, newest first",
+            run.id,
+            names.join(", ")
+        )));
+    }
+    let set = MigrationSet::load(&config.migrations_dir)?;
+    let mut reverts = Vec::new();
+    let chosen = if options.cascade {
+        &runs[..=index]
+    } else {
+        &runs[index..=index]
+    };
+    for (chosen_run, steps) in chosen {
+        let mut steps: Vec<&StepRow> = steps.iter().collect();
+        if chosen_run.id == run.id
+            && let Some(to) = &options.to
+        {
+            if set.get(to).is_none() && !steps.iter().any(|s| &s.version == to) {
+                return Err(Error::Usage(format!(
+                    "--to {to}: no migration with that version"
+                )));
+            }
+            steps.retain(|s| s.version > *to);
+        }
+        for step in steps.into_iter().rev() {
+            reverts.push(planned(&set, chosen_run, step)?);
+        }
+    }
+    if reverts.is_empty() {
+        return Err(Error::Usage(format!(
+            "run {} has no migrations left to revert{}",
+            run.id,
+            options
+                .to
+                .as_ref()
+                .map(|t| format!(" newer than {t}"))
+                .unwrap_or_default()
+        )));
+    }
+    Ok(RollbackPlan {
+        run_id: run.id.clone(),
+        reverts,
+        snapshot: None,
+        runs_undone: Vec::new(),
+    })
+}
+
+/// Checks that the code being undone is the code that was done.
+fn planned(set: &MigrationSet, run: &RunRow, step: &StepRow) -> Result<PlannedRevert> {
+    let migration = set.get(&step.version).ok_or_else(|| {
+        Error::Refused(format!(
+            "migration {} (applied by run {}) has no directory in {} any more: restore it from git before rolling back",
+            step.name,
+            run.id,
+            set.dir.display()
+        ))
+    })?;
+    if migration.up_checksum != step.up_checksum {
+        return Err(Error::Refused(format!(
+            "{} changed since run {} applied it: the code being undone must be the code that was done. Restore the file from git (the commit of that run: {})",
+            migration.dir.join("up.sql").display(),
+            run.id,
+            run.git_commit.as_deref().unwrap_or("unknown")
+        )));
+    }
+    let Some(down_sql) = &migration.down_sql else {
+        return Err(Error::Refused(format!(
+            "{} has no down.sql (or an empty one): migration {} cannot be reverted. Restore the run's snapshot instead (--restore), if it has one",
+            migration.dir.display(),
+            migration.name
+        )));
+    };
+    if migration.down_checksum != step.down_checksum {
+        return Err(Error::Refused(format!(
+            "{} changed since run {} applied the migration: the down.sql that runs must be the one recorded then. Restore the file from git (the commit of that run: {})",
+            migration.dir.join("down.sql").display(),
+            run.id,
+            run.git_commit.as_deref().unwrap_or("unknown")
+        )));
+    }
+    Ok(PlannedRevert {
+        run_id: run.id.clone(),
+        version: migration.version.clone(),
+        name: migration.name.clone(),
+        down_sql: down_sql.clone(),
+    })
+}
+
+/// Rolls back as `options` says. With `dry_run`, returns the plan and touches nothing.
+pub fn rollback(
+    config: &Config,
+    target: &Target,
+    options: &RollbackOptions,
+    sink: &mut dyn EventSink,
+) -> Result<RollbackOutcome> {
+    let mut db = open(target)?;
+    let plan = plan_with(config, &mut db, options)?;
+    if options.dry_run {
+        return Ok(RollbackOutcome {
+            run_id: String::new(),
+            plan,
+            safety_snapshot: None,
+        });
+    }
+    preflight::guard_protected(target, options.confirmation)?;
+    let binding = identity::check(&mut db, target, &config.snapshot_dir, false)?;
+    let mut recorder = Recorder::new(
+        RunContext::new(&config.root),
+        &target.name,
+        Journal::new(&config.snapshot_dir),
+        sink,
+    );
+    let run_id = recorder.context.id.clone();
+    let lock = lock::acquire(&mut db, &run_id, config.apply.lock_wait, &mut |_| {})?;
+    let result = (|| {
+        // A restore rewinds a dirty target too; reverting on one is not safe.
+        let dirty = ledger::dirty_steps(&mut db)?;
+        if let Some(step) = dirty.first()
+            && !options.restore
+        {
+            return Err(Error::Refused(preflight::dirty_message(step)));
+        }
+        let interrupted = ledger::running_runs(&mut db)?;
+        ledger::mark_interrupted(&mut db, &interrupted)?;
+        identity::record(&mut db, target, &config.snapshot_dir, &binding)?;
+        // Plan again under the lock: another process may have changed the ledger meanwhile.
+        let plan = plan_with(config, &mut db, options)?;
+        if options.restore {
+            restore_run(config, target, &mut db, &mut recorder, plan)
+        } else {
+            revert_run(config, target, &mut db, &mut recorder, plan)
+        }
+    })();
+    lock.release(&mut db);
+    result
+}
+
+fn run_row(
+    recorder: &Recorder<'_>,
+    target: &Target,
+    kind: &str,
+    parent: &str,
+    snapshot_id: Option<String>,
+) -> RunRow {
+    let context = &recorder.context;
+    RunRow {
+        id: context.id.clone(),
+        kind: kind.into(),
+        target: target.name.clone(),
+        environment: target.environment.to_string(),
+        operator: context.operator.clone(),
+        host: context.host.clone(),
+        tool_version: context.tool_version.clone(),
+        git_commit: context.git_commit.clone(),
+        git_dirty: context.git_dirty,
+        started_at: now(),
+        finished_at: None,
+        status: run_status::RUNNING.into(),
+        snapshot_id,
+        bundle_hash: None,
+        error: None,
+        parent_run: Some(parent.to_owned()),
+    }
+}
+
+fn started_event(
+    recorder: &Recorder<'_>,
+    target: &Target,
+    kind: &str,
+    pending: Vec<String>,
+    snapshot_id: Option<String>,
+) -> EventKind {
+    let context = &recorder.context;
+    EventKind::RunStarted {
+        kind: kind.into(),
+        target: target.name.clone(),
+        environment: target.environment.to_string(),
+        url: target.url.redacted(),
+        pending,
+        host: context.host.clone(),
+        tool_version: context.tool_version.clone(),
+        git_commit: context.git_commit.clone(),
+        git_dirty: context.git_dirty,
+        snapshot_id,
+    }
+}
+
+fn revert_run(
+    config: &Config,
+    target: &Target,
+    db: &mut Database,
+    recorder: &mut Recorder<'_>,
+    plan: RollbackPlan,
+) -> Result<RollbackOutcome> {
+    let started = Instant::now();
+    let run_id = recorder.context.id.clone();
+    let row = run_row(recorder, target, "rollback", &plan.run_id, None);
+    ledger::insert_run(&mut db.conn, &row).map_err(|e| Error::db("writing dbsafe_runs", e))?;
+    recorder.ledger_ready(db)?;
+    let versions: Vec<String> = plan.reverts.iter().map(|r| r.version.clone()).collect();
+    recorder.emit(
+        db,
+        started_event(recorder, target, "rollback", versions, None),
+    )?;
+    let set = MigrationSet::load(&config.migrations_dir)?;
+    let total = plan.reverts.len();
+    for (index, planned) in plan.reverts.iter().enumerate() {
+        let migration: &Migration = set.get(&planned.version).expect("checked by the plan");
+        let reverted_run = planned.run_id.clone();
+        let event = |version: String, name: String, duration_ms| EventKind::RollbackRevert {
+            version,
+            name,
+            reverted_run: reverted_run.clone(),
+            duration_ms,
+        };
+        if let Err(message) = step::revert_one(db, recorder, migration, index as i32 + 1, &event) {
+            let remaining: Vec<&str> = plan.reverts[index..]
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect();
+            let state = format!(
+                "{index} of {total} reverted; {message}.\n  The database now still has: {}.\n  Fix the down.sql (or the database) and run the same rollback again: it continues from here",
+                remaining.join(", ")
+            );
+            let _ = ledger::finish_run(
+                &mut db.conn,
+                &run_id,
+                run_status::FAILED,
+                &now(),
+                None,
+                Some(&state),
+            );
+            let _ = recorder.emit(
+                db,
+                EventKind::RunFailed {
+                    status: run_status::FAILED.into(),
+                    error: state.clone(),
+                },
+            );
+            return Err(Error::Attention(state));
+        }
+    }
+    // A run none of whose migrations remain applied is now `reverted`.
+    let remaining = still_applied(db)?;
+    let undone: BTreeSet<&str> = plan.reverts.iter().map(|r| r.run_id.as_str()).collect();
+    for (run, steps) in &remaining {
+        if undone.contains(run.id.as_str()) && steps.is_empty() {
+            ledger::finish_run(
+                &mut db.conn,
+                &run.id,
+                run_status::REVERTED,
+                run.finished_at.as_deref().unwrap_or(&now()),
+                run.bundle_hash.as_deref(),
+                run.error.as_deref(),
+            )
+            .map_err(|e| Error::db("writing dbsafe_runs", e))?;
+        }
+    }
+    ledger::finish_run(
+        &mut db.conn,
+        &run_id,
+        run_status::SUCCEEDED,
+        &now(),
+        None,
+        None,
+    )
+    .map_err(|e| Error::db("writing dbsafe_runs", e))?;
+    recorder.emit(
+        db,
+        EventKind::RunSucceeded {
+            applied: total,
+            duration_ms: step::millis(started),
+        },
+    )?;
+    Ok(RollbackOutcome {
+        run_id,
+        plan,
+        safety_snapshot: None,
+    })
+}
+
+fn restore_run(
+    config: &Config,
+    target: &Target,
+    db: &mut Database,
+    recorder: &mut Recorder<'_>,
+    plan: RollbackPlan,
+) -> Result<RollbackOutcome> {
+    let started = Instant::now();
+    let run_id = recorder.context.id.clone();
+    let manifest = plan
+        .snapshot
+        .clone()
+        .expect("a restore plan has a snapshot");
+    // Refuse a damaged snapshot before taking anything else.
+    let problems = snapshot::verify_files(config, &manifest);
+    if !problems.is_empty() {
+        return Err(Error::Refused(format!(
+            "snapshot {} is damaged, not restoring it: {}",
+            manifest.id,
+            problems.join("; ")
+        )));
+    }
+    // The run's own rows go in after the restore, which rewinds the ledger.
+    recorder.emit(
+        db,
+        started_event(
+            recorder,
+            target,
+            "restore",
+            Vec::new(),
+            Some(manifest.id.clone()),
+        ),
+    )?;
+    // The safety snapshot: the state being thrown away, in case it is wanted after all.
+    // (A template clone cannot be taken while this session holds the lock in the database.)
+    let strategy = match snapshot::resolve_strategy(config.snapshot.strategy, db.backend())? {
+        SnapshotStrategy::Template => SnapshotStrategy::PgDump,
+        other => other,
+    };
+    let safety = snapshot::create(config, target, db, strategy, Some(&run_id))?;
+    recorder.emit(
+        db,
+        EventKind::SnapshotCreated {
+            snapshot_id: safety.id.clone(),
+            strategy: safety.strategy.clone(),
+            bytes: safety.files.iter().map(|f| f.size).sum(),
+            duration_ms: safety.duration_ms,
+        },
+    )?;
+    let outcome = restore::restore_snapshot_except(config, target, &manifest, std::slice::from_ref(&run_id)).map_err(|e| {
+        Error::Attention(format!(
+            "restoring snapshot {} failed: {e}\n  The database may be partly restored. The state before the restore is in safety snapshot {}",
+            manifest.id, safety.id
+        ))
+    })?;
+    if db.backend() != crate::target::Backend::Postgres {
+        *db = Database::connect(&target.url, Create::Never)?;
+    }
+    let row = run_row(
+        recorder,
+        target,
+        "restore",
+        &plan.run_id,
+        Some(safety.id.clone()),
+    );
+    ledger::insert_run(&mut db.conn, &row).map_err(|e| Error::db("writing dbsafe_runs", e))?;
+    recorder.ledger_ready(db)?;
+    recorder.emit(
+        db,
+        EventKind::SnapshotRestored {
+            snapshot_id: manifest.id.clone(),
+            rehydrated_runs: outcome.rehydrated_runs.clone(),
+            differences: outcome.differences.clone(),
+            duration_ms: outcome.duration_ms,
+        },
+    )?;
+    if !outcome.differences.is_empty() {
+        let state = format!(
+            "snapshot {} was restored but the database differs from its fingerprints: {}",
+            manifest.id,
+            outcome.differences.join("; ")
+        );
+        let _ = ledger::finish_run(
+            &mut db.conn,
+            &run_id,
+            run_status::FAILED,
+            &now(),
+            None,
+            Some(&state),
+        );
+        return Err(Error::Attention(state));
+    }
+    ledger::finish_run(
+        &mut db.conn,
+        &run_id,
+        run_status::SUCCEEDED,
+        &now(),
+        None,
+        None,
+    )
+    .map_err(|e| Error::db("writing dbsafe_runs", e))?;
+    recorder.emit(
+        db,
+        EventKind::RunSucceeded {
+            applied: 0,
+            duration_ms: step::millis(started),
+        },
+    )?;
+    Ok(RollbackOutcome {
+        run_id,
+        plan,
+        safety_snapshot: Some(safety.id),
+    })
+}
