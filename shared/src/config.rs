@@ -10,6 +10,7 @@ mod check;
 mod duration;
 #[cfg(test)]
 mod tests;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +22,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use duration::parse_duration;
+pub use verify::{
+    BUILTINS, Comparison, Expectation, Invariant, InvariantSeverity, KeyColumns, Phase,
+    VerifyConfig,
+};
 
 /// The name of dbsafe's configuration file, at the root of the user's repository.
 pub const FILE_NAME: &str = "dbsafe.toml";
@@ -33,7 +38,7 @@ pub const DEFAULT_URL_ENV: &str = "DATABASE_URL";
 
 /// dbsafe's checked configuration: what `dbsafe.toml` says, with every default filled in and
 /// every path absolute.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The `dbsafe.toml` that was read; `None` when there is none (defaults are used).
     pub file: Option<PathBuf>,
@@ -54,6 +59,10 @@ pub struct Config {
     pub apply: ApplyConfig,
     /// How snapshots are taken and kept (`[snapshot]`).
     pub snapshot: SnapshotConfig,
+    /// Built-in checks of `cargo dbverify` (`[verify]`).
+    pub verify: VerifyConfig,
+    /// The user's own SQL assertions (`[[invariant]]`).
+    pub invariants: Vec<Invariant>,
 }
 
 /// One database dbsafe can work on (`[targets.NAME]`).
@@ -153,6 +162,9 @@ pub struct ApplyConfig {
     /// PostgreSQL preflight: refuse to apply while the server has more connections than
     /// this (`max-connections`); `None` (the default) skips the check.
     pub max_connections: Option<u32>,
+    /// Run dbverify's checks and the `after` invariants after the migrations, inside the
+    /// run; a failure triggers the failure policy (`verify`, default false).
+    pub verify: bool,
 }
 
 impl Default for ApplyConfig {
@@ -166,6 +178,7 @@ impl Default for ApplyConfig {
             lock_retries: 3,
             max_transaction_age: None,
             max_connections: None,
+            verify: false,
         }
     }
 }
@@ -396,6 +409,7 @@ impl Config {
             Some(dir) => absolute(&root.join(dir)),
             None => root.join(".dbsafe").join("snapshots"),
         };
+        let invariants = read_sql_files(&root, settings.invariants)?;
         let mut targets = settings.targets;
         if targets.is_empty() {
             let target = TargetConfig {
@@ -416,8 +430,28 @@ impl Config {
             targets,
             apply: settings.apply,
             snapshot: settings.snapshot,
+            verify: settings.verify,
+            invariants,
         })
     }
+}
+
+/// Reads each invariant's `sql-file` (relative to the root).
+fn read_sql_files(root: &Path, invariants: Vec<Invariant>) -> Result<Vec<Invariant>, ConfigError> {
+    invariants
+        .into_iter()
+        .map(|mut invariant| {
+            if let Some(file) = invariant.sql.strip_prefix(check::SQL_FILE_PREFIX) {
+                let path = root.join(file);
+                invariant.sql =
+                    std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+            }
+            Ok(invariant)
+        })
+        .collect()
 }
 
 /// `path` made absolute from the current directory, without resolving symlinks (`.`
@@ -530,6 +564,8 @@ choice!(Environment {
     Staging => "staging",
     Production => "production",
 });
+choice!(InvariantSeverity { Error => "error", Warn => "warn" });
+choice!(Phase { Before => "before", After => "after" });
 choice!(FailurePolicy { Stop => "stop", Revert => "revert", Restore => "restore" });
 choice!(SnapshotPolicy { Always => "always", Protected => "protected", Never => "never" });
 choice!(SnapshotStrategy {

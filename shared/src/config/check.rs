@@ -10,8 +10,9 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    ApplyConfig, Choice, ConfigProblem, DEFAULT_TARGET, DEFAULT_URL_ENV, Environment,
-    SnapshotConfig, TargetConfig, parse_choice, parse_duration,
+    ApplyConfig, BUILTINS, Choice, ConfigProblem, DEFAULT_TARGET, DEFAULT_URL_ENV, Environment,
+    Expectation, Invariant, KeyColumns, SnapshotConfig, TargetConfig, VerifyConfig, parse_choice,
+    parse_duration,
 };
 
 /// Keys allowed at the top level of dbsafe.toml.
@@ -22,6 +23,8 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "targets",
     "apply",
     "snapshot",
+    "verify",
+    "invariant",
 ];
 /// Keys allowed in a `[targets.NAME]` table.
 pub(super) const TARGET_KEYS: &[&str] = &["url", "url-env", "environment", "protected"];
@@ -35,6 +38,23 @@ pub(super) const APPLY_KEYS: &[&str] = &[
     "lock-retries",
     "max-transaction-age",
     "max-connections",
+    "verify",
+];
+/// How a `sql-file` reference is carried until the caller reads it.
+pub(super) const SQL_FILE_PREFIX: &str = "\u{0}sql-file:";
+/// Keys allowed in `[verify]`.
+pub(super) const VERIFY_KEYS: &[&str] = &[
+    "builtins",
+    "ignore",
+    "max-row-change",
+    "unchanged-tables",
+    "rls-enabled",
+    "triggers-present",
+    "duplicates",
+];
+/// Keys allowed in an `[[invariant]]`.
+pub(super) const INVARIANT_KEYS: &[&str] = &[
+    "name", "sql", "sql-file", "expect", "severity", "phase", "targets",
 ];
 /// Keys allowed in `[snapshot]`.
 pub(super) const SNAPSHOT_KEYS: &[&str] = &["strategy", "keep-last", "keep-days"];
@@ -54,6 +74,10 @@ pub(super) struct Settings {
     pub apply: ApplyConfig,
     /// `[snapshot]`.
     pub snapshot: SnapshotConfig,
+    /// `[verify]`.
+    pub verify: VerifyConfig,
+    /// `[[invariant]]`, with `sql-file` paths still relative (read by the caller).
+    pub invariants: Vec<Invariant>,
 }
 
 /// Checks `text`: the settings, or every problem found, in line order. A TOML syntax error
@@ -327,6 +351,11 @@ impl Checker<'_> {
             Some(section) => self.snapshot(&section),
             None => SnapshotConfig::default(),
         };
+        let verify = match self.table(top, "verify") {
+            Some(section) => self.verify(&section),
+            None => VerifyConfig::default(),
+        };
+        let invariants = self.invariants(top);
         Settings {
             migrations_dir,
             snapshot_dir,
@@ -334,6 +363,8 @@ impl Checker<'_> {
             targets,
             apply,
             snapshot,
+            verify,
+            invariants,
         }
     }
 
@@ -448,7 +479,181 @@ impl Checker<'_> {
                 .unwrap_or(defaults.lock_retries),
             max_transaction_age: self.limit(section, "max-transaction-age"),
             max_connections: self.count(section, "max-connections", 1),
+            verify: self.boolean(section, "verify").unwrap_or(false),
         }
+    }
+
+    /// The list of strings under `key`, if present and one.
+    fn strings(&mut self, section: &Section, key: &str) -> Option<Vec<String>> {
+        let item = section.get(key)?;
+        let DeValue::Array(array) = item.get_ref() else {
+            self.wrong_type(section, key, item, "an array of strings");
+            return None;
+        };
+        let mut out = Vec::new();
+        for value in array.iter() {
+            match value.get_ref() {
+                DeValue::String(text) => out.push(text.to_string()),
+                other => {
+                    let message = format!(
+                        "expected an array of strings, found {} in it",
+                        a(other.type_str())
+                    );
+                    self.problem(value.span(), section.path(key), message);
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// Checks `[verify]`.
+    fn verify(&mut self, section: &Section) -> VerifyConfig {
+        self.unknown_keys(section, VERIFY_KEYS);
+        let builtins = self.strings(section, "builtins");
+        if let (Some(list), Some(item)) = (&builtins, section.get("builtins")) {
+            for name in list.iter().filter(|n| !BUILTINS.contains(&n.as_str())) {
+                let message = format!(
+                    "unknown built-in check \"{name}\": expected one of {}",
+                    BUILTINS.join(", ")
+                );
+                self.problem(item.span(), section.path("builtins"), message);
+            }
+        }
+        let max_row_change = section.get("max-row-change").and_then(|item| {
+            let parsed = match item.get_ref() {
+                DeValue::String(text) => text
+                    .trim()
+                    .strip_suffix('%')
+                    .and_then(|n| n.trim().parse::<f64>().ok()),
+                _ => None,
+            };
+            if parsed.is_none() {
+                let message = "expected a percentage string like \"1%\" or \"0.5%\"".to_owned();
+                self.problem(item.span(), section.path("max-row-change"), message);
+            }
+            parsed
+        });
+        let mut duplicates = Vec::new();
+        for key in self.strings(section, "duplicates").unwrap_or_default() {
+            match KeyColumns::parse(&key) {
+                Ok(parsed) => duplicates.push(parsed),
+                Err(message) => {
+                    let span = section.get("duplicates").map(|i| i.span()).unwrap_or(0..0);
+                    self.problem(span, section.path("duplicates"), message);
+                }
+            }
+        }
+        VerifyConfig {
+            builtins,
+            ignore: self.strings(section, "ignore").unwrap_or_default(),
+            max_row_change,
+            unchanged_tables: self
+                .strings(section, "unchanged-tables")
+                .unwrap_or_default(),
+            rls_enabled: self.strings(section, "rls-enabled").unwrap_or_default(),
+            triggers_present: self
+                .strings(section, "triggers-present")
+                .unwrap_or_default(),
+            duplicates,
+        }
+    }
+
+    /// Checks `[[invariant]]` tables.
+    fn invariants(&mut self, top: &Section) -> Vec<Invariant> {
+        let Some(item) = top.get("invariant") else {
+            return Vec::new();
+        };
+        let DeValue::Array(array) = item.get_ref() else {
+            self.wrong_type(top, "invariant", item, "an array of tables [[invariant]]");
+            return Vec::new();
+        };
+        let mut out: Vec<Invariant> = Vec::new();
+        for (index, entry) in array.iter().enumerate() {
+            let DeValue::Table(entries) = entry.get_ref() else {
+                let message = format!(
+                    "expected a table [[invariant]], found {}",
+                    a(entry.get_ref().type_str())
+                );
+                self.problem(entry.span(), "invariant".into(), message);
+                continue;
+            };
+            let section = Section {
+                name: format!("invariant[{index}]"),
+                entries,
+            };
+            self.unknown_keys(&section, INVARIANT_KEYS);
+            let name = self.non_empty(&section, "name").map(str::to_owned);
+            if name.is_none() && section.get("name").is_none() {
+                self.problem(
+                    entry.span(),
+                    section.path("name"),
+                    "every invariant needs a `name`".into(),
+                );
+            }
+            if let Some(name) = &name
+                && out.iter().any(|i| &i.name == name)
+            {
+                self.problem(
+                    entry.span(),
+                    section.path("name"),
+                    format!("invariant name \"{name}\" is used twice: names must be unique"),
+                );
+            }
+            let sql = self.non_empty(&section, "sql").map(str::to_owned);
+            let sql_file = self.non_empty(&section, "sql-file").map(str::to_owned);
+            let sql = match (sql, sql_file) {
+                (Some(_), Some(_)) => {
+                    self.problem(
+                        entry.span(),
+                        section.path("sql"),
+                        "give `sql` or `sql-file`, not both".into(),
+                    );
+                    None
+                }
+                (None, None) => {
+                    self.problem(
+                        entry.span(),
+                        section.path("sql"),
+                        "every invariant needs `sql` (a query) or `sql-file` (a file holding one)"
+                            .into(),
+                    );
+                    None
+                }
+                (Some(sql), None) => Some(sql),
+                (None, Some(file)) => Some(format!("{SQL_FILE_PREFIX}{file}")),
+            };
+            let expect = match self.string(&section, "expect") {
+                Some(text) => match Expectation::parse(text) {
+                    Ok(expect) => Some(expect),
+                    Err(message) => {
+                        let span = section.get("expect").map(|i| i.span()).unwrap_or(0..0);
+                        self.problem(span, section.path("expect"), message);
+                        None
+                    }
+                },
+                None => {
+                    if section.get("expect").is_none() {
+                        self.problem(entry.span(), section.path("expect"), "every invariant needs `expect` (\"= 0\", \"> 0\", \"rows = 0\", \"true\", ...)".into());
+                    }
+                    None
+                }
+            };
+            let severity = self.choice(&section, "severity").unwrap_or_default();
+            let phase = self.choice(&section, "phase").unwrap_or_default();
+            let targets = self.strings(&section, "targets");
+            if let (Some(name), Some(sql), Some(expect)) = (name, sql, expect) {
+                out.push(Invariant {
+                    name,
+                    sql,
+                    expect,
+                    severity,
+                    phase,
+                    targets,
+                });
+            }
+        }
+        out
     }
 
     /// Checks `[snapshot]`.

@@ -482,7 +482,23 @@ environment = "production"
 
 #[test]
 fn reference_file_is_valid_and_complete() {
-    let config = parse(REFERENCE).unwrap();
+    // The reference's second invariant reads its query from a file beside it.
+    let dir = tempfile::tempdir().unwrap();
+    let sql_file = dir
+        .path()
+        .join("migrations/.invariants/users_not_empty.sql");
+    std::fs::create_dir_all(sql_file.parent().unwrap()).unwrap();
+    std::fs::write(&sql_file, "SELECT id FROM users LIMIT 1").unwrap();
+    let parsed = Config::parse(&dir.path().join("dbsafe.toml"), REFERENCE).unwrap();
+    assert_eq!(parsed.invariants.len(), 2);
+    assert_eq!(parsed.invariants[1].sql, "SELECT id FROM users LIMIT 1");
+    assert_eq!(parsed.invariants[0].expect.to_string(), "= 0");
+    assert_eq!(parsed.verify.max_row_change, Some(1.0));
+    let config = Config {
+        root: "/nonexistent-dbsafe-test".into(),
+        migrations_dir: "/nonexistent-dbsafe-test/migrations".into(),
+        ..parsed
+    };
     assert_eq!(config.default_target.as_deref(), Some("dev"));
     assert_eq!(config.targets.len(), 4);
     let dev = &config.targets["dev"];
@@ -510,12 +526,14 @@ fn reference_file_is_valid_and_complete() {
     );
 
     // Every key the checker knows is set, uncommented, in the reference.
-    let tables = ["targets", "apply", "snapshot"];
+    let tables = ["targets", "apply", "snapshot", "verify", "invariant"];
     let top = check::TOP_KEYS.iter().filter(|key| !tables.contains(key));
     let all = top
         .chain(check::TARGET_KEYS)
         .chain(check::APPLY_KEYS)
-        .chain(check::SNAPSHOT_KEYS);
+        .chain(check::SNAPSHOT_KEYS)
+        .chain(check::VERIFY_KEYS)
+        .chain(check::INVARIANT_KEYS);
     for key in all {
         let assignment = format!("\n{key} = ");
         assert!(
@@ -549,4 +567,23 @@ fn dotenv_is_loaded_without_overriding() {
         Ok("from-dotenv")
     );
     assert_eq!(std::env::var("PATH").unwrap(), path);
+}
+
+#[test]
+fn invariant_and_verify_problems_are_located() {
+    let text = "[verify]\nbuiltins = [\"drift\", \"orphans\"]\nmax-row-change = 5\nduplicates = [\"users\"]\n\n[[invariant]]\nname = \"a\"\nsql = \"SELECT 1\"\nexpect = \"== 1\"\n\n[[invariant]]\nsql = \"SELECT 1\"\nexpect = \"true\"\nphase = \"during\"\n";
+    let found = problems(text);
+    let lines: Vec<usize> = found.iter().map(|p| p.line).collect();
+    let all = found
+        .iter()
+        .map(|p| format!("{}: {}", p.key, p.message))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(all.contains("unknown built-in check \"orphans\""), "{all}");
+    assert!(all.contains("verify.max-row-change"), "{all}");
+    assert!(all.contains("table(column, column)"), "{all}");
+    assert!(all.contains("invalid expectation \"== 1\""), "{all}");
+    assert!(all.contains("invariant[1].name"), "{all}");
+    assert!(all.contains("invariant[1].phase"), "{all}");
+    assert!(lines.contains(&9) && lines.contains(&14), "{lines:?}");
 }
