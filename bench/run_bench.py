@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gen_migrations  # noqa: E402
 
@@ -125,6 +126,11 @@ def main() -> int:
     print(f"dbsafe bench: {a.migrations} migrations in {mdir}", flush=True)
     print(f"dbsafe bench: server {masked(a.pg_url)}, {a.warmup} warm-up + {a.rounds} rounds", flush=True)
     print(f"dbsafe bench: server version {psql(a.pg_url, 'show server_version')}", flush=True)
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    print(f"dbsafe bench: load average {load:.2f} on {cpus} CPUs", flush=True)
+    if load > cpus / 2:
+        print("dbsafe bench: warning: the machine is busy; wall-clock figures will be noisy",
+              file=sys.stderr, flush=True)
 
     def one(tool: str, label: str) -> float:
         db = f"{DB_PREFIX}{os.getpid()}_{tool}"
