@@ -125,7 +125,7 @@ ensure_packages() {
     have apt-get || die "missing packages (${missing[*]}) and no apt-get to install them"
     log "packages: installing ${missing[*]}"
     local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -y -q
-        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+        -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
     as_root "${apt[@]}" update </dev/null >&2 || die "apt-get update failed"
     as_root "${apt[@]}" install --no-install-recommends "${missing[@]}" </dev/null >&2 ||
         die "apt-get install ${missing[*]} failed"
