@@ -1,5 +1,5 @@
-//! `cargo dbverify`: verify invariants on a live database (not yet available).
+//! `cargo dbverify`: verify invariants on a live database.
 
 fn main() -> std::process::ExitCode {
-    dbsafe::cli::not_yet_available("dbverify")
+    dbsafe::cli::dbverify_main()
 }

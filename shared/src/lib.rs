@@ -27,5 +27,6 @@ pub mod snapshot;
 pub mod status;
 pub mod step;
 pub mod target;
+pub mod verify;
 
 pub use error::{Error, Result, Severity};

@@ -51,8 +51,14 @@ pub fn resolve(
         )));
     };
     let context = RunContext::new(&config.root);
+    // The step's status says what the step did: a dirty `up` step resolved as applied
+    // applied, one resolved as reverted failed; a dirty `down` step (a revert that did not
+    // finish) the other way round.
+    let down = step.direction == "down";
     let (status, word) = match state {
+        ResolvedState::Applied if down => (step_status::FAILED, "applied"),
         ResolvedState::Applied => (step_status::APPLIED, "applied"),
+        ResolvedState::Reverted if down => (step_status::REVERTED, "reverted"),
         ResolvedState::Reverted => (step_status::FAILED, "reverted"),
     };
     let mut resolved = step.clone();

@@ -3,15 +3,15 @@
 
 mod dbrollback_cmd;
 mod dbsafe_cmd;
+mod dbverify_cmd;
 pub mod exit;
 pub mod output;
-mod pending_cmd;
 pub mod report;
 mod snapshot_cmd;
 
 pub use dbrollback_cmd::main as dbrollback_main;
 pub use dbsafe_cmd::main as dbsafe_main;
-pub use pending_cmd::not_yet_available;
+pub use dbverify_cmd::main as dbverify_main;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

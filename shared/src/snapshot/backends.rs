@@ -56,10 +56,12 @@ fn derived_name(base: &str, tag: &str, id: &str) -> String {
 }
 
 fn maintenance(url: &DatabaseUrl) -> Result<Database> {
+    // On MySQL, `information_schema`: every user may open it, while the `mysql` system
+    // database is refused to an application's own user.
     let name = if url.backend() == Backend::Postgres {
         "postgres"
     } else {
-        "mysql"
+        "information_schema"
     };
     Database::connect(&url.with_database(name), Create::Never)
 }

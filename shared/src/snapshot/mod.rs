@@ -3,6 +3,8 @@
 //! their SHA-256, applied migrations, schema and data fingerprints) that proves a restore.
 
 mod backends;
+
+pub use backends::Scratch;
 mod tool;
 
 use std::fs::{self, File, OpenOptions};

@@ -1,0 +1,116 @@
+//! `cargo dbverify`: the command line of verification.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser};
+use console::Style;
+
+use super::{GlobalArgs, Output, cargo_args, exit};
+use crate::connection::{Create, Database};
+use crate::error::{Error, Result};
+use crate::verify::{self, CheckResult, Status, VerifyOptions};
+
+/// cargo's view: `cargo dbverify ...` runs `cargo-dbverify dbverify ...`.
+#[derive(Debug, Parser)]
+#[command(name = "cargo", bin_name = "cargo", styles = clap::builder::Styles::styled())]
+enum Cargo {
+    Dbverify(DbverifyArgs),
+}
+
+/// Verify invariants on a live database: built-in checks ([verify] in dbsafe.toml), the
+/// [[invariant]] SQL assertions, drift against the migrations, comparison with a snapshot.
+///
+/// Exit codes: 0 every `error` check passed; 1 an `error` check failed or could not run;
+/// 2 bad usage or configuration; 3 refused by a guard.
+#[derive(Debug, Args)]
+#[command(version, about, long_about)]
+struct DbverifyArgs {
+    #[command(flatten)]
+    global: GlobalArgs,
+    /// Run only this check (a built-in or an invariant's name); repeatable.
+    #[arg(long, value_name = "NAME")]
+    only: Vec<String>,
+    /// Compare row counts and checksums with this snapshot, or with this run's pre-run snapshot.
+    #[arg(long, value_name = "RUN|SNAPSHOT")]
+    against: Option<String>,
+    /// Check drift: build a shadow database from the applied migrations and diff schemas.
+    #[arg(long)]
+    drift: bool,
+    /// Also write the results as JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+}
+
+/// Runs `cargo dbverify` with the process arguments; returns the exit code.
+pub fn main() -> ExitCode {
+    let argv = cargo_args("dbverify");
+    let Cargo::Dbverify(args) =
+        Cargo::try_parse_from(&argv).unwrap_or_else(|e| super::usage_error(e, &argv));
+    let mut output = Output::new(&args.global);
+    match run(&args, &mut output) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => ExitCode::from(output.error(&error)),
+    }
+}
+
+fn run(args: &DbverifyArgs, output: &mut Output) -> Result<u8> {
+    let config = args.global.load_config()?;
+    let target = args.global.resolve_target(&config)?;
+    let mut db = Database::connect(&target.url, Create::Never)?;
+    let options = VerifyOptions {
+        only: args.only.clone(),
+        against: args.against.clone(),
+        drift: args.drift,
+        phase: None,
+    };
+    let results = verify::verify(&config, &target, &mut db, &options)?;
+    if let Some(path) = &args.junit {
+        std::fs::write(path, verify::junit_xml(&target.name, &results))
+            .map_err(|e| Error::io(path, e))?;
+    }
+    let failed = results.iter().filter(|r| r.fails()).count();
+    if output.is_json() {
+        results
+            .iter()
+            .for_each(|r| output.json_typed("verify.result", r));
+        output.json(&serde_json::json!({"type": "verify.summary", "target": target.name, "checks": results.len(), "failed": failed}));
+    } else {
+        output.data(&table(&results));
+    }
+    if failed > 0 {
+        return Err(Error::Failed(format!(
+            "{failed} of {} check(s) failed on target {}",
+            results.len(),
+            target.name
+        )));
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// The results as an aligned table, details indented under each check.
+fn table(results: &[CheckResult]) -> String {
+    if results.is_empty() {
+        return "no checks to run: configure [verify] or [[invariant]] in dbsafe.toml".into();
+    }
+    let width = results.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for result in results {
+        let (style, word) = match result.status {
+            Status::Pass => (Style::new().green(), "pass"),
+            Status::Fail => (Style::new().red().bold(), "FAIL"),
+            Status::Warn => (Style::new().yellow(), "warn"),
+            Status::Error => (Style::new().red().bold(), "ERROR"),
+        };
+        out.push_str(&format!(
+            "{:<width$}  {:<5}  {}\n",
+            result.name,
+            style.apply_to(word),
+            result.observed
+        ));
+        for detail in &result.details {
+            out.push_str(&format!("{:<width$}         {detail}\n", ""));
+        }
+    }
+    out
+}
