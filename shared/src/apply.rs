@@ -11,7 +11,7 @@ use diesel::migration::MigrationConnection;
 use diesel_migrations::MigrationHarness;
 use sha2::{Digest, Sha256};
 
-use crate::config::{ApplyConfig, Config, FailurePolicy, SnapshotPolicy, SnapshotStrategy};
+use crate::config::{ApplyConfig, Config, FailurePolicy, Phase, SnapshotPolicy, SnapshotStrategy};
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
@@ -30,6 +30,7 @@ use crate::step::{
     run_verify, set_timeouts,
 };
 use crate::target::{Backend, Target};
+use crate::verify::{self, VerifyOptions};
 
 /// What the operator asked of this apply.
 #[derive(Debug, Clone, Default)]
@@ -122,6 +123,7 @@ fn apply_locked(
     let applied = ledger::diesel_applied(db)?;
     let findings = preflight::ledger_findings(db, set, &applied)?;
     findings.refuse_unsafe()?;
+    check_preconditions(config, target, db)?;
 
     ledger::ensure(db)?;
     db.conn
@@ -267,6 +269,20 @@ fn apply_locked(
             }
         }
     }
+    if config.apply.verify
+        && let Some(failure) = verify_after(config, target, db, recorder)?
+    {
+        return fail_run(
+            config,
+            target,
+            snapshot.as_ref(),
+            db,
+            recorder,
+            &done,
+            pending.len(),
+            failure,
+        );
+    }
     let bundle = bundle_hash(&done);
     ledger::finish_run(
         &mut db.conn,
@@ -288,6 +304,73 @@ fn apply_locked(
         run_id: context.id,
         applied: done.iter().map(|m| m.version.clone()).collect(),
     })
+}
+
+/// The `phase = "before"` invariants: a failing one stops apply before anything is touched.
+fn check_preconditions(config: &Config, target: &Target, db: &mut Database) -> Result<()> {
+    if !config
+        .invariants
+        .iter()
+        .any(|i| i.phase == Phase::Before && i.applies_to(&target.name))
+    {
+        return Ok(());
+    }
+    let options = VerifyOptions {
+        phase: Some(Phase::Before),
+        ..Default::default()
+    };
+    let failed: Vec<String> = verify::verify(config, target, db, &options)?
+        .into_iter()
+        .filter(|r| r.fails())
+        .map(|r| format!("{}: {}", r.name, r.details.join("; ")))
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Failed(format!(
+        "precondition(s) failed, nothing was touched:\n  {}",
+        failed.join("\n  ")
+    )))
+}
+
+/// `[apply] verify = true`: dbverify's checks and the `after` invariants, inside the run.
+/// Each failing check is recorded as `verify.failed`; the failure goes to the policy.
+fn verify_after(
+    config: &Config,
+    target: &Target,
+    db: &mut Database,
+    recorder: &mut Recorder<'_>,
+) -> Result<Option<Failure>> {
+    let results = verify::verify(config, target, db, &VerifyOptions::default())?;
+    let failed: Vec<&verify::CheckResult> = results.iter().filter(|r| r.fails()).collect();
+    if failed.is_empty() {
+        return Ok(None);
+    }
+    for result in &failed {
+        recorder.emit(
+            db,
+            EventKind::VerifyFailed {
+                version: String::new(),
+                message: format!(
+                    "{}: {} {}",
+                    result.name,
+                    result.observed,
+                    result.details.join("; ")
+                ),
+            },
+        )?;
+    }
+    let names: Vec<&str> = failed.iter().map(|r| r.name.as_str()).collect();
+    Ok(Some(Failure {
+        migration: String::new(),
+        version: String::new(),
+        message: format!(
+            "verification after the migrations failed: {}",
+            names.join(", ")
+        ),
+        dirty: false,
+        applied: false,
+    }))
 }
 
 /// Whether apply takes a snapshot before running migrations: as `[apply] snapshot` says,
@@ -490,10 +573,15 @@ fn fail_run(
 ) -> Result<ApplyOutcome> {
     let run_id = recorder.context.id.clone();
     let applied_names: Vec<&str> = done.iter().map(|m| m.name.as_str()).collect();
-    let headline = format!(
-        "migration {} failed: {}",
-        failure.migration, failure.message
-    );
+    // A failure of no single migration (post-apply verification) speaks for itself.
+    let headline = if failure.version.is_empty() {
+        failure.message.clone()
+    } else {
+        format!(
+            "migration {} failed: {}",
+            failure.migration, failure.message
+        )
+    };
     if std::mem::take(&mut db.reconnected) && db.backend() != Backend::Sqlite {
         // The session that held the target's lock is gone: take it again before undoing
         // anything, or another apply could run in between.

@@ -208,10 +208,17 @@ impl Output {
                     red.apply_to("failed")
                 ));
             }
-            EventKind::VerifyFailed { version, message } => self.note(&format!(
-                "  {} {version}: {message}",
-                red.apply_to("verify failed")
-            )),
+            EventKind::VerifyFailed { version, message } => {
+                let of = if version.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {version}")
+                };
+                self.note(&format!(
+                    "  {}{of}: {message}",
+                    red.apply_to("verify failed")
+                ))
+            }
             EventKind::MigrationReverted {
                 name, duration_ms, ..
             } => self.note(&format!(
