@@ -269,6 +269,36 @@ fn apply_locked(
             }
         }
     }
+    for seed in crate::seed::for_target(config, target) {
+        match crate::seed::run_one(db, seed) {
+            Ok(duration_ms) => recorder.emit(
+                db,
+                EventKind::SeedApplied {
+                    name: seed.name.clone(),
+                    duration_ms,
+                },
+            )?,
+            Err(message) => {
+                let failure = Failure {
+                    migration: String::new(),
+                    version: String::new(),
+                    message,
+                    dirty: false,
+                    applied: false,
+                };
+                return fail_run(
+                    config,
+                    target,
+                    snapshot.as_ref(),
+                    db,
+                    recorder,
+                    &done,
+                    pending.len(),
+                    failure,
+                );
+            }
+        }
+    }
     if config.apply.verify
         && let Some(failure) = verify_after(config, target, db, recorder)?
     {

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use duration::parse_duration;
 pub use verify::{
-    BUILTINS, Comparison, Expectation, Invariant, InvariantSeverity, KeyColumns, Phase,
+    BUILTINS, Comparison, Expectation, Invariant, InvariantSeverity, KeyColumns, Phase, Seed,
     VerifyConfig,
 };
 
@@ -63,6 +63,8 @@ pub struct Config {
     pub verify: VerifyConfig,
     /// The user's own SQL assertions (`[[invariant]]`).
     pub invariants: Vec<Invariant>,
+    /// SQL run at the end of every successful apply (`[[seed]]`).
+    pub seeds: Vec<Seed>,
 }
 
 /// One database dbsafe can work on (`[targets.NAME]`).
@@ -410,6 +412,16 @@ impl Config {
             None => root.join(".dbsafe").join("snapshots"),
         };
         let invariants = read_sql_files(&root, settings.invariants)?;
+        let seeds = settings
+            .seeds
+            .into_iter()
+            .map(|mut seed| {
+                let path = root.join(&seed.sql);
+                seed.sql = std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::Io { path, source })?;
+                Ok(seed)
+            })
+            .collect::<Result<Vec<Seed>, ConfigError>>()?;
         let mut targets = settings.targets;
         if targets.is_empty() {
             let target = TargetConfig {
@@ -432,6 +444,7 @@ impl Config {
             snapshot: settings.snapshot,
             verify: settings.verify,
             invariants,
+            seeds,
         })
     }
 }

@@ -149,6 +149,14 @@ pub enum EventKind {
         /// Wall time in milliseconds.
         duration_ms: u64,
     },
+    /// A seed ran at the end of the run.
+    #[serde(rename = "seed.applied")]
+    SeedApplied {
+        /// The seed's name.
+        name: String,
+        /// Wall time in milliseconds.
+        duration_ms: u64,
+    },
     /// The run finished and everything in it holds.
     #[serde(rename = "run.succeeded")]
     RunSucceeded {

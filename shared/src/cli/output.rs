@@ -263,6 +263,11 @@ impl Output {
                 yellow.apply_to("reverted"),
                 dim.apply_to(format!("({duration_ms} ms)"))
             )),
+            EventKind::SeedApplied { name, duration_ms } => self.note(&format!(
+                "  {} {name} {}",
+                green.apply_to("seeded"),
+                dim.apply_to(format!("({duration_ms} ms)"))
+            )),
             EventKind::StepResolved { version, state } => {
                 self.note(&format!("resolved {version} as {state}"))
             }

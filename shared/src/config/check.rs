@@ -11,8 +11,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::{
     ApplyConfig, BUILTINS, Choice, ConfigProblem, DEFAULT_TARGET, DEFAULT_URL_ENV, Environment,
-    Expectation, Invariant, KeyColumns, SnapshotConfig, TargetConfig, VerifyConfig, parse_choice,
-    parse_duration,
+    Expectation, Invariant, KeyColumns, Seed, SnapshotConfig, TargetConfig, VerifyConfig,
+    parse_choice, parse_duration,
 };
 
 /// Keys allowed at the top level of dbsafe.toml.
@@ -25,6 +25,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "snapshot",
     "verify",
     "invariant",
+    "seed",
 ];
 /// Keys allowed in a `[targets.NAME]` table.
 pub(super) const TARGET_KEYS: &[&str] = &["url", "url-env", "environment", "protected"];
@@ -52,6 +53,8 @@ pub(super) const VERIFY_KEYS: &[&str] = &[
     "triggers-present",
     "duplicates",
 ];
+/// Keys allowed in a `[[seed]]`.
+pub(super) const SEED_KEYS: &[&str] = &["name", "file", "targets"];
 /// Keys allowed in an `[[invariant]]`.
 pub(super) const INVARIANT_KEYS: &[&str] = &[
     "name", "sql", "sql-file", "expect", "severity", "phase", "targets",
@@ -78,6 +81,8 @@ pub(super) struct Settings {
     pub verify: VerifyConfig,
     /// `[[invariant]]`, with `sql-file` paths still relative (read by the caller).
     pub invariants: Vec<Invariant>,
+    /// `[[seed]]`, with `sql` holding the file path (read by the caller).
+    pub seeds: Vec<Seed>,
 }
 
 /// Checks `text`: the settings, or every problem found, in line order. A TOML syntax error
@@ -356,6 +361,7 @@ impl Checker<'_> {
             None => VerifyConfig::default(),
         };
         let invariants = self.invariants(top);
+        let seeds = self.seeds(top);
         Settings {
             migrations_dir,
             snapshot_dir,
@@ -365,6 +371,7 @@ impl Checker<'_> {
             snapshot,
             verify,
             invariants,
+            seeds,
         }
     }
 
@@ -557,6 +564,62 @@ impl Checker<'_> {
                 .unwrap_or_default(),
             duplicates,
         }
+    }
+
+    /// Checks `[[seed]]` tables.
+    fn seeds(&mut self, top: &Section) -> Vec<Seed> {
+        let Some(item) = top.get("seed") else {
+            return Vec::new();
+        };
+        let DeValue::Array(array) = item.get_ref() else {
+            self.wrong_type(top, "seed", item, "an array of tables [[seed]]");
+            return Vec::new();
+        };
+        let mut out: Vec<Seed> = Vec::new();
+        for (index, entry) in array.iter().enumerate() {
+            let DeValue::Table(entries) = entry.get_ref() else {
+                let message = format!(
+                    "expected a table [[seed]], found {}",
+                    a(entry.get_ref().type_str())
+                );
+                self.problem(entry.span(), "seed".into(), message);
+                continue;
+            };
+            let section = Section {
+                name: format!("seed[{index}]"),
+                entries,
+            };
+            self.unknown_keys(&section, SEED_KEYS);
+            let name = self.non_empty(&section, "name").map(str::to_owned);
+            let file = self.non_empty(&section, "file").map(str::to_owned);
+            for (key, missing) in [("name", name.is_none()), ("file", file.is_none())] {
+                if missing && section.get(key).is_none() {
+                    self.problem(
+                        entry.span(),
+                        section.path(key),
+                        format!("every seed needs `{key}`"),
+                    );
+                }
+            }
+            if let Some(name) = &name
+                && out.iter().any(|s| &s.name == name)
+            {
+                self.problem(
+                    entry.span(),
+                    section.path("name"),
+                    format!("seed name \"{name}\" is used twice: names must be unique"),
+                );
+            }
+            let targets = self.strings(&section, "targets");
+            if let (Some(name), Some(file)) = (name, file) {
+                out.push(Seed {
+                    name,
+                    sql: file,
+                    targets,
+                });
+            }
+        }
+        out
     }
 
     /// Checks `[[invariant]]` tables.

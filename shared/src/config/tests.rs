@@ -489,6 +489,8 @@ fn reference_file_is_valid_and_complete() {
         .join("migrations/.invariants/users_not_empty.sql");
     std::fs::create_dir_all(sql_file.parent().unwrap()).unwrap();
     std::fs::write(&sql_file, "SELECT id FROM users LIMIT 1").unwrap();
+    std::fs::create_dir_all(dir.path().join("seeds")).unwrap();
+    std::fs::write(dir.path().join("seeds/countries.sql"), "SELECT 1").unwrap();
     let parsed = Config::parse(&dir.path().join("dbsafe.toml"), REFERENCE).unwrap();
     assert_eq!(parsed.invariants.len(), 2);
     assert_eq!(parsed.invariants[1].sql, "SELECT id FROM users LIMIT 1");
@@ -526,14 +528,22 @@ fn reference_file_is_valid_and_complete() {
     );
 
     // Every key the checker knows is set, uncommented, in the reference.
-    let tables = ["targets", "apply", "snapshot", "verify", "invariant"];
+    let tables = [
+        "targets",
+        "apply",
+        "snapshot",
+        "verify",
+        "invariant",
+        "seed",
+    ];
     let top = check::TOP_KEYS.iter().filter(|key| !tables.contains(key));
     let all = top
         .chain(check::TARGET_KEYS)
         .chain(check::APPLY_KEYS)
         .chain(check::SNAPSHOT_KEYS)
         .chain(check::VERIFY_KEYS)
-        .chain(check::INVARIANT_KEYS);
+        .chain(check::INVARIANT_KEYS)
+        .chain(check::SEED_KEYS);
     for key in all {
         let assignment = format!("\n{key} = ");
         assert!(

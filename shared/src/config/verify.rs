@@ -218,6 +218,27 @@ impl Invariant {
     }
 }
 
+/// One `[[seed]]`: SQL run at the end of every successful apply (and twice on the shadow by
+/// `check --roundtrip`, which fails when the second run errors or changes data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seed {
+    /// Its name (unique).
+    pub name: String,
+    /// The SQL, read from `file`.
+    pub sql: String,
+    /// Targets it applies to (`None`: all).
+    pub targets: Option<Vec<String>>,
+}
+
+impl Seed {
+    /// Whether it applies to `target`.
+    pub fn applies_to(&self, target: &str) -> bool {
+        self.targets
+            .as_ref()
+            .is_none_or(|t| t.iter().any(|n| n == target))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,70 @@
+//! Seeds (`[[seed]]`): SQL run at the end of every successful apply, each in its own
+//! transaction where the backend allows; and the round-trip check that running a seed
+//! twice neither fails nor changes data (the runbook's "re-running the seed violates a
+//! unique index").
+
+use std::time::Instant;
+
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
+
+use crate::config::{Config, Seed};
+use crate::connection::Database;
+use crate::error::Result;
+use crate::inspect;
+use crate::target::{Backend, Target};
+
+fn seeds<'c>(config: &'c Config, target: &Target) -> impl Iterator<Item = &'c Seed> {
+    config
+        .seeds
+        .iter()
+        .filter(move |s| s.applies_to(&target.name))
+}
+
+/// Runs one seed; in a transaction except on MySQL, where DDL would commit it anyway.
+pub fn run_one(db: &mut Database, seed: &Seed) -> std::result::Result<u64, String> {
+    let started = Instant::now();
+    let result = if db.backend() == Backend::Mysql {
+        db.execute(&seed.sql)
+    } else {
+        db.conn.transaction(|conn| conn.batch_execute(&seed.sql))
+    };
+    result.map_err(|e| format!("seed {} failed: {e}", seed.name))?;
+    Ok(started.elapsed().as_millis() as u64)
+}
+
+/// The seeds of `target`, in order, for apply to run.
+pub fn for_target<'c>(config: &'c Config, target: &Target) -> Vec<&'c Seed> {
+    seeds(config, target).collect()
+}
+
+/// Runs every seed twice on the shadow database: a second run that fails or changes any
+/// table's data fingerprint is a problem.
+pub fn check_idempotent(
+    config: &Config,
+    target: &Target,
+    shadow: &mut Database,
+) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for seed in seeds(config, target) {
+        if let Err(e) = run_one(shadow, seed) {
+            problems.push(format!("{e} (first run, on the shadow database)"));
+            continue;
+        }
+        let once = inspect::data_fingerprints(shadow)?;
+        if let Err(e) = run_one(shadow, seed) {
+            problems.push(format!("{e} when run a second time: seeds run after every apply, so they must be safe to repeat (INSERT ... ON CONFLICT DO NOTHING, INSERT IGNORE, WHERE NOT EXISTS)"));
+            continue;
+        }
+        let twice = inspect::data_fingerprints(shadow)?;
+        let changes = inspect::diff_data(&once, &twice);
+        if !changes.is_empty() {
+            problems.push(format!(
+                "seed {} changes data when run a second time ({}): seeds run after every apply, so they must be safe to repeat",
+                seed.name,
+                changes.join("; ")
+            ));
+        }
+    }
+    Ok(problems)
+}
