@@ -16,12 +16,16 @@ use crate::snapshot::Scratch;
 use crate::target::Target;
 
 /// Whether a fingerprint line is one the configuration says to ignore: `KIND NAME` or a
-/// bare `NAME` (MariaDB and table-scoped objects are `table.name`).
+/// bare `NAME` (MariaDB and table-scoped objects are `table.name`, which `KIND name` and
+/// `name` match too, so one ignore list works on every backend).
 fn ignored(line: &str, ignore: &[String]) -> bool {
     let object = line.split(": ").next().unwrap_or(line);
-    let name = object.split_once(' ').map_or(object, |(_, name)| name);
+    let (kind, name) = object.split_once(' ').unwrap_or(("", object));
+    let short = name.rsplit_once('.').map(|(_, short)| short);
     ignore.iter().any(|i| {
-        i == object || i == name || name.rsplit_once('.').is_some_and(|(_, short)| short == i)
+        i == object
+            || i == name
+            || short.is_some_and(|short| short == i || i.split_once(' ') == Some((kind, short)))
     })
 }
 
@@ -165,6 +169,15 @@ mod tests {
         ));
         assert!(ignored("table audit", &ignore));
         assert!(ignored("index posts.audit: on posts", &ignore));
+        // MariaDB's table-scoped index names match `KIND name` too, not another kind.
+        assert!(ignored(
+            "index users.users_extra_idx: on users (x)",
+            &ignore
+        ));
+        assert!(!ignored(
+            "constraint users.users_extra_idx: UNIQUE",
+            &ignore
+        ));
         assert!(!ignored("index users_email_idx: on users", &ignore));
         assert!(!ignored("table audits", &ignore));
     }
