@@ -131,7 +131,7 @@ pub fn run(
                 let (problems, ms) = snapshot::verify_deep(config, target, &manifest)?;
                 (problems, Some(ms))
             } else {
-                (snapshot::verify_files(config, &manifest), None)
+                (snapshot::verify_stored(config, target, &manifest)?, None)
             };
             if output.is_json() {
                 output.json(&serde_json::json!({

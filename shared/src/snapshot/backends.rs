@@ -180,6 +180,21 @@ fn clone_database(admin: &mut Database, source: &str, copy: &str) -> Result<()> 
     })
 }
 
+/// Whether the database holding a template snapshot is still on the server of `url`.
+pub fn template_exists(url: &DatabaseUrl, template: &str) -> Result<bool> {
+    template_exists_on(&mut maintenance(url)?, template)
+}
+
+fn template_exists_on(admin: &mut Database, template: &str) -> Result<bool> {
+    let rows = admin
+        .texts(&format!(
+            "SELECT CAST(datname AS TEXT) AS v FROM pg_database WHERE datname = {}",
+            quote(template)
+        ))
+        .map_err(|e| Error::db(format!("looking for template database {template}"), e))?;
+    Ok(!rows.is_empty())
+}
+
 fn terminate_and_drop(admin: &mut Database, name: &str) -> Result<()> {
     admin
         .execute(&format!(
@@ -218,6 +233,13 @@ pub fn restore(dir: &Path, manifest: &super::Manifest, url: &DatabaseUrl) -> Res
             })?;
             let target = database_name(url);
             let mut admin = maintenance(url)?;
+            // Dropping the target first would lose it when the copy is gone.
+            if !template_exists_on(&mut admin, copy)? {
+                return Err(Error::Failed(format!(
+                    "the database {copy} holding template snapshot {} is no longer on the server: nothing restored, {target} untouched",
+                    manifest.id
+                )));
+            }
             terminate_and_drop(&mut admin, &target)?;
             clone_database(&mut admin, copy, &target)
         }

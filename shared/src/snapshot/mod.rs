@@ -283,6 +283,20 @@ pub fn verify_files(config: &Config, manifest: &Manifest) -> Problems {
     problems
 }
 
+/// [`verify_files`], and for a template snapshot, that its database is still on the server
+/// (it has no files: without this a dropped copy would verify as fine).
+pub fn verify_stored(config: &Config, target: &Target, manifest: &Manifest) -> Result<Problems> {
+    let mut problems = verify_files(config, manifest);
+    if let Some(template) = &manifest.template_database
+        && !backends::template_exists(&target.url, template)?
+    {
+        problems.push(format!(
+            "template database {template} is missing from the server (dropped?): the snapshot cannot be restored"
+        ));
+    }
+    Ok(problems)
+}
+
 /// Restores the snapshot into a scratch database, compares every fingerprint with the
 /// manifest, and drops the scratch. Returns the problems and the restore time.
 pub fn verify_deep(
@@ -290,7 +304,7 @@ pub fn verify_deep(
     target: &Target,
     manifest: &Manifest,
 ) -> Result<(Problems, u64)> {
-    let problems = verify_files(config, manifest);
+    let problems = verify_stored(config, target, manifest)?;
     if !problems.is_empty() {
         return Ok((problems, 0));
     }
