@@ -24,7 +24,7 @@ enum Cargo {
 /// Exit codes: 0 every `error` check passed; 1 an `error` check failed or could not run;
 /// 2 bad usage or configuration; 3 refused by a guard.
 #[derive(Debug, Args)]
-#[command(version, about, long_about)]
+#[command(version)]
 struct DbverifyArgs {
     #[command(flatten)]
     global: GlobalArgs,
