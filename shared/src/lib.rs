@@ -16,6 +16,7 @@ pub mod journal;
 pub mod ledger;
 pub mod lock;
 pub mod migrations;
+pub mod plan;
 pub mod preflight;
 pub mod recorder;
 pub mod resolve;

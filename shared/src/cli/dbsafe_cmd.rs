@@ -38,6 +38,8 @@ enum Command {
     Init,
     /// Show the target, its identity, applied and pending migrations, dirty steps, last runs.
     Status,
+    /// What apply would do, touching nothing; --rehearse runs it on a throwaway clone.
+    Plan(PlanArgs),
     /// Apply pending migrations as one recorded run: preflight, lock, migrations, status.
     Apply(ApplyArgs),
     /// List the runs in the target's ledger, or show one with its steps and events.
@@ -59,6 +61,14 @@ struct FingerprintArgs {
     /// Also print the schema's canonical lines.
     #[arg(long)]
     schema: bool,
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    /// Run the pending migrations on a throwaway clone of the target and report each one's
+    /// errors, duration and locks (PostgreSQL); the clone is dropped afterwards.
+    #[arg(long)]
+    rehearse: bool,
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +156,17 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
                 output.json_typed("status", &status);
             } else {
                 output.data(&report::status(&status));
+            }
+        }
+        Command::Plan(plan_args) => {
+            let plan = crate::plan::plan(&config, &target, plan_args.rehearse)?;
+            if output.is_json() {
+                output.json_typed("plan", &plan);
+            } else {
+                output.data(&report::plan(&plan));
+            }
+            if plan.blocked() {
+                return Err(Error::Failed("apply would not get through: see the plan above".into()));
             }
         }
         Command::Apply(apply_args) => {
