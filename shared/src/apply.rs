@@ -691,7 +691,7 @@ fn fail_run(
                 state,
             )))
         }
-        FailurePolicy::Revert => match revert(db, recorder, done, total + 1) {
+        FailurePolicy::Revert => match revert(db, recorder, &config.apply, done, total + 1) {
             Ok(()) => {
                 let state = format!(
                     "{headline}\n  on-failure = revert: nothing of run {run_id} remains; {} earlier migration(s) reverted{}",
@@ -797,6 +797,7 @@ fn bundle_hash(done: &[&Migration]) -> String {
 fn revert(
     db: &mut Database,
     recorder: &mut Recorder<'_>,
+    config: &ApplyConfig,
     done: &[&Migration],
     first_seq: usize,
 ) -> Result<(), String> {
@@ -810,6 +811,7 @@ fn revert(
         step::revert_one(
             db,
             recorder,
+            config,
             migration,
             (first_seq + offset) as i32,
             &reverted,

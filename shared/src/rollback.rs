@@ -446,7 +446,14 @@ fn revert_run(
             reverted_run: reverted_run.clone(),
             duration_ms,
         };
-        if let Err(message) = step::revert_one(db, recorder, migration, index as i32 + 1, &event) {
+        if let Err(message) = step::revert_one(
+            db,
+            recorder,
+            &config.apply,
+            migration,
+            index as i32 + 1,
+            &event,
+        ) {
             let remaining: Vec<&str> = plan.reverts[index..]
                 .iter()
                 .map(|r| r.name.as_str())

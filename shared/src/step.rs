@@ -155,11 +155,13 @@ pub type RevertedEvent<'e> = dyn Fn(String, String, u64) -> EventKind + 'e;
 
 /// Reverts one migration with its down.sql as step `seq` of the recorder's run: in one
 /// transaction with its ledger rows where the backend allows, else `started` before and
-/// `reverted` after. The error names the migration and, when part of it may have run,
-/// says the target is dirty.
+/// `reverted` after; with the migration's lock and statement timeouts, a lock timeout
+/// retried as apply does. The error names the migration and, when part of it may have
+/// run, says the target is dirty.
 pub fn revert_one(
     db: &mut Database,
     recorder: &mut Recorder<'_>,
+    config: &ApplyConfig,
     migration: &Migration,
     seq: i32,
     reverted: &RevertedEvent<'_>,
@@ -167,8 +169,9 @@ pub fn revert_one(
     if migration.down_sql.is_none() {
         return Err(format!("{} has no down.sql", migration.name));
     }
-    let started = Instant::now();
-    let transactional = is_transactional(db.backend(), migration);
+    let backend = db.backend();
+    let mut started = Instant::now();
+    let transactional = is_transactional(backend, migration);
     let mut step = new_step(
         recorder,
         migration,
@@ -183,7 +186,13 @@ pub fn revert_one(
         step.status = step_status::STARTED.into();
         ledger::insert_step(&mut db.conn, &step)
             .map_err(|e| format!("writing dbsafe_steps: {e}"))?;
-        let result = db.conn.revert_migration(migration).map(|_| ());
+        let result = set_timeouts(&mut db.conn, backend, config, false)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                let run = db.conn.revert_migration(migration).map(|_| ());
+                reset_timeouts(&mut db.conn, backend);
+                run.map_err(|e| e.to_string())
+            });
         step.finished_at = Some(now());
         step.duration_ms = Some(millis(started) as i64);
         if let Err(e) = result {
@@ -208,30 +217,51 @@ pub fn revert_one(
         );
         return Ok(());
     }
-    let result = db.conn.transaction::<Event, StepError, _>(|conn| {
-        conn.revert_migration(migration)
-            .map_err(|e| StepError::Migration(e.to_string()))?;
-        step.finished_at = Some(now());
-        step.duration_ms = Some(millis(started) as i64);
-        ledger::insert_step(conn, &step)?;
-        Ok(recorder.write_in(
-            conn,
-            reverted(
-                migration.version.clone(),
-                migration.name.clone(),
-                millis(started),
-            ),
-        )?)
-    });
-    match result {
-        Ok(event) => {
-            recorder.committed();
-            let _ = recorder.publish(&event);
-            Ok(())
-        }
-        Err(e) => {
-            let _ = db.ensure_alive();
-            Err(format!("down.sql of {} failed: {e}", migration.name))
+    let mut attempt = 1;
+    loop {
+        let result = db.conn.transaction::<Event, StepError, _>(|conn| {
+            set_timeouts(conn, backend, config, true)?;
+            conn.revert_migration(migration)
+                .map_err(|e| StepError::Migration(e.to_string()))?;
+            step.finished_at = Some(now());
+            step.duration_ms = Some(millis(started) as i64);
+            step.attempts = attempt;
+            ledger::insert_step(conn, &step)?;
+            Ok(recorder.write_in(
+                conn,
+                reverted(
+                    migration.version.clone(),
+                    migration.name.clone(),
+                    millis(started),
+                ),
+            )?)
+        });
+        match result {
+            Ok(event) => {
+                recorder.committed();
+                let _ = recorder.publish(&event);
+                return Ok(());
+            }
+            Err(e) if is_lock_timeout(&e.to_string()) && attempt <= config.lock_retries as i32 => {
+                let _ = recorder.emit(
+                    db,
+                    EventKind::MigrationRetry {
+                        version: migration.version.clone(),
+                        attempt: attempt as u32,
+                        message: e.to_string(),
+                    },
+                );
+                std::thread::sleep(
+                    std::time::Duration::from_millis(500 * 2u64.pow(attempt as u32 - 1))
+                        .min(std::time::Duration::from_secs(10)),
+                );
+                attempt += 1;
+                started = Instant::now();
+            }
+            Err(e) => {
+                let _ = db.ensure_alive();
+                return Err(format!("down.sql of {} failed: {e}", migration.name));
+            }
         }
     }
 }
