@@ -23,7 +23,7 @@ enum Cargo {
 /// --cascade, edited down.sql, protected target, dirty target, lock held, damaged
 /// snapshot); 4 a down.sql failed part-way: the message says exactly what is left.
 #[derive(Debug, Args)]
-#[command(version, about, long_about)]
+#[command(version)]
 struct DbrollbackArgs {
     #[command(flatten)]
     global: GlobalArgs,
