@@ -568,3 +568,33 @@ pub fn table_text(db: &TestDb, table: &str) -> Vec<String> {
     };
     db.strings(&sql)
 }
+
+impl Project {
+    /// Runs `cargo-dbrollback dbrollback ARGS` and waits.
+    pub fn dbrollback(&self, args: &[&str]) -> Run {
+        let mut cmd = self.command("cargo-dbrollback");
+        cmd.arg("dbrollback").args(args);
+        run(cmd)
+    }
+
+    /// Starts `cargo-dbrollback dbrollback ARGS` without waiting, stdout and stderr piped.
+    pub fn spawn_dbrollback(&self, args: &[&str]) -> std::process::Child {
+        let mut cmd = self.command("cargo-dbrollback");
+        cmd.arg("dbrollback")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().expect("spawn cargo-dbrollback")
+    }
+
+    /// `cargo dbsafe fingerprint --message-format json`: the `fingerprint` object, with the
+    /// schema (`schema.hash`, `schema.lines`) and every table's `rows` and `hash`.
+    pub fn fingerprint(&self) -> serde_json::Value {
+        let out = self.dbsafe(&["fingerprint", "--message-format", "json"]);
+        out.expect_code(0);
+        out.events()
+            .into_iter()
+            .find(|e| e["type"] == "fingerprint")
+            .unwrap_or_else(|| panic!("no fingerprint object in {out:?}"))
+    }
+}

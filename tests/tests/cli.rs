@@ -662,18 +662,12 @@ fn init_uses_diesel_migrations_directory() {
 // The placeholder commands and the invocation forms
 
 #[test]
-fn dbverify_and_dbrollback_are_not_yet_available() {
+fn dbverify_is_not_yet_available() {
     let dir = tempfile::tempdir().unwrap();
     for (binary, args) in [
         ("cargo-dbverify", &[][..]),
         ("cargo-dbverify", &["dbverify"][..]),
         ("cargo-dbverify", &["dbverify", "--only", "drift"][..]),
-        ("cargo-dbrollback", &["dbrollback", "--last"][..]),
-        ("cargo-dbrollback", &["--list"][..]),
-        (
-            "cargo-dbrollback",
-            &["dbrollback", "20261121T153012Z-7f3a"][..],
-        ),
     ] {
         let mut cmd = command_in(dir.path(), binary);
         cmd.args(args);
@@ -691,6 +685,63 @@ fn dbverify_and_dbrollback_are_not_yet_available() {
         assert!(out.stdout.is_empty(), "{out:?}");
     }
     assert_eq!(tree(dir.path()), Vec::<String>::new());
+}
+
+/// `cargo dbrollback` with no run and no --last, or with flags that do not go together:
+/// a usage error saying what to pass, in both invocation forms and both output formats,
+/// and nothing created.
+#[test]
+fn dbrollback_needs_a_run_or_last() {
+    let p = Project::new(Backend::Sqlite);
+    two_migrations(&p);
+    let before = tree(p.path());
+    for args in [&["dbrollback"][..], &[][..]] {
+        let human = run({
+            let mut cmd = p.command("cargo-dbrollback");
+            cmd.args(args);
+            cmd
+        });
+        human.expect_code(2);
+        assert!(human.stdout.is_empty(), "{human:?}");
+        assert_eq!(
+            human.stderr,
+            "error: name the run to roll back (cargo dbrollback RUN), or pass --last; --list shows the candidates\n"
+        );
+        let json = run({
+            let mut cmd = p.command("cargo-dbrollback");
+            cmd.args(args).args(["--message-format", "json"]);
+            cmd
+        });
+        json.expect_code(2);
+        let message = json_error(&json);
+        assert!(
+            message.starts_with("name the run to roll back (cargo dbrollback RUN), or pass --last"),
+            "{message}"
+        );
+    }
+    for args in [
+        &["dbrollback", "20261121T153012Z-7f3a", "--last"][..],
+        &["dbrollback", "--list", "--restore"],
+        &["dbrollback", "--last", "--restore", "--cascade"],
+        &[
+            "dbrollback",
+            "--last",
+            "--restore",
+            "--to",
+            "20240101000001",
+        ],
+    ] {
+        let mut cmd = p.command("cargo-dbrollback");
+        cmd.args(args);
+        let out = run(cmd);
+        out.expect_code(2);
+        assert!(
+            out.stderr.starts_with("error: the argument"),
+            "{args:?}: {out:?}"
+        );
+    }
+    assert_eq!(tree(p.path()), before, "a refused command created files");
+    assert_nothing_in_db(&p.db);
 }
 
 #[test]
@@ -930,6 +981,27 @@ fn help_snapshots() {
     assert_eq!(
         help(&["apply", "--help"]),
         help(&["dbsafe", "apply", "--help"])
+    );
+}
+
+#[test]
+fn help_snapshot_dbrollback() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = |args: &[&str]| {
+        let mut cmd = command_in(dir.path(), "cargo-dbrollback");
+        cmd.args(args);
+        let out = run(cmd);
+        out.expect_code(0);
+        assert!(out.stderr.is_empty(), "{out:?}");
+        out.stdout
+    };
+    let long = help(&["dbrollback", "--help"]);
+    snapshot!("help_dbrollback", long);
+    // The direct form prints the same text.
+    assert_eq!(help(&["--help"]), long);
+    assert!(
+        help(&["dbrollback", "-h"]).starts_with("Roll back one run by its id"),
+        "-h describes the command"
     );
 }
 
