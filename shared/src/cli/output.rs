@@ -21,6 +21,8 @@ pub struct Output {
     verbose: bool,
     progress_allowed: bool,
     bar: Option<ProgressBar>,
+    /// The kind of the run being shown (`apply`, `rollback`, `restore`), for its wording.
+    run_kind: String,
 }
 
 impl Output {
@@ -49,6 +51,7 @@ impl Output {
                 && std::io::stderr().is_terminal()
                 && !in_ci(),
             bar: None,
+            run_kind: String::new(),
         }
     }
 
@@ -125,6 +128,7 @@ impl Output {
                 snapshot_id,
                 ..
             } => {
+                self.run_kind = kind.clone();
                 let what = match (kind.as_str(), pending.is_empty(), snapshot_id) {
                     ("restore", _, Some(snapshot)) => format!("snapshot {snapshot}"),
                     ("apply", true, _) => "nothing to apply".to_owned(),
@@ -234,8 +238,9 @@ impl Output {
                     bar.finish_and_clear();
                 }
                 self.note(&format!(
-                    "{} run {run}: {applied} migration(s) in {duration_ms} ms",
-                    green.apply_to("succeeded")
+                    "{} run {run}: {applied} migration(s) {} in {duration_ms} ms",
+                    green.apply_to("succeeded"),
+                    if self.run_kind == "apply" { "applied" } else { "reverted" }
                 ));
             }
             EventKind::RunFailed { status, .. } => {
