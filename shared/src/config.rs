@@ -65,6 +65,48 @@ pub struct Config {
     pub invariants: Vec<Invariant>,
     /// SQL run at the end of every successful apply (`[[seed]]`).
     pub seeds: Vec<Seed>,
+    /// What `cargo dbsafe check` requires of the migration files (`[check]`).
+    pub check: CheckConfig,
+    /// How `cargo dbsafe check` lints the migrations' SQL (`[lint]`).
+    pub lint: LintConfig,
+}
+
+/// What `cargo dbsafe check` requires of the migration files (`[check]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckConfig {
+    /// Every migration needs a non-empty down.sql (`require-down`, default true).
+    pub require_down: bool,
+    /// The lock file of the migrations' checksums (`lock-file`, default `dbsafe.lock` in
+    /// the migrations directory's parent).
+    pub lock_file: PathBuf,
+}
+
+/// The SQL dialect `cargo dbsafe check` lints in when no target URL says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// PostgreSQL: squawk's rules and dbsafe's.
+    #[default]
+    Postgres,
+    /// MySQL or MariaDB: dbsafe's rules.
+    Mysql,
+    /// SQLite: dbsafe's rules.
+    Sqlite,
+}
+
+/// How `cargo dbsafe check` lints the migrations' SQL (`[lint]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LintConfig {
+    /// The dialect when the target's URL is not known offline (`dialect`); `None`: postgres.
+    pub dialect: Option<Dialect>,
+    /// The PostgreSQL version squawk's rules assume (`pg-version`, like "15" or "16.2").
+    pub pg_version: Option<String>,
+    /// Rules switched off (`allow`).
+    pub allow: Vec<String>,
+    /// Rules reported as warnings (`warn`).
+    pub warn: Vec<String>,
+    /// Rules reported as errors, failing the check (`deny`).
+    pub deny: Vec<String>,
 }
 
 /// One database dbsafe can work on (`[targets.NAME]`).
@@ -422,6 +464,17 @@ impl Config {
                 Ok(seed)
             })
             .collect::<Result<Vec<Seed>, ConfigError>>()?;
+        let lock_file = match settings.check.lock_file {
+            Some(file) => absolute(&root.join(file)),
+            None => migrations_dir
+                .parent()
+                .unwrap_or(&root)
+                .join(crate::check::LOCK_FILE_NAME),
+        };
+        let check = CheckConfig {
+            require_down: settings.check.require_down,
+            lock_file,
+        };
         let mut targets = settings.targets;
         if targets.is_empty() {
             let target = TargetConfig {
@@ -445,6 +498,8 @@ impl Config {
             verify: settings.verify,
             invariants,
             seeds,
+            check,
+            lint: settings.lint,
         })
     }
 }
@@ -581,6 +636,7 @@ choice!(InvariantSeverity { Error => "error", Warn => "warn" });
 choice!(Phase { Before => "before", After => "after" });
 choice!(FailurePolicy { Stop => "stop", Revert => "revert", Restore => "restore" });
 choice!(SnapshotPolicy { Always => "always", Protected => "protected", Never => "never" });
+choice!(Dialect { Postgres => "postgres", Mysql => "mysql", Sqlite => "sqlite" });
 choice!(SnapshotStrategy {
     Auto => "auto",
     PgDump => "pg-dump",

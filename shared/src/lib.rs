@@ -4,6 +4,7 @@
 //! emits [`event::Event`]s; the thin `cargo-*` binaries render them.
 
 pub mod apply;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod connection;

@@ -51,6 +51,8 @@ enum Command {
     Snapshot(SnapshotCommand),
     /// Print the target's schema fingerprint and every table's row count and content hash.
     Fingerprint(FingerprintArgs),
+    /// Check migrations offline (layout, dbsafe.lock, lint) for pre-commit hooks and CI.
+    Check(super::check_cmd::CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -146,10 +148,14 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
         }
         return Ok(super::exit::SUCCESS);
     }
+    if let Command::Check(check_args) = &args.command {
+        // Offline: no target URL is resolved.
+        return super::check_cmd::run(check_args, global, output);
+    }
     let config = global.load_config()?;
     let target = global.resolve_target(&config)?;
     match &args.command {
-        Command::Init => unreachable!("handled above"),
+        Command::Init | Command::Check(_) => unreachable!("handled above"),
         Command::Status => {
             let status = crate::status::status(&config, &target)?;
             if output.is_json() {

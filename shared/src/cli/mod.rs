@@ -1,6 +1,7 @@
 //! The CLI plumbing the three binaries share: global flags, loading the configuration and
 //! target, the confirmation prompt, output (human or JSON Lines) and exit codes.
 
+mod check_cmd;
 mod dbrollback_cmd;
 mod dbsafe_cmd;
 mod dbverify_cmd;
@@ -32,6 +33,8 @@ pub enum MessageFormat {
     Human,
     /// JSON Lines: one event per line with `type` and `run_id`.
     Json,
+    /// GitHub Actions workflow annotations from `check`; like human elsewhere.
+    Github,
 }
 
 /// When to use colours.

@@ -11,8 +11,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::{
     ApplyConfig, BUILTINS, Choice, ConfigProblem, DEFAULT_TARGET, DEFAULT_URL_ENV, Environment,
-    Expectation, Invariant, KeyColumns, Seed, SnapshotConfig, TargetConfig, VerifyConfig,
-    parse_choice, parse_duration,
+    Expectation, Invariant, KeyColumns, LintConfig, Seed, SnapshotConfig, TargetConfig,
+    VerifyConfig, parse_choice, parse_duration,
 };
 
 /// Keys allowed at the top level of dbsafe.toml.
@@ -26,7 +26,13 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "verify",
     "invariant",
     "seed",
+    "check",
+    "lint",
 ];
+/// Keys allowed in `[check]`.
+pub(super) const CHECK_KEYS: &[&str] = &["require-down", "lock-file"];
+/// Keys allowed in `[lint]`.
+pub(super) const LINT_KEYS: &[&str] = &["dialect", "pg-version", "allow", "warn", "deny"];
 /// Keys allowed in a `[targets.NAME]` table.
 pub(super) const TARGET_KEYS: &[&str] = &["url", "url-env", "environment", "protected"];
 /// Keys allowed in `[apply]`.
@@ -83,6 +89,28 @@ pub(super) struct Settings {
     pub invariants: Vec<Invariant>,
     /// `[[seed]]`, with `sql` holding the file path (read by the caller).
     pub seeds: Vec<Seed>,
+    /// `[check]`.
+    pub check: CheckSettings,
+    /// `[lint]`.
+    pub lint: LintConfig,
+}
+
+/// `[check]` as written: the lock file is still relative to the root.
+#[derive(Debug)]
+pub(super) struct CheckSettings {
+    /// `require-down` (default true).
+    pub require_down: bool,
+    /// `lock-file`.
+    pub lock_file: Option<PathBuf>,
+}
+
+impl Default for CheckSettings {
+    fn default() -> Self {
+        CheckSettings {
+            require_down: true,
+            lock_file: None,
+        }
+    }
 }
 
 /// Checks `text`: the settings, or every problem found, in line order. A TOML syntax error
@@ -362,6 +390,14 @@ impl Checker<'_> {
         };
         let invariants = self.invariants(top);
         let seeds = self.seeds(top);
+        let check = match self.table(top, "check") {
+            Some(section) => self.check_section(&section),
+            None => CheckSettings::default(),
+        };
+        let lint = match self.table(top, "lint") {
+            Some(section) => self.lint(&section),
+            None => LintConfig::default(),
+        };
         Settings {
             migrations_dir,
             snapshot_dir,
@@ -372,6 +408,72 @@ impl Checker<'_> {
             verify,
             invariants,
             seeds,
+            check,
+            lint,
+        }
+    }
+
+    /// Checks `[check]`.
+    fn check_section(&mut self, section: &Section) -> CheckSettings {
+        self.unknown_keys(section, CHECK_KEYS);
+        CheckSettings {
+            require_down: self.boolean(section, "require-down").unwrap_or(true),
+            lock_file: self.non_empty(section, "lock-file").map(PathBuf::from),
+        }
+    }
+
+    /// Checks `[lint]`: the dialect, the PostgreSQL version, and rule names that exist and
+    /// appear in one list only.
+    fn lint(&mut self, section: &Section) -> LintConfig {
+        self.unknown_keys(section, LINT_KEYS);
+        let dialect = self.choice(section, "dialect");
+        let pg_version = self.non_empty(section, "pg-version").map(str::to_owned);
+        if let (Some(version), Some(item)) = (&pg_version, section.get("pg-version"))
+            && !crate::check::lint::valid_pg_version(version)
+        {
+            let message = format!(
+                "invalid PostgreSQL version \"{version}\": write the major version, like \"16\" \
+                 or \"15.4\""
+            );
+            self.problem(item.span(), section.path("pg-version"), message);
+        }
+        let mut seen: Vec<(String, &str)> = Vec::new();
+        let mut lists = [Vec::new(), Vec::new(), Vec::new()];
+        for (list, key) in lists.iter_mut().zip(["allow", "warn", "deny"]) {
+            let Some(names) = self.strings(section, key) else {
+                continue;
+            };
+            let span = section.get(key).map(|item| item.span()).unwrap_or(0..0);
+            for name in names {
+                if !crate::check::lint::is_configurable(&name) {
+                    let known = crate::check::lint::configurable_rules();
+                    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+                    let hint = match suggest(&name, &known) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => "the rules are listed in docs/dbsafe.reference.toml".to_owned(),
+                    };
+                    let message = format!("unknown lint rule \"{name}\"; {hint}");
+                    self.problem(span.clone(), section.path(key), message);
+                    continue;
+                }
+                if let Some((_, other)) = seen.iter().find(|(seen, _)| seen == &name) {
+                    let message = format!(
+                        "rule \"{name}\" is in both `{other}` and `{key}`: keep it in one list"
+                    );
+                    self.problem(span.clone(), section.path(key), message);
+                    continue;
+                }
+                seen.push((name.clone(), key));
+                list.push(name);
+            }
+        }
+        let [allow, warn, deny] = lists;
+        LintConfig {
+            dialect,
+            pg_version,
+            allow,
+            warn,
+            deny,
         }
     }
 

@@ -535,6 +535,8 @@ fn reference_file_is_valid_and_complete() {
         "verify",
         "invariant",
         "seed",
+        "check",
+        "lint",
     ];
     let top = check::TOP_KEYS.iter().filter(|key| !tables.contains(key));
     let all = top
@@ -543,7 +545,9 @@ fn reference_file_is_valid_and_complete() {
         .chain(check::SNAPSHOT_KEYS)
         .chain(check::VERIFY_KEYS)
         .chain(check::INVARIANT_KEYS)
-        .chain(check::SEED_KEYS);
+        .chain(check::SEED_KEYS)
+        .chain(check::CHECK_KEYS)
+        .chain(check::LINT_KEYS);
     for key in all {
         let assignment = format!("\n{key} = ");
         assert!(
@@ -596,4 +600,71 @@ fn invariant_and_verify_problems_are_located() {
     assert!(all.contains("invariant[1].name"), "{all}");
     assert!(all.contains("invariant[1].phase"), "{all}");
     assert!(lines.contains(&9) && lines.contains(&14), "{lines:?}");
+}
+
+#[test]
+fn check_and_lint_sections() {
+    let config = parse("# defaults\n").unwrap();
+    assert!(config.check.require_down);
+    assert_eq!(
+        config.check.lock_file,
+        Path::new("/nonexistent-dbsafe-test/dbsafe.lock")
+    );
+    assert_eq!(config.lint, LintConfig::default());
+
+    let config = parse(
+        "migrations-dir = \"db/migrations\"\n[check]\nrequire-down = false\n[lint]\ndialect = \"mysql\"\npg-version = \"16.2\"\nallow = [\"ban-drop-column\"]\nwarn = [\"prefer-timestamptz\"]\ndeny = [\"destructive-without-snapshot\"]\n",
+    )
+    .unwrap();
+    assert!(!config.check.require_down);
+    // Beside the migrations directory, not at the root.
+    assert_eq!(
+        config.check.lock_file,
+        Path::new("/nonexistent-dbsafe-test/db/dbsafe.lock")
+    );
+    assert_eq!(config.lint.dialect, Some(Dialect::Mysql));
+    assert_eq!(config.lint.pg_version.as_deref(), Some("16.2"));
+    assert_eq!(config.lint.allow, ["ban-drop-column"]);
+    assert_eq!(config.lint.deny, ["destructive-without-snapshot"]);
+
+    let config = parse("[check]\nlock-file = \"locks/migrations.lock\"\n").unwrap();
+    assert_eq!(
+        config.check.lock_file,
+        Path::new("/nonexistent-dbsafe-test/locks/migrations.lock")
+    );
+
+    let found = problems(
+        "[check]\nrequire-down = \"no\"\nlockfile = \"x\"\n[lint]\ndialect = \"oracle\"\npg-version = \"sixteen\"\nallow = [\"ban-drop-colum\"]\nwarn = [\"renaming-table\"]\ndeny = [\"renaming-table\"]\n",
+    );
+    let all = found
+        .iter()
+        .map(|p| format!("{}: {}: {}", p.line, p.key, p.message))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        all.contains("2: check.require-down: expected a boolean"),
+        "{all}"
+    );
+    assert!(all.contains("did you mean `lock-file`?"), "{all}");
+    assert!(
+        all.contains("5: lint.dialect: invalid value \"oracle\""),
+        "{all}"
+    );
+    assert!(
+        all.contains("6: lint.pg-version: invalid PostgreSQL version"),
+        "{all}"
+    );
+    assert!(
+        all.contains(
+            "7: lint.allow: unknown lint rule \"ban-drop-colum\"; did you mean `ban-drop-column`?"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains("9: lint.deny: rule \"renaming-table\" is in both `warn` and `deny`"),
+        "{all}"
+    );
+    // A check that cannot be configured is not a lint rule.
+    let problem = problem("[lint]\nallow = [\"lock-edited\"]\n");
+    assert!(problem.message.contains("unknown lint rule"), "{problem:?}");
 }
