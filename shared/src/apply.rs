@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
 use crate::identity;
 use crate::journal::Journal;
-use crate::ledger::{self, RunRow, run_status, step_status};
+use crate::ledger::{self, run_status, step_status};
 use crate::lock;
 use crate::migrations::{Migration, MigrationSet};
 use crate::preflight::{self, Confirmation};
@@ -173,44 +173,16 @@ fn apply_locked(
     } else {
         None
     };
+    let snapshot_id = snapshot.as_ref().map(|m| m.id.clone());
     ledger::insert_run(
         &mut db.conn,
-        &RunRow {
-            id: context.id.clone(),
-            kind: "apply".into(),
-            target: target.name.clone(),
-            environment: target.environment.to_string(),
-            operator: context.operator.clone(),
-            host: context.host.clone(),
-            tool_version: context.tool_version.clone(),
-            git_commit: context.git_commit.clone(),
-            git_dirty: context.git_dirty,
-            started_at: now(),
-            finished_at: None,
-            status: run_status::RUNNING.into(),
-            snapshot_id: snapshot.as_ref().map(|m| m.id.clone()),
-            bundle_hash: None,
-            error: None,
-            parent_run: None,
-        },
+        &recorder.run_row(target, "apply", None, snapshot_id.clone()),
     )
     .map_err(|e| Error::db("writing dbsafe_runs", e))?;
     recorder.ledger_ready(db)?;
-    recorder.emit(
-        db,
-        EventKind::RunStarted {
-            kind: "apply".into(),
-            target: target.name.clone(),
-            environment: target.environment.to_string(),
-            url: target.url.redacted(),
-            pending: pending.iter().map(|m| m.version.clone()).collect(),
-            host: context.host.clone(),
-            tool_version: context.tool_version.clone(),
-            git_commit: context.git_commit.clone(),
-            git_dirty: context.git_dirty,
-            snapshot_id: snapshot.as_ref().map(|m| m.id.clone()),
-        },
-    )?;
+    let versions = pending.iter().map(|m| m.version.clone()).collect();
+    let started_event = recorder.run_started(target, "apply", versions, snapshot_id);
+    recorder.emit(db, started_event)?;
     if binding.is_rebind() {
         recorder.emit(
             db,
@@ -241,77 +213,14 @@ fn apply_locked(
     }
 
     let mut done: Vec<&Migration> = Vec::new();
-    for (index, migration) in pending.iter().enumerate() {
-        let seq = (index + 1) as i32;
-        recorder.emit_deferred(EventKind::MigrationStarted {
-            version: migration.version.clone(),
-            name: migration.name.clone(),
-            index: index + 1,
-            total: pending.len(),
-            transactional: is_transactional(db.backend(), migration),
-        })?;
-        match apply_one(db, recorder, &config.apply, migration, seq) {
-            Ok(()) => done.push(migration),
-            Err(failure) => {
-                if failure.applied {
-                    done.push(migration);
-                }
-                return fail_run(
-                    config,
-                    target,
-                    snapshot.as_ref(),
-                    db,
-                    recorder,
-                    &done,
-                    pending.len(),
-                    failure,
-                );
-            }
-        }
-    }
-    for seed in crate::seed::for_target(config, target) {
-        match crate::seed::run_one(db, seed) {
-            Ok(duration_ms) => recorder.emit(
-                db,
-                EventKind::SeedApplied {
-                    name: seed.name.clone(),
-                    duration_ms,
-                },
-            )?,
-            Err(message) => {
-                let failure = Failure {
-                    migration: String::new(),
-                    version: String::new(),
-                    message,
-                    dirty: false,
-                    applied: false,
-                };
-                return fail_run(
-                    config,
-                    target,
-                    snapshot.as_ref(),
-                    db,
-                    recorder,
-                    &done,
-                    pending.len(),
-                    failure,
-                );
-            }
-        }
-    }
-    if config.apply.verify
-        && let Some(failure) = verify_after(config, target, db, recorder)?
-    {
-        return fail_run(
+    if let Some(failure) = run_body(config, target, db, recorder, &pending, &mut done)? {
+        let scope = RunScope {
             config,
             target,
-            snapshot.as_ref(),
-            db,
-            recorder,
-            &done,
-            pending.len(),
-            failure,
-        );
+            snapshot: snapshot.as_ref(),
+            total: pending.len(),
+        };
+        return fail_run(&scope, db, recorder, &done, failure);
     }
     let bundle = bundle_hash(&done);
     ledger::finish_run(
@@ -334,6 +243,52 @@ fn apply_locked(
         run_id: context.id,
         applied: done.iter().map(|m| m.version.clone()).collect(),
     })
+}
+
+/// The body of a run: each pending migration, then the seeds, then (with `[apply] verify`)
+/// the verification. Returns the first failure, with `done` holding what was applied.
+fn run_body<'m>(
+    config: &Config,
+    target: &Target,
+    db: &mut Database,
+    recorder: &mut Recorder<'_>,
+    pending: &[&'m Migration],
+    done: &mut Vec<&'m Migration>,
+) -> Result<Option<Failure>> {
+    for (index, migration) in pending.iter().enumerate() {
+        recorder.emit_deferred(EventKind::MigrationStarted {
+            version: migration.version.clone(),
+            name: migration.name.clone(),
+            index: index + 1,
+            total: pending.len(),
+            transactional: is_transactional(db.backend(), migration),
+        })?;
+        match apply_one(db, recorder, &config.apply, migration, (index + 1) as i32) {
+            Ok(()) => done.push(migration),
+            Err(failure) => {
+                if failure.applied {
+                    done.push(migration);
+                }
+                return Ok(Some(failure));
+            }
+        }
+    }
+    for seed in crate::seed::for_target(config, target) {
+        match crate::seed::run_one(db, seed) {
+            Ok(duration_ms) => recorder.emit(
+                db,
+                EventKind::SeedApplied {
+                    name: seed.name.clone(),
+                    duration_ms,
+                },
+            )?,
+            Err(message) => return Ok(Some(Failure::of_run(message))),
+        }
+    }
+    if config.apply.verify {
+        return verify_after(config, target, db, recorder);
+    }
+    Ok(None)
 }
 
 /// The `phase = "before"` invariants: a failing one stops apply before anything is touched.
@@ -391,16 +346,10 @@ fn verify_after(
         )?;
     }
     let names: Vec<&str> = failed.iter().map(|r| r.name.as_str()).collect();
-    Ok(Some(Failure {
-        migration: String::new(),
-        version: String::new(),
-        message: format!(
-            "verification after the migrations failed: {}",
-            names.join(", ")
-        ),
-        dirty: false,
-        applied: false,
-    }))
+    Ok(Some(Failure::of_run(format!(
+        "verification after the migrations failed: {}",
+        names.join(", ")
+    ))))
 }
 
 /// Whether apply takes a snapshot before running migrations: as `[apply] snapshot` says,
@@ -423,6 +372,30 @@ struct Failure {
     dirty: bool,
     /// It was applied (and committed) but its verify.sql failed: the policy must revert it too.
     applied: bool,
+}
+
+impl Failure {
+    /// A failure of the run rather than of one migration (a seed, the verification).
+    fn of_run(message: String) -> Failure {
+        Failure {
+            migration: String::new(),
+            version: String::new(),
+            message,
+            dirty: false,
+            applied: false,
+        }
+    }
+}
+
+/// What a failed run's policy works with.
+#[derive(Clone, Copy)]
+struct RunScope<'a> {
+    config: &'a Config,
+    target: &'a Target,
+    /// The snapshot taken before the run, if any.
+    snapshot: Option<&'a Manifest>,
+    /// The number of migrations the run set out to apply.
+    total: usize,
 }
 
 fn apply_one(
@@ -590,17 +563,19 @@ fn apply_one(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn fail_run(
-    config: &Config,
-    target: &Target,
-    snapshot: Option<&Manifest>,
+    scope: &RunScope<'_>,
     db: &mut Database,
     recorder: &mut Recorder<'_>,
     done: &[&Migration],
-    total: usize,
     failure: Failure,
 ) -> Result<ApplyOutcome> {
+    let RunScope {
+        config,
+        target,
+        snapshot,
+        total,
+    } = *scope;
     let run_id = recorder.context.id.clone();
     let applied_names: Vec<&str> = done.iter().map(|m| m.name.as_str()).collect();
     // A failure of no single migration (post-apply verification) speaks for itself.

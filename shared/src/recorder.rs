@@ -7,8 +7,9 @@ use crate::connection::{AnyConnection, Database};
 use crate::error::Result;
 use crate::event::{Event, EventKind, EventSink};
 use crate::journal::Journal;
-use crate::ledger;
+use crate::ledger::{self, RunRow, run_status};
 use crate::run::{RunContext, now};
+use crate::target::Target;
 
 /// Writes one run's events everywhere they belong.
 pub struct Recorder<'a> {
@@ -39,6 +40,59 @@ impl<'a> Recorder<'a> {
             next_seq: 0,
             unwritten: Vec::new(),
             ledger_ready: false,
+        }
+    }
+
+    /// The ledger row of this run as it starts (`kind` apply, rollback or restore).
+    pub fn run_row(
+        &self,
+        target: &Target,
+        kind: &str,
+        parent: Option<&str>,
+        snapshot_id: Option<String>,
+    ) -> RunRow {
+        let context = &self.context;
+        RunRow {
+            id: context.id.clone(),
+            kind: kind.into(),
+            target: target.name.clone(),
+            environment: target.environment.to_string(),
+            operator: context.operator.clone(),
+            host: context.host.clone(),
+            tool_version: context.tool_version.clone(),
+            git_commit: context.git_commit.clone(),
+            git_dirty: context.git_dirty,
+            started_at: now(),
+            finished_at: None,
+            status: run_status::RUNNING.into(),
+            snapshot_id,
+            bundle_hash: None,
+            error: None,
+            parent_run: parent.map(str::to_owned),
+        }
+    }
+
+    /// This run's `run.started` event: what it is about to do and its provenance, enough
+    /// for the journal to rebuild the run's row after a restore.
+    pub fn run_started(
+        &self,
+        target: &Target,
+        kind: &str,
+        pending: Vec<String>,
+        snapshot_id: Option<String>,
+    ) -> EventKind {
+        let context = &self.context;
+        EventKind::RunStarted {
+            kind: kind.into(),
+            target: target.name.clone(),
+            environment: target.environment.to_string(),
+            url: target.url.redacted(),
+            pending,
+            host: context.host.clone(),
+            tool_version: context.tool_version.clone(),
+            git_commit: context.git_commit.clone(),
+            git_dirty: context.git_dirty,
+            snapshot_id,
         }
     }
 

@@ -368,56 +368,6 @@ pub fn rollback(
     result
 }
 
-fn run_row(
-    recorder: &Recorder<'_>,
-    target: &Target,
-    kind: &str,
-    parent: &str,
-    snapshot_id: Option<String>,
-) -> RunRow {
-    let context = &recorder.context;
-    RunRow {
-        id: context.id.clone(),
-        kind: kind.into(),
-        target: target.name.clone(),
-        environment: target.environment.to_string(),
-        operator: context.operator.clone(),
-        host: context.host.clone(),
-        tool_version: context.tool_version.clone(),
-        git_commit: context.git_commit.clone(),
-        git_dirty: context.git_dirty,
-        started_at: now(),
-        finished_at: None,
-        status: run_status::RUNNING.into(),
-        snapshot_id,
-        bundle_hash: None,
-        error: None,
-        parent_run: Some(parent.to_owned()),
-    }
-}
-
-fn started_event(
-    recorder: &Recorder<'_>,
-    target: &Target,
-    kind: &str,
-    pending: Vec<String>,
-    snapshot_id: Option<String>,
-) -> EventKind {
-    let context = &recorder.context;
-    EventKind::RunStarted {
-        kind: kind.into(),
-        target: target.name.clone(),
-        environment: target.environment.to_string(),
-        url: target.url.redacted(),
-        pending,
-        host: context.host.clone(),
-        tool_version: context.tool_version.clone(),
-        git_commit: context.git_commit.clone(),
-        git_dirty: context.git_dirty,
-        snapshot_id,
-    }
-}
-
 fn revert_run(
     config: &Config,
     target: &Target,
@@ -427,14 +377,11 @@ fn revert_run(
 ) -> Result<RollbackOutcome> {
     let started = Instant::now();
     let run_id = recorder.context.id.clone();
-    let row = run_row(recorder, target, "rollback", &plan.run_id, None);
+    let row = recorder.run_row(target, "rollback", Some(&plan.run_id), None);
     ledger::insert_run(&mut db.conn, &row).map_err(|e| Error::db("writing dbsafe_runs", e))?;
     recorder.ledger_ready(db)?;
     let versions: Vec<String> = plan.reverts.iter().map(|r| r.version.clone()).collect();
-    recorder.emit(
-        db,
-        started_event(recorder, target, "rollback", versions, None),
-    )?;
+    recorder.emit(db, recorder.run_started(target, "rollback", versions, None))?;
     let set = MigrationSet::load(&config.migrations_dir)?;
     let total = plan.reverts.len();
     for (index, planned) in plan.reverts.iter().enumerate() {
@@ -544,13 +491,7 @@ fn restore_run(
     // The run's own rows go in after the restore, which rewinds the ledger.
     recorder.emit(
         db,
-        started_event(
-            recorder,
-            target,
-            "restore",
-            Vec::new(),
-            Some(manifest.id.clone()),
-        ),
+        recorder.run_started(target, "restore", Vec::new(), Some(manifest.id.clone())),
     )?;
     // The safety snapshot: the state being thrown away, in case it is wanted after all.
     // (A template clone cannot be taken while this session holds the lock in the database.)
@@ -577,11 +518,10 @@ fn restore_run(
     if db.backend() != crate::target::Backend::Postgres {
         *db = Database::connect(&target.url, Create::Never)?;
     }
-    let row = run_row(
-        recorder,
+    let row = recorder.run_row(
         target,
         "restore",
-        &plan.run_id,
+        Some(&plan.run_id),
         Some(safety.id.clone()),
     );
     ledger::insert_run(&mut db.conn, &row).map_err(|e| Error::db("writing dbsafe_runs", e))?;
