@@ -93,14 +93,23 @@ pub struct Plan {
 impl Plan {
     /// Whether apply would be refused, or a rehearsed migration failed.
     pub fn blocked(&self) -> bool {
-        self.preflight.iter().any(|p| !p.ok) || self.rehearsal.iter().flatten().any(|r| r.error.is_some())
+        self.preflight.iter().any(|p| !p.ok)
+            || self.rehearsal.iter().flatten().any(|r| r.error.is_some())
     }
 }
 
 fn item(check: &str, result: Result<String>) -> PreflightItem {
     match result {
-        Ok(message) => PreflightItem { check: check.into(), ok: true, message },
-        Err(e) => PreflightItem { check: check.into(), ok: false, message: e.to_string() },
+        Ok(message) => PreflightItem {
+            check: check.into(),
+            ok: true,
+            message,
+        },
+        Err(e) => PreflightItem {
+            check: check.into(),
+            ok: false,
+            message: e.to_string(),
+        },
     }
 }
 
@@ -111,7 +120,10 @@ pub fn plan(config: &Config, target: &Target, rehearse: bool) -> Result<Plan> {
     preflight_items.push(item(
         "protection",
         Ok(if target.protected {
-            format!("target `{}` is protected: apply needs --target {} and confirmation", target.name, target.name)
+            format!(
+                "target `{}` is protected: apply needs --target {} and confirmation",
+                target.name, target.name
+            )
         } else {
             "not protected".into()
         }),
@@ -119,7 +131,13 @@ pub fn plan(config: &Config, target: &Target, rehearse: bool) -> Result<Plan> {
     let mut db = match Database::connect(&target.url, Create::Never) {
         Ok(db) => Some(db),
         Err(Error::NoSqliteFile { path }) => {
-            preflight_items.push(item("reachable", Ok(format!("{} does not exist yet: apply creates it", path.display()))));
+            preflight_items.push(item(
+                "reachable",
+                Ok(format!(
+                    "{} does not exist yet: apply creates it",
+                    path.display()
+                )),
+            ));
             None
         }
         Err(e) => return Err(e),
@@ -130,23 +148,43 @@ pub fn plan(config: &Config, target: &Target, rehearse: bool) -> Result<Plan> {
             preflight_items.push(item(
                 "identity",
                 identity::check(db, target, &config.snapshot_dir, false).map(|b| {
-                    if b.first_use { format!("{} (first use: apply binds it)", b.identity) } else { b.identity }
+                    if b.first_use {
+                        format!("{} (first use: apply binds it)", b.identity)
+                    } else {
+                        b.identity
+                    }
                 }),
             ));
             let applied = ledger::diesel_applied(db)?;
             let findings = preflight::ledger_findings(db, &set, &applied)?;
-            preflight_items.push(item("dirty and edited migrations", findings.refuse_unsafe().map(|_| "clean".into())));
+            preflight_items.push(item(
+                "dirty and edited migrations",
+                findings.refuse_unsafe().map(|_| "clean".into()),
+            ));
             if !findings.missing_from_disk.is_empty() {
                 preflight_items.push(item(
                     "applied migrations on disk",
-                    Ok(format!("applied but missing from disk: {}", findings.missing_from_disk.join(", "))),
+                    Ok(format!(
+                        "applied but missing from disk: {}",
+                        findings.missing_from_disk.join(", ")
+                    )),
                 ));
             }
-            preflight_items.push(item("server activity", preflight::server_activity(db, &config.apply).map(|_| "ok".into())));
-            let before = VerifyOptions { phase: Some(Phase::Before), ..Default::default() };
+            preflight_items.push(item(
+                "server activity",
+                preflight::server_activity(db, &config.apply).map(|_| "ok".into()),
+            ));
+            let before = VerifyOptions {
+                phase: Some(Phase::Before),
+                ..Default::default()
+            };
             for result in verify::verify(config, target, db, &before)? {
                 let message = format!("{}: {}", result.observed, result.details.join("; "));
-                let result_item = if result.fails() { Err(Error::Failed(message)) } else { Ok(message) };
+                let result_item = if result.fails() {
+                    Err(Error::Failed(message))
+                } else {
+                    Ok(message)
+                };
                 preflight_items.push(item(&format!("precondition {}", result.name), result_item));
             }
             applied.into_iter().collect()
@@ -154,9 +192,16 @@ pub fn plan(config: &Config, target: &Target, rehearse: bool) -> Result<Plan> {
         None => BTreeSet::new(),
     };
     let backend = target.url.backend();
-    let pending: Vec<&Migration> = set.migrations.iter().filter(|m| !applied.contains(&m.version)).collect();
+    let pending: Vec<&Migration> = set
+        .migrations
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .collect();
     let snapshot = (wants_snapshot(config, target) && !pending.is_empty())
-        .then(|| snapshot::resolve_strategy(config.snapshot.strategy, backend).map(|s| s.as_str().to_owned()))
+        .then(|| {
+            snapshot::resolve_strategy(config.snapshot.strategy, backend)
+                .map(|s| s.as_str().to_owned())
+        })
         .transpose()?;
     let rehearsal = if rehearse && !pending.is_empty() {
         drop(db.take());
@@ -186,26 +231,39 @@ pub fn plan(config: &Config, target: &Target, rehearse: bool) -> Result<Plan> {
 
 /// Clones the target into a scratch database (through a snapshot in a temporary
 /// directory, so the target is only read), runs the pending migrations there and drops it.
-fn rehearse_on_clone(config: &Config, target: &Target, pending: &[&Migration]) -> Result<Vec<Rehearsed>> {
+fn rehearse_on_clone(
+    config: &Config,
+    target: &Target,
+    pending: &[&Migration],
+) -> Result<Vec<Rehearsed>> {
     let id = new_run_id();
     let scratch = Scratch::create(&target.url, &id)?;
     let mut clone_config = config.clone();
-    clone_config.snapshot_dir = std::env::temp_dir().join(format!("dbsafe-rehearsal-{id}-{}", std::process::id()));
+    clone_config.snapshot_dir =
+        std::env::temp_dir().join(format!("dbsafe-rehearsal-{id}-{}", std::process::id()));
     let result = (|| {
         if let Ok(mut source) = Database::connect(&target.url, Create::Never) {
-            let strategy = match snapshot::resolve_strategy(config.snapshot.strategy, source.backend())? {
-                crate::config::SnapshotStrategy::Template => crate::config::SnapshotStrategy::PgDump,
-                other => other,
-            };
+            let strategy =
+                match snapshot::resolve_strategy(config.snapshot.strategy, source.backend())? {
+                    crate::config::SnapshotStrategy::Template => {
+                        crate::config::SnapshotStrategy::PgDump
+                    }
+                    other => other,
+                };
             let manifest = snapshot::create(&clone_config, target, &mut source, strategy, None)?;
             drop(source);
             snapshot::restore_into(&clone_config, &manifest, scratch.url())?;
         }
         let mut clone = Database::connect(scratch.url(), Create::IfMissing)?;
-        clone.conn.setup().map_err(|e| Error::db("preparing the rehearsal clone", e))?;
+        clone
+            .conn
+            .setup()
+            .map_err(|e| Error::db("preparing the rehearsal clone", e))?;
         if clone.backend() == Backend::Postgres {
             // A restored database has no statistics yet; the lock report needs row estimates.
-            clone.execute("ANALYZE").map_err(|e| Error::db("analyzing the rehearsal clone", e))?;
+            clone
+                .execute("ANALYZE")
+                .map_err(|e| Error::db("analyzing the rehearsal clone", e))?;
         }
         let mut out = Vec::new();
         for migration in pending {
@@ -227,7 +285,9 @@ fn rehearse_one(clone: &mut Database, migration: &Migration) -> Rehearsed {
     let started = Instant::now();
     let backend = clone.backend();
     let mut locks = Vec::new();
-    let result: std::result::Result<(), String> = if backend == Backend::Postgres && migration.run_in_transaction {
+    let result: std::result::Result<(), String> = if backend == Backend::Postgres
+        && migration.run_in_transaction
+    {
         clone
             .conn
             .transaction::<(), diesel::result::Error, _>(|conn| {
@@ -245,7 +305,11 @@ fn rehearse_one(clone: &mut Database, migration: &Migration) -> Rehearsed {
             })
             .map_err(|e| e.to_string())
     } else {
-        clone.conn.run_migration(migration).map(|_| ()).map_err(|e| e.to_string())
+        clone
+            .conn
+            .run_migration(migration)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     };
     let warnings = locks
         .iter()
@@ -255,7 +319,9 @@ fn rehearse_one(clone: &mut Database, migration: &Migration) -> Rehearsed {
                 .and_then(|(_, rows)| rows.trim_end_matches(" rows)").parse::<i64>().ok())
                 .is_some_and(|rows| rows > LARGE_TABLE_ROWS)
         })
-        .map(|lock| format!("{lock}: blocks every read and write of that table until the migration commits"))
+        .map(|lock| {
+            format!("{lock}: blocks every read and write of that table until the migration commits")
+        })
         .collect();
     Rehearsed {
         version: migration.version.clone(),

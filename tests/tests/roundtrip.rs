@@ -53,11 +53,21 @@ fn correct_migrations_pass(backend: Backend) {
 fn failing_down_sql_is_named_with_the_server_message(backend: Backend) {
     let p = Project::new(backend);
     users(&p);
-    p.migration("2024-01-01-000002_tags", "CREATE TABLE tags (id INTEGER PRIMARY KEY);", Some("DROP TABLE tagz;"));
+    p.migration(
+        "2024-01-01-000002_tags",
+        "CREATE TABLE tags (id INTEGER PRIMARY KEY);",
+        Some("DROP TABLE tagz;"),
+    );
     let problems = roundtrip(&p, false);
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(problems[0].contains("down.sql of 2024-01-01-000002_tags fails"), "{problems:?}");
-    assert!(problems[0].to_lowercase().contains("tagz"), "the server message names the object: {problems:?}");
+    assert!(
+        problems[0].contains("down.sql of 2024-01-01-000002_tags fails"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[0].to_lowercase().contains("tagz"),
+        "the server message names the object: {problems:?}"
+    );
 }
 
 fn down_sql_forgetting_an_index_is_named_with_the_difference(backend: Backend) {
@@ -70,7 +80,10 @@ fn down_sql_forgetting_an_index_is_named_with_the_difference(backend: Backend) {
     );
     let problems = roundtrip(&p, false);
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(problems[0].contains("does not restore the schema before it"), "{problems:?}");
+    assert!(
+        problems[0].contains("does not restore the schema before it"),
+        "{problems:?}"
+    );
     assert!(problems[0].contains("users_email_idx"), "{problems:?}");
 }
 
@@ -78,27 +91,48 @@ fn seeds_must_be_safe_to_run_twice(backend: Backend) {
     let p = Project::new(backend);
     users(&p);
     let insert_ignore = match backend {
-        Backend::Postgres => "INSERT INTO users (id, email) VALUES (1, 'a@x') ON CONFLICT DO NOTHING;",
+        Backend::Postgres => {
+            "INSERT INTO users (id, email) VALUES (1, 'a@x') ON CONFLICT DO NOTHING;"
+        }
         Backend::Mysql => "INSERT IGNORE INTO users (id, email) VALUES (1, 'a@x');",
         Backend::Sqlite => "INSERT OR IGNORE INTO users (id, email) VALUES (1, 'a@x');",
     };
     p.file("seeds/good.sql", insert_ignore);
-    p.file("seeds/bad.sql", "INSERT INTO users (id, email) VALUES (2, 'b@x');");
+    p.file(
+        "seeds/bad.sql",
+        "INSERT INTO users (id, email) VALUES (2, 'b@x');",
+    );
     p.write_config("[[seed]]\nname = \"good\"\nfile = \"seeds/good.sql\"\n");
     assert_eq!(roundtrip(&p, false), Vec::<String>::new());
     p.write_config("[[seed]]\nname = \"good\"\nfile = \"seeds/good.sql\"\n\n[[seed]]\nname = \"bad\"\nfile = \"seeds/bad.sql\"\n");
     let problems = roundtrip(&p, false);
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(problems[0].contains("seed bad failed") && problems[0].contains("second time"), "{problems:?}");
+    assert!(
+        problems[0].contains("seed bad failed") && problems[0].contains("second time"),
+        "{problems:?}"
+    );
 }
 
 fn applied_migrations_are_not_round_tripped_unless_all(backend: Backend) {
     let p = Project::new(backend);
     // An applied migration with a broken down.sql: only --all looks at it again.
-    p.migration("2024-01-01-000001_users", "CREATE TABLE users (id INTEGER PRIMARY KEY);", Some("DROP TABLE nope;"));
+    p.migration(
+        "2024-01-01-000001_users",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY);",
+        Some("DROP TABLE nope;"),
+    );
     p.apply(&[]).expect_code(0);
-    p.migration("2024-01-01-000002_tags", "CREATE TABLE tags (id INTEGER PRIMARY KEY);", Some("DROP TABLE tags;"));
+    p.migration(
+        "2024-01-01-000002_tags",
+        "CREATE TABLE tags (id INTEGER PRIMARY KEY);",
+        Some("DROP TABLE tags;"),
+    );
     assert_eq!(roundtrip(&p, false), Vec::<String>::new());
     let problems = roundtrip(&p, true);
-    assert!(problems.iter().any(|p| p.contains("down.sql of 2024-01-01-000001_users fails")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("down.sql of 2024-01-01-000001_users fails")),
+        "{problems:?}"
+    );
 }

@@ -172,7 +172,9 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
                 output.data(&report::plan(&plan));
             }
             if plan.blocked() {
-                return Err(Error::Failed("apply would not get through: see the plan above".into()));
+                return Err(Error::Failed(
+                    "apply would not get through: see the plan above".into(),
+                ));
             }
         }
         Command::Apply(apply_args) => {

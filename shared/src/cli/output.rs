@@ -240,7 +240,11 @@ impl Output {
                 self.note(&format!(
                     "{} run {run}: {applied} migration(s) {} in {duration_ms} ms",
                     green.apply_to("succeeded"),
-                    if self.run_kind == "apply" { "applied" } else { "reverted" }
+                    if self.run_kind == "apply" {
+                        "applied"
+                    } else {
+                        "reverted"
+                    }
                 ));
             }
             EventKind::RunFailed { status, .. } => {

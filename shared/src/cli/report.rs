@@ -198,19 +198,46 @@ pub fn plan(plan: &crate::plan::Plan) -> String {
     let red = Style::new().red();
     let yellow = Style::new().yellow();
     let mut out = String::new();
-    let _ = writeln!(out, "{} {} ({}, {})", bold.apply_to("target:"), plan.target, plan.environment, plan.url);
+    let _ = writeln!(
+        out,
+        "{} {} ({}, {})",
+        bold.apply_to("target:"),
+        plan.target,
+        plan.environment,
+        plan.url
+    );
     let _ = writeln!(out, "{}", bold.apply_to("preflight:"));
     for item in &plan.preflight {
-        let mark = if item.ok { "ok  ".to_owned() } else { red.apply_to("FAIL").to_string() };
-        let _ = writeln!(out, "  {mark} {}: {}", item.check, item.message.replace('\n', "\n         "));
+        let mark = if item.ok {
+            "ok  ".to_owned()
+        } else {
+            red.apply_to("FAIL").to_string()
+        };
+        let _ = writeln!(
+            out,
+            "  {mark} {}: {}",
+            item.check,
+            item.message.replace('\n', "\n         ")
+        );
     }
-    let _ = writeln!(out, "{} {} pending", bold.apply_to("migrations:"), plan.pending.len());
+    let _ = writeln!(
+        out,
+        "{} {} pending",
+        bold.apply_to("migrations:"),
+        plan.pending.len()
+    );
     for m in &plan.pending {
-        let tx = if m.transactional { "in a transaction" } else { "NO transaction" };
+        let tx = if m.transactional {
+            "in a transaction"
+        } else {
+            "NO transaction"
+        };
         let down = if m.reversible { "" } else { ", no down.sql" };
         let _ = writeln!(out, "  {}  ({tx}{down})", m.name);
     }
-    let snapshot = plan.snapshot.as_deref().map_or("none".to_owned(), |s| format!("{s} snapshot before the run"));
+    let snapshot = plan.snapshot.as_deref().map_or("none".to_owned(), |s| {
+        format!("{s} snapshot before the run")
+    });
     let _ = writeln!(out, "{} {snapshot}", bold.apply_to("snapshot:"));
     let _ = writeln!(out, "{} {}", bold.apply_to("on failure:"), plan.on_failure);
     if let Some(rehearsal) = &plan.rehearsal {
@@ -221,7 +248,13 @@ pub fn plan(plan: &crate::plan::Plan) -> String {
                     let _ = writeln!(out, "  ok   {} ({} ms)", r.name, r.duration_ms);
                 }
                 Some(e) => {
-                    let _ = writeln!(out, "  {} {} ({} ms): {e}", red.apply_to("FAIL"), r.name, r.duration_ms);
+                    let _ = writeln!(
+                        out,
+                        "  {} {} ({} ms): {e}",
+                        red.apply_to("FAIL"),
+                        r.name,
+                        r.duration_ms
+                    );
                 }
             }
             for lock in &r.locks {
