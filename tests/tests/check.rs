@@ -1170,4 +1170,20 @@ fn roundtrip_flag_round_trips_on_the_target() {
     assert_eq!(summary["roundtrip_problems"], 1);
     // --all needs --roundtrip.
     p.check(&["--all"]).expect_code(2);
+
+    // A protected target is named and confirmed before a shadow database is made beside it.
+    let p =
+        Project::new("[targets.prod]\nurl = \"sqlite://prod.db\"\nenvironment = \"production\"\n");
+    p.migration(
+        A,
+        "CREATE TABLE a (id INTEGER PRIMARY KEY);\n",
+        Some("DROP TABLE a;\n"),
+    );
+    p.check(&["--update-lock"]).expect_code(0);
+    let run = p.check(&["--roundtrip"]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("--target prod"), "{run:?}");
+    p.check(&["--roundtrip", "--target", "prod"]).expect_code(3);
+    p.check(&["--roundtrip", "--target", "prod", "--yes"])
+        .expect_code(0);
 }

@@ -76,6 +76,10 @@ pub(super) fn run(args: &CheckArgs, global: &GlobalArgs, output: &mut Output) ->
     let mut roundtrip = None;
     if args.roundtrip {
         let target = global.resolve_target(&config)?;
+        // The shadow database is created on the target's server: a protected target is
+        // named and confirmed like for apply.
+        let confirmation = global.confirm(&target, "create a shadow database beside it")?;
+        crate::preflight::guard_protected(&target, confirmation)?;
         let problems = crate::roundtrip::roundtrip(&config, &target, args.all)?;
         report.findings.extend(
             problems
