@@ -63,9 +63,9 @@ pub fn version_of(dir_name: &str) -> String {
 }
 
 impl MigrationSet {
-    /// Reads every migration under `dir`. Hidden entries, files, and directories without
-    /// `up.sql` are skipped as diesel does; an empty up.sql, an unreadable file, a
-    /// malformed metadata.toml or two directories with one version are errors.
+    /// Reads every migration under `dir`. Hidden entries and files are skipped as diesel
+    /// does; a directory without up.sql, an empty up.sql, an unreadable file, a malformed
+    /// metadata.toml or two directories with one version are errors.
     pub fn load(dir: &Path) -> Result<MigrationSet> {
         let entries = std::fs::read_dir(dir).map_err(|e| Error::MigrationsDir {
             path: dir.to_owned(),
@@ -80,8 +80,16 @@ impl MigrationSet {
             let entry = entry.map_err(|e| Error::io(dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
-            if name.starts_with('.') || !path.is_dir() || !path.join("up.sql").is_file() {
+            if name.starts_with('.') || !path.is_dir() {
                 continue;
+            }
+            if !path.join("up.sql").is_file() {
+                // diesel refuses such a directory too ("unknown migration format"): a typo
+                // like `up.sq` must not silently skip a migration.
+                return Err(Error::BadMigration {
+                    path,
+                    problem: "has no up.sql: name the file up.sql, or move the directory out of the migrations directory".into(),
+                });
             }
             migrations.push(Migration::load(&path, &name)?);
         }
