@@ -1,7 +1,8 @@
 //! The command line end to end: bad input (each with a clear message, its documented exit
 //! code, and nothing created), how dbsafe.toml, `.env`, diesel.toml, `--config` and
-//! `--manifest-path` are found, `init`, the placeholder commands, both invocation forms,
-//! JSON Lines, `runs show`, and snapshots of every `--help` and of a few transcripts.
+//! `--manifest-path` are found, `init`, usage errors of dbverify and dbrollback, both
+//! invocation forms, JSON Lines, `runs show`, and snapshots of every `--help` and of a few
+//! transcripts.
 
 use std::path::Path;
 
@@ -659,32 +660,66 @@ fn init_uses_diesel_migrations_directory() {
 }
 
 // ---------------------------------------------------------------------------------------
-// The placeholder commands and the invocation forms
+// Usage errors of cargo dbverify and cargo dbrollback, and the invocation forms
 
 #[test]
-fn dbverify_is_not_yet_available() {
-    let dir = tempfile::tempdir().unwrap();
-    for (binary, args) in [
-        ("cargo-dbverify", &[][..]),
-        ("cargo-dbverify", &["dbverify"][..]),
-        ("cargo-dbverify", &["dbverify", "--only", "drift"][..]),
+fn dbverify_unknown_check_is_bad_usage_naming_the_known_ones() {
+    let p = Project::new(Backend::Sqlite);
+    two_migrations(&p);
+    write_test_config(
+        &p,
+        "[[invariant]]\nname = \"users exist\"\nsql = \"SELECT count(*) FROM users\"\nexpect = \">= 0\"\n",
+    );
+    p.dbsafe(&["apply"]).expect_code(0);
+    let before = tree(p.path());
+    let known = "drift, fk-orphans, duplicates, row-counts, checksums, rls-enabled, \
+                 triggers-present, migration-checksums, users exist";
+
+    let mut cmd = p.command("cargo-dbverify");
+    cmd.args(["dbverify", "--only", "fk-orphans", "--only", "nope"]);
+    let out = run(cmd);
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr.lines().next().unwrap_or(""),
+        format!("error: --only nope: no such check; known: {known}"),
+        "{out:?}"
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+
+    let mut cmd = p.command("cargo-dbverify");
+    cmd.args(["dbverify", "--only", "nope", "--message-format", "json"]);
+    let out = run(cmd);
+    out.expect_code(2);
+    assert_eq!(
+        json_error(&out),
+        format!("--only nope: no such check; known: {known}")
+    );
+
+    // A misspelt flag is clap's usage error, also exit 2.
+    let mut cmd = p.command("cargo-dbverify");
+    cmd.args(["dbverify", "--drfit"]);
+    let out = run(cmd);
+    out.expect_code(2);
+    assert!(out.stderr.contains("--drfit"), "{out:?}");
+    assert_eq!(tree(p.path()), before);
+
+    // Both invocation forms run the checks: cargo's (`cargo-dbverify dbverify ...`) and the
+    // binary alone; the named invariant runs by itself.
+    for args in [
+        &["dbverify", "--only", "users exist"][..],
+        &["--only", "users exist"][..],
     ] {
-        let mut cmd = command_in(dir.path(), binary);
+        let mut cmd = p.command("cargo-dbverify");
         cmd.args(args);
         let out = run(cmd);
-        out.expect_code(2);
-        let name = binary.trim_start_matches("cargo-");
-        assert_eq!(
-            out.stderr.lines().next().unwrap_or(""),
-            format!(
-                "error: cargo {name} is not yet available in dbsafe {}; nothing was touched",
-                env!("CARGO_PKG_VERSION")
-            ),
-            "{binary} {args:?}"
+        out.expect_code(0);
+        assert!(out.stderr.is_empty(), "{out:?}");
+        assert!(
+            out.stdout.starts_with("users exist  pass   0\n"),
+            "{args:?}: {out:?}"
         );
-        assert!(out.stdout.is_empty(), "{out:?}");
     }
-    assert_eq!(tree(dir.path()), Vec::<String>::new());
+    assert_eq!(tree(p.path()), before);
 }
 
 /// `cargo dbrollback` with no run and no --last, or with flags that do not go together:
@@ -982,6 +1017,38 @@ fn help_snapshots() {
         help(&["apply", "--help"]),
         help(&["dbsafe", "apply", "--help"])
     );
+}
+
+#[test]
+fn help_snapshot_dbverify() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = |args: &[&str]| {
+        let mut cmd = command_in(dir.path(), "cargo-dbverify");
+        cmd.args(args);
+        let out = run(cmd);
+        out.expect_code(0);
+        assert!(out.stderr.is_empty(), "{out:?}");
+        out.stdout
+    };
+    let long = help(&["dbverify", "--help"]);
+    snapshot!("help_dbverify", long);
+    // The direct form prints the same text.
+    assert_eq!(help(&["--help"]), long);
+    // -h describes the command too (not the core crate), with every flag.
+    let short = help(&["dbverify", "-h"]);
+    assert!(
+        short.starts_with("Verify invariants on a live database: built-in checks"),
+        "{short}"
+    );
+    for flag in [
+        "--only <NAME>",
+        "--against <RUN|SNAPSHOT>",
+        "--drift",
+        "--junit <FILE>",
+    ] {
+        assert!(short.contains(flag), "{flag}: {short}");
+    }
+    assert_eq!(tree(dir.path()), Vec::<String>::new());
 }
 
 #[test]
