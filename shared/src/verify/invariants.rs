@@ -9,9 +9,24 @@ use crate::connection::{self, Database};
 use crate::error::{Error, Result};
 use crate::target::Backend;
 
+/// The query as a subquery can hold it: without the comment lines and the `;` that end it.
+fn body(sql: &str) -> &str {
+    let mut text = sql.trim_end();
+    loop {
+        let last_line = text.rfind('\n').map_or(0, |i| i + 1);
+        if !text[last_line..].trim_start().starts_with("--") {
+            break;
+        }
+        text = text[..last_line].trim_end();
+    }
+    text.trim_end_matches(';').trim()
+}
+
 /// What the query returns, as the expectation needs it: its first value, or its row count.
 fn observe(db: &mut Database, invariant: &Invariant) -> Result<String> {
-    let query = invariant.sql.trim().trim_end_matches(';').trim();
+    // The query is wrapped in a subquery; the newline before its closing parenthesis ends a
+    // `-- comment` on its last line.
+    let query = body(&invariant.sql);
     let text = if db.backend() == Backend::Mysql {
         "CHAR"
     } else {
@@ -19,10 +34,12 @@ fn observe(db: &mut Database, invariant: &Invariant) -> Result<String> {
     };
     let sql = match invariant.expect {
         Expectation::Rows(..) => {
-            format!("WITH dbsafe_q AS ({query}) SELECT CAST(count(*) AS {text}) AS v FROM dbsafe_q")
+            format!(
+                "WITH dbsafe_q AS ({query}\n) SELECT CAST(count(*) AS {text}) AS v FROM dbsafe_q"
+            )
         }
         _ => format!(
-            "WITH dbsafe_q(v) AS ({query}) SELECT COALESCE(CAST(v AS {text}), 'NULL') AS v FROM dbsafe_q"
+            "WITH dbsafe_q(v) AS ({query}\n) SELECT COALESCE(CAST(v AS {text}), 'NULL') AS v FROM dbsafe_q"
         ),
     };
     // Whatever the query does, nothing of it stays.
@@ -72,4 +89,20 @@ pub(super) fn check(db: &mut Database, invariant: &Invariant) -> Result<Finding>
         _ => observed,
     };
     Ok(Finding::new(holds, shown, details))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::body;
+
+    #[test]
+    fn body_drops_the_final_semicolon_and_comment_lines() {
+        assert_eq!(body("SELECT 1;\n"), "SELECT 1");
+        assert_eq!(
+            body("-- why\nSELECT 1 -- one\n;\n-- end\n\n  -- really\n"),
+            "-- why\nSELECT 1 -- one"
+        );
+        assert_eq!(body("SELECT '--' AS v"), "SELECT '--' AS v");
+        assert_eq!(body("-- nothing\n"), "");
+    }
 }
