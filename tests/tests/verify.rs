@@ -709,11 +709,12 @@ fn invariants_with_every_expectation_form(backend: Backend) {
 
 fn invariant_severity_targets_and_sql_file(backend: Backend) {
     let p = Project::new(backend);
+    // Files as people write them: comment lines, a `;`, a comment after the query.
     p.file(
         "checks/big.sql",
-        "-- more than 100 rows?\nSELECT count(*) FROM t WHERE n > 100;\n",
+        "-- more than 100 rows?\nSELECT count(*) FROM t WHERE n > 100;\n-- (none expected)\n",
     );
-    p.file("checks/some.sql", "SELECT count(*)\nFROM t\n");
+    p.file("checks/some.sql", "SELECT count(*)\nFROM t -- every row\n");
     let config = format!(
         "[targets.other]\nurl = \"{}\"\nenvironment = \"test\"\n\n{}{}{}{}{}",
         p.db.url,
