@@ -13,6 +13,7 @@ pub mod event;
 pub mod identity;
 pub mod init;
 pub mod inspect;
+pub mod interrupt;
 pub mod journal;
 pub mod ledger;
 pub mod lock;

@@ -1303,13 +1303,10 @@ fn migration_checksums_fail_after_an_edit(backend: Backend) {
 // ---------------------------------------------------------------------------------------
 // Ctrl-C
 
-/// The issue asks for the shadow database to be dropped "also on failure and Ctrl-C". On
-/// failure it is (see `drift_shadow_that_cannot_be_built_is_an_error_and_dropped`); on
-/// SIGINT the process dies with the default action and the shadow stays on the server, as
-/// nothing in dbsafe handles signals yet (and `unsafe_code = "forbid"` leaves that to a
-/// crate such as `ctrlc`). Run with `--run-ignored all` once that is in.
+/// The shadow database is dropped "also on failure and Ctrl-C": on failure see
+/// `drift_shadow_that_cannot_be_built_is_an_error_and_dropped`; on SIGINT the handler
+/// (`dbsafe::interrupt`) drops it before the process exits.
 #[test]
-#[ignore = "known gap: SIGINT during drift leaves the shadow database behind"]
 fn interrupted_drift_drops_its_shadow() {
     let p = Project::new(Backend::Postgres);
     for i in 0..150 {

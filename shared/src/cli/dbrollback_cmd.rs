@@ -52,6 +52,7 @@ struct DbrollbackArgs {
 
 /// Runs `cargo dbrollback` with the process arguments; returns the exit code.
 pub fn main() -> ExitCode {
+    crate::interrupt::install();
     let argv = cargo_args("dbrollback");
     let Cargo::Dbrollback(args) =
         Cargo::try_parse_from(&argv).unwrap_or_else(|e| super::usage_error(e, &argv));

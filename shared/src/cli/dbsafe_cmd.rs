@@ -120,6 +120,7 @@ enum StateArg {
 
 /// Runs `cargo dbsafe` with the process arguments; returns the exit code.
 pub fn main() -> ExitCode {
+    crate::interrupt::install();
     let argv = cargo_args("dbsafe");
     let Cargo::Dbsafe(args) =
         Cargo::try_parse_from(&argv).unwrap_or_else(|e| super::usage_error(e, &argv));

@@ -44,6 +44,7 @@ struct DbverifyArgs {
 
 /// Runs `cargo dbverify` with the process arguments; returns the exit code.
 pub fn main() -> ExitCode {
+    crate::interrupt::install();
     let argv = cargo_args("dbverify");
     let Cargo::Dbverify(args) =
         Cargo::try_parse_from(&argv).unwrap_or_else(|e| super::usage_error(e, &argv));

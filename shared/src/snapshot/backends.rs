@@ -313,10 +313,11 @@ pub fn drop_template(config: &Config, target: &str, template: &str) -> Result<()
     terminate_and_drop(&mut maintenance(&target.url)?, template)
 }
 
-/// A throwaway database for deep verification, dropped on drop.
+/// A throwaway database for deep verification, dropped on drop (and on Ctrl-C).
 pub struct Scratch {
     url: DatabaseUrl,
     name: String,
+    interrupt_key: u64,
 }
 
 impl Scratch {
@@ -327,10 +328,10 @@ impl Scratch {
                 let path = std::env::temp_dir()
                     .join(format!("dbsafe-scratch-{id}-{}.sqlite", std::process::id()));
                 let scratch_url = DatabaseUrl::parse(&path.to_string_lossy(), Path::new("/"))?;
-                Ok(Scratch {
-                    url: scratch_url,
-                    name: path.to_string_lossy().into_owned(),
-                })
+                Ok(Scratch::guarded(
+                    scratch_url,
+                    path.to_string_lossy().into_owned(),
+                ))
             }
             backend => {
                 let name = derived_name(&database_name(url), "scratch", id);
@@ -343,10 +344,7 @@ impl Scratch {
                 admin
                     .execute(&create)
                     .map_err(|e| Error::db(format!("creating scratch database {name}"), e))?;
-                Ok(Scratch {
-                    url: url.with_database(&name),
-                    name,
-                })
+                Ok(Scratch::guarded(url.with_database(&name), name))
             }
         }
     }
@@ -355,23 +353,40 @@ impl Scratch {
     pub fn url(&self) -> &DatabaseUrl {
         &self.url
     }
+
+    fn guarded(url: DatabaseUrl, name: String) -> Scratch {
+        let (cleanup_url, cleanup_name) = (url.clone(), name.clone());
+        let interrupt_key =
+            crate::interrupt::register(Box::new(move || drop_scratch(&cleanup_url, &cleanup_name)));
+        Scratch {
+            url,
+            name,
+            interrupt_key,
+        }
+    }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        match self.url.backend() {
-            Backend::Sqlite => {
-                let _ = fs::remove_file(&self.name);
+        crate::interrupt::unregister(self.interrupt_key);
+        drop_scratch(&self.url, &self.name);
+    }
+}
+
+/// Drops a scratch database (or deletes a scratch SQLite file), ignoring failures.
+fn drop_scratch(url: &DatabaseUrl, name: &str) {
+    match url.backend() {
+        Backend::Sqlite => {
+            let _ = fs::remove_file(name);
+        }
+        Backend::Postgres => {
+            if let Ok(mut admin) = maintenance(url) {
+                let _ = terminate_and_drop(&mut admin, name);
             }
-            Backend::Postgres => {
-                if let Ok(mut admin) = maintenance(&self.url) {
-                    let _ = terminate_and_drop(&mut admin, &self.name);
-                }
-            }
-            Backend::Mysql => {
-                if let Ok(mut admin) = maintenance(&self.url) {
-                    let _ = admin.execute(&format!("DROP DATABASE IF EXISTS `{}`", self.name));
-                }
+        }
+        Backend::Mysql => {
+            if let Ok(mut admin) = maintenance(url) {
+                let _ = admin.execute(&format!("DROP DATABASE IF EXISTS `{name}`"));
             }
         }
     }
