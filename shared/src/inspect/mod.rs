@@ -66,6 +66,7 @@ mod postgres;
 mod sqlite;
 
 pub use diff::{diff_data, diff_schema};
+pub use postgres::{DataJob, SharedSnapshot};
 
 /// Canonical, sorted text of a database's schema and its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -218,11 +218,14 @@ pub fn create(
     create_private_dir(&dir)?;
     let started = Instant::now();
     let result = (|| -> Result<Manifest> {
-        let applied_migrations = ledger::diesel_applied(db)?;
-        let schema = inspect::schema_fingerprint(db)?;
-        let tables = inspect::data_fingerprints(db)?;
-        let server_version = backends::server_version(db)?;
-        let (names, template_database) = backends::dump(db, &dir, strategy, &id)?;
+        let Contents {
+            applied_migrations,
+            schema,
+            tables,
+            server_version,
+            files: names,
+            template_database,
+        } = take(db, &dir, strategy, &id)?;
         let mut files = Vec::new();
         for name in names {
             let (size, sha256) = file_checksum(&dir.join(&name))?;
@@ -252,6 +255,130 @@ pub fn create(
         }
         Err(e) => {
             let _ = fs::remove_dir_all(&dir);
+            Err(e)
+        }
+    }
+}
+
+/// What a snapshot records of its database, read at the moment its copy shows.
+struct Contents {
+    applied_migrations: Vec<String>,
+    schema: SchemaFingerprint,
+    tables: Vec<TableFingerprint>,
+    server_version: String,
+    /// The files written into the snapshot's directory.
+    files: Vec<String>,
+    /// For `template`: the database holding the copy.
+    template_database: Option<String>,
+}
+
+/// Connections that compute data fingerprints at once while a snapshot is taken: the
+/// machine's parallelism, 2 to 8 (as pg_restore's jobs).
+fn fingerprint_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+}
+
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>, what: &str) -> Result<T> {
+    handle
+        .join()
+        .unwrap_or_else(|_| Err(Error::Failed(format!("{what} panicked"))))
+}
+
+/// Copies the database into `dir` (or a template database) and reads what the manifest
+/// records about it.
+fn take(db: &mut Database, dir: &Path, strategy: SnapshotStrategy, id: &str) -> Result<Contents> {
+    match (strategy, db.backend()) {
+        (SnapshotStrategy::PgDump, Backend::Postgres) => take_pg_dump(db, dir),
+        (SnapshotStrategy::Template, Backend::Postgres) => take_template(db, dir, id),
+        _ => {
+            let applied_migrations = ledger::diesel_applied(db)?;
+            let schema = inspect::schema_fingerprint(db)?;
+            let tables = inspect::data_fingerprints(db)?;
+            let server_version = backends::server_version(db)?;
+            let (files, template_database) = backends::dump(db, dir, strategy, id)?;
+            Ok(Contents {
+                applied_migrations,
+                schema,
+                tables,
+                server_version,
+                files,
+                template_database,
+            })
+        }
+    }
+}
+
+/// pg_dump and every fingerprint read one exported snapshot, so the manifest describes
+/// exactly what the dump holds whatever commits meanwhile; the data fingerprints run on
+/// connections of their own while pg_dump runs, the schema fingerprint on the snapshot's.
+fn take_pg_dump(db: &mut Database, dir: &Path) -> Result<Contents> {
+    backends::check_pg_dump(db)?;
+    let url = db.url().clone();
+    let mut shared = inspect::SharedSnapshot::begin(&url)?;
+    let job = shared.data_job()?;
+    let snapshot = shared.id().to_owned();
+    let (dumped, tables, read) = std::thread::scope(|scope| {
+        let dump = scope.spawn(|| backends::pg_dump(&url, dir, Some(&snapshot)));
+        let data = scope.spawn(move || job.run(fingerprint_jobs()));
+        let reader = shared.database();
+        let read = (|| -> Result<_> {
+            Ok((
+                ledger::diesel_applied(reader)?,
+                inspect::schema_fingerprint(reader)?,
+                backends::server_version(reader)?,
+            ))
+        })();
+        (
+            joined(dump, "pg_dump"),
+            joined(data, "computing the data fingerprints"),
+            read,
+        )
+    });
+    // Every reader has imported the snapshot by now: it can end.
+    shared.end()?;
+    let file = dumped?;
+    let tables = tables?;
+    let (applied_migrations, schema, server_version) = read?;
+    Ok(Contents {
+        applied_migrations,
+        schema,
+        tables,
+        server_version,
+        files: vec![file],
+        template_database: None,
+    })
+}
+
+/// Clones the database, then fingerprints the clone (tables in parallel): the manifest
+/// describes the copy itself, which nothing else writes to, and the source is only held for
+/// the clone.
+fn take_template(db: &mut Database, dir: &Path, id: &str) -> Result<Contents> {
+    let (files, template_database) = backends::dump(db, dir, SnapshotStrategy::Template, id)?;
+    let copy = template_database
+        .clone()
+        .ok_or_else(|| Error::Failed("the template clone made no database".into()))?;
+    let copy_url = db.url().with_database(&copy);
+    let read = (|| -> Result<_> {
+        let mut reader = Database::connect(&copy_url, Create::Never)?;
+        let applied_migrations = ledger::diesel_applied(&mut reader)?;
+        let schema = inspect::schema_fingerprint(&mut reader)?;
+        let server_version = backends::server_version(&mut reader)?;
+        // Close it now: a session on the copy would block restoring from it.
+        drop(reader);
+        let tables = inspect::data_fingerprints_parallel(&copy_url, fingerprint_jobs())?;
+        Ok((applied_migrations, schema, tables, server_version))
+    })();
+    match read {
+        Ok((applied_migrations, schema, tables, server_version)) => Ok(Contents {
+            applied_migrations,
+            schema,
+            tables,
+            server_version,
+            files,
+            template_database,
+        }),
+        Err(e) => {
+            let _ = backends::drop_database(db.url(), &copy);
             Err(e)
         }
     }
