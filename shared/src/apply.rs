@@ -27,7 +27,7 @@ use crate::run::{RunContext, now};
 use crate::snapshot::{self, Manifest};
 use crate::step::{
     self, StepError, is_lock_timeout, is_transactional, millis, new_step, reset_timeouts,
-    run_verify, set_timeouts,
+    run_verify, set_timeouts, timeouts_sql,
 };
 use crate::target::{Backend, Target};
 use crate::verify::{self, VerifyOptions};
@@ -419,8 +419,8 @@ fn apply_one(
             let started = Instant::now();
             let mut step = new_step(recorder, migration, seq, true, step_status::APPLIED);
             let result = db.conn.transaction::<Event, StepError, _>(|conn| {
-                set_timeouts(conn, backend, config, true)?;
-                conn.run_migration(migration)
+                let prelude = timeouts_sql(backend, config, true);
+                conn.run_migration(&migration.in_open_transaction(prelude))
                     .map_err(|e| StepError::Migration(e.to_string()))?;
                 run_verify(conn, backend, migration)?;
                 step.finished_at = Some(now());

@@ -244,6 +244,43 @@ impl<DB: DieselBackend> diesel::migration::Migration<DB> for Migration {
     }
 }
 
+/// A migration run inside a transaction its caller already holds: `prelude` (the
+/// migration's session settings) goes to the server in the same batch as up.sql, and diesel
+/// opens no nested transaction (savepoint) of its own. Saves three round trips a migration.
+pub struct InOpenTransaction<'a> {
+    migration: &'a Migration,
+    prelude: String,
+}
+
+impl Migration {
+    /// This migration, to run inside the caller's transaction after `prelude`.
+    pub fn in_open_transaction(&self, prelude: String) -> InOpenTransaction<'_> {
+        InOpenTransaction {
+            migration: self,
+            prelude,
+        }
+    }
+}
+
+impl<DB: DieselBackend> diesel::migration::Migration<DB> for InOpenTransaction<'_> {
+    fn run(&self, conn: &mut dyn BoxableConnection<DB>) -> migration::Result<()> {
+        conn.batch_execute(&format!("{};\n{}", self.prelude, self.migration.up_sql))?;
+        Ok(())
+    }
+
+    fn revert(&self, conn: &mut dyn BoxableConnection<DB>) -> migration::Result<()> {
+        diesel::migration::Migration::<DB>::revert(self.migration, conn)
+    }
+
+    fn metadata(&self) -> &dyn MigrationMetadata {
+        &NO_TRANSACTION
+    }
+
+    fn name(&self) -> &dyn MigrationName {
+        &self.migration.diesel_name
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

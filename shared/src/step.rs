@@ -91,9 +91,14 @@ pub fn set_timeouts(
     config: &ApplyConfig,
     in_transaction: bool,
 ) -> diesel::QueryResult<()> {
+    conn.batch_execute(&timeouts_sql(backend, config, in_transaction))
+}
+
+/// The statements that set a migration's timeouts (see [`set_timeouts`]).
+pub fn timeouts_sql(backend: Backend, config: &ApplyConfig, in_transaction: bool) -> String {
     let lock_ms = config.lock_timeout.as_millis();
     let statement_ms = config.statement_timeout.map_or(0, |d| d.as_millis());
-    let sql = match backend {
+    match backend {
         Backend::Postgres => {
             let scope = if in_transaction { "LOCAL" } else { "SESSION" };
             format!(
@@ -107,8 +112,7 @@ pub fn set_timeouts(
             )
         }
         Backend::Sqlite => format!("PRAGMA busy_timeout = {lock_ms}"),
-    };
-    conn.batch_execute(&sql)
+    }
 }
 
 /// Undoes session-level timeouts set outside a transaction.
