@@ -426,9 +426,10 @@ fn apply_one(
                 step.finished_at = Some(now());
                 step.duration_ms = Some(millis(started) as i64);
                 step.attempts = attempt;
-                ledger::insert_step(conn, &step)?;
-                Ok(recorder.write_in(
+                Ok(recorder.write_step_in(
                     conn,
+                    backend,
+                    &step,
                     EventKind::MigrationApplied {
                         version: migration.version.clone(),
                         name: migration.name.clone(),

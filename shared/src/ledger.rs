@@ -331,6 +331,61 @@ pub fn finish_step(conn: &mut AnyConnection, step: &StepRow) -> QueryResult<()> 
         .map(|_| ())
 }
 
+/// A string as a SQL literal that means the same whatever the session's settings: on
+/// PostgreSQL an escape string (`E'...'`, backslashes doubled), on SQLite a plain one.
+fn literal(backend: Backend, text: &str) -> String {
+    match backend {
+        Backend::Postgres => format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''")),
+        _ => format!("'{}'", text.replace('\'', "''")),
+    }
+}
+
+fn literal_or_null(backend: Backend, text: Option<&str>) -> String {
+    text.map_or_else(|| "NULL".to_owned(), |t| literal(backend, t))
+}
+
+/// One batch writing a step row and event rows: a single round trip where separate
+/// inserts would take one each, inside the migration's transaction. PostgreSQL and SQLite
+/// only (their migrations run in transactions); MySQL uses [`insert_step`] and
+/// [`insert_event`].
+pub fn step_and_events_sql(backend: Backend, step: &StepRow, events: &[(i32, &Event)]) -> String {
+    let bool_sql = |b: bool| match (backend, b) {
+        (Backend::Postgres, true) => "TRUE",
+        (Backend::Postgres, false) => "FALSE",
+        (_, true) => "1",
+        (_, false) => "0",
+    };
+    let mut sql = format!(
+        "INSERT INTO dbsafe_steps (run_id, seq, version, name, direction, status, transactional, up_checksum, down_checksum, started_at, finished_at, duration_ms, attempts, error) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {});\n",
+        literal(backend, &step.run_id),
+        step.seq,
+        literal(backend, &step.version),
+        literal(backend, &step.name),
+        literal(backend, &step.direction),
+        literal(backend, &step.status),
+        bool_sql(step.transactional),
+        literal(backend, &step.up_checksum),
+        literal_or_null(backend, step.down_checksum.as_deref()),
+        literal(backend, &step.started_at),
+        literal_or_null(backend, step.finished_at.as_deref()),
+        step.duration_ms
+            .map_or_else(|| "NULL".to_owned(), |d| d.to_string()),
+        step.attempts,
+        literal_or_null(backend, step.error.as_deref()),
+    );
+    for (seq, event) in events {
+        sql.push_str(&format!(
+            "INSERT INTO dbsafe_events (run_id, seq, event_type, at, operator, payload) VALUES ({}, {seq}, {}, {}, {}, {});\n",
+            literal(backend, event.run_id.as_deref().unwrap_or_default()),
+            literal(backend, &event.kind.type_name()),
+            literal(backend, &event.at),
+            literal_or_null(backend, event.operator.as_deref()),
+            literal(backend, &serde_json::to_string(event).unwrap_or_default()),
+        ));
+    }
+    sql
+}
+
 /// Appends an event.
 pub fn insert_event(conn: &mut AnyConnection, seq: i32, event: &Event) -> QueryResult<()> {
     let payload = serde_json::to_string(event).unwrap_or_default();
@@ -466,4 +521,60 @@ pub fn diesel_applied(db: &mut Database) -> Result<Vec<String>> {
         .order(__diesel_schema_migrations::version)
         .load(&mut db.conn)
         .map_err(|e| Error::db("reading __diesel_schema_migrations", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+
+    use super::*;
+    use crate::event::EventKind;
+
+    #[test]
+    fn batched_rows_read_back_exactly_with_quotes_and_backslashes() {
+        let mut conn =
+            AnyConnection::Sqlite(diesel::SqliteConnection::establish(":memory:").unwrap());
+        for statement in ddl(Backend::Sqlite) {
+            conn.batch_execute(&statement).unwrap();
+        }
+        let tricky = r#"it's a "name" with \ and \' and ''"#;
+        let step = StepRow {
+            run_id: "r1".into(),
+            seq: 1,
+            version: "1".into(),
+            name: tricky.into(),
+            direction: "up".into(),
+            status: "applied".into(),
+            transactional: true,
+            up_checksum: "abc".into(),
+            down_checksum: None,
+            started_at: "t".into(),
+            finished_at: Some("t2".into()),
+            duration_ms: Some(5),
+            attempts: 1,
+            error: None,
+        };
+        let event = Event {
+            run_id: Some("r1".into()),
+            at: "t".into(),
+            operator: Some(tricky.into()),
+            kind: EventKind::PreflightWarning {
+                message: tricky.into(),
+            },
+        };
+        conn.batch_execute(&step_and_events_sql(Backend::Sqlite, &step, &[(1, &event)]))
+            .unwrap();
+        let rows: Vec<StepRow> = dbsafe_steps::table.load(&mut conn).unwrap();
+        assert_eq!(rows, vec![step]);
+        let payload: String = dbsafe_events::table
+            .select(dbsafe_events::payload)
+            .first(&mut conn)
+            .unwrap();
+        assert_eq!(serde_json::from_str::<Event>(&payload).unwrap(), event);
+        assert_eq!(
+            literal(Backend::Postgres, tricky),
+            r#"E'it''s a "name" with \\ and \\'' and '''''"#
+        );
+    }
 }

@@ -7,9 +7,9 @@ use crate::connection::{AnyConnection, Database};
 use crate::error::Result;
 use crate::event::{Event, EventKind, EventSink};
 use crate::journal::Journal;
-use crate::ledger::{self, RunRow, run_status};
+use crate::ledger::{self, RunRow, StepRow, run_status};
 use crate::run::{RunContext, now};
-use crate::target::Target;
+use crate::target::{Backend, Target};
 
 /// Writes one run's events everywhere they belong.
 pub struct Recorder<'a> {
@@ -175,6 +175,24 @@ impl<'a> Recorder<'a> {
         let event = self.event(kind);
         let seq = self.seq();
         ledger::insert_event(conn, seq, &event)?;
+        Ok(event)
+    }
+
+    /// [`Recorder::write_in`] together with the step row, in one batch (PostgreSQL and
+    /// SQLite): the migration's ledger rows cost one round trip.
+    pub fn write_step_in(
+        &mut self,
+        conn: &mut AnyConnection,
+        backend: Backend,
+        step: &StepRow,
+        kind: EventKind,
+    ) -> QueryResult<Event> {
+        use diesel::connection::SimpleConnection;
+        let event = self.event(kind);
+        let seq = self.seq();
+        let mut events: Vec<(i32, &Event)> = self.unwritten.iter().map(|(s, e)| (*s, e)).collect();
+        events.push((seq, &event));
+        conn.batch_execute(&ledger::step_and_events_sql(backend, step, &events))?;
         Ok(event)
     }
 
