@@ -222,23 +222,7 @@ fn apply_locked(
         };
         return fail_run(&scope, db, recorder, &done, failure);
     }
-    let bundle = bundle_hash(&done);
-    ledger::finish_run(
-        &mut db.conn,
-        &context.id,
-        run_status::SUCCEEDED,
-        &now(),
-        Some(&bundle),
-        None,
-    )
-    .map_err(|e| Error::db("writing dbsafe_runs", e))?;
-    recorder.emit(
-        db,
-        EventKind::RunSucceeded {
-            applied: done.len(),
-            duration_ms: millis(started),
-        },
-    )?;
+    recorder.succeed(db, Some(&bundle_hash(&done)), done.len(), started)?;
     Ok(ApplyOutcome {
         run_id: context.id,
         applied: done.iter().map(|m| m.version.clone()).collect(),

@@ -96,6 +96,34 @@ impl<'a> Recorder<'a> {
         }
     }
 
+    /// Marks this run succeeded in the ledger and emits `run.succeeded` with the number of
+    /// migrations it applied or reverted and its wall time since `started`.
+    pub fn succeed(
+        &mut self,
+        db: &mut Database,
+        bundle_hash: Option<&str>,
+        migrations: usize,
+        started: std::time::Instant,
+    ) -> Result<()> {
+        ledger::finish_run(
+            &mut db.conn,
+            &self.context.id,
+            run_status::SUCCEEDED,
+            &now(),
+            bundle_hash,
+            None,
+        )
+        .map_err(|e| crate::Error::db("writing dbsafe_runs", e))?;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        self.emit(
+            db,
+            EventKind::RunSucceeded {
+                applied: migrations,
+                duration_ms,
+            },
+        )
+    }
+
     /// An event of this run, stamped now.
     pub fn event(&self, kind: EventKind) -> Event {
         Event {

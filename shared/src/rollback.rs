@@ -443,22 +443,7 @@ fn revert_run(
             .map_err(|e| Error::db("writing dbsafe_runs", e))?;
         }
     }
-    ledger::finish_run(
-        &mut db.conn,
-        &run_id,
-        run_status::SUCCEEDED,
-        &now(),
-        None,
-        None,
-    )
-    .map_err(|e| Error::db("writing dbsafe_runs", e))?;
-    recorder.emit(
-        db,
-        EventKind::RunSucceeded {
-            applied: total,
-            duration_ms: step::millis(started),
-        },
-    )?;
+    recorder.succeed(db, None, total, started)?;
     Ok(RollbackOutcome {
         run_id,
         plan,
@@ -551,22 +536,7 @@ fn restore_run(
         );
         return Err(Error::Attention(state));
     }
-    ledger::finish_run(
-        &mut db.conn,
-        &run_id,
-        run_status::SUCCEEDED,
-        &now(),
-        None,
-        None,
-    )
-    .map_err(|e| Error::db("writing dbsafe_runs", e))?;
-    recorder.emit(
-        db,
-        EventKind::RunSucceeded {
-            applied: 0,
-            duration_ms: step::millis(started),
-        },
-    )?;
+    recorder.succeed(db, None, 0, started)?;
     Ok(RollbackOutcome {
         run_id,
         plan,
