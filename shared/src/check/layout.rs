@@ -346,23 +346,7 @@ fn stray_file(config: &Config, path: &Path, place: &str) -> Finding {
 /// Whether `name` looks like a typo of `known`: the same ignoring case, or a few edits away.
 fn looks_like(name: &str, known: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    name == known || (name.len() > 3 && distance(&name, known) <= 2)
-}
-
-/// The Levenshtein distance of two short strings.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous + usize::from(ca != *cb);
-            previous = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
+    name == known || (name.len() > 3 && super::edit_distance(&name, known) <= 2)
 }
 
 #[cfg(test)]
@@ -375,7 +359,7 @@ mod tests {
         assert!(looks_like("UP.SQL", "up.sql"));
         assert!(looks_like("donw.sql", "down.sql"));
         assert!(!looks_like("README.md", "up.sql"));
-        assert_eq!(distance("kitten", "sitting"), 3);
+        assert_eq!(super::super::edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

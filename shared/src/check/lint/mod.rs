@@ -376,8 +376,8 @@ fn parse_allow(body: &str) -> Option<Allow> {
             let known = configurable_rules();
             let close = known
                 .iter()
-                .filter(|k| strsim(rule, k) <= 2)
-                .min_by_key(|k| strsim(rule, k));
+                .filter(|k| crate::check::edit_distance(rule, k) <= 2)
+                .min_by_key(|k| crate::check::edit_distance(rule, k));
             match close {
                 Some(close) => format!("unknown rule `{rule}`: did you mean `{close}`?"),
                 None => format!("unknown rule `{rule}`"),
@@ -401,22 +401,6 @@ fn parse_allow(body: &str) -> Option<Allow> {
         });
     }
     Some(Allow::Rule(rule.to_owned()))
-}
-
-/// The edit distance of two short names.
-fn strsim(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous + usize::from(ca != *cb);
-            previous = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
