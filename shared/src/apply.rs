@@ -22,7 +22,7 @@ use crate::lock;
 use crate::migrations::{Migration, MigrationSet};
 use crate::preflight::{self, Confirmation};
 use crate::recorder::Recorder;
-use crate::restore::restore_snapshot;
+use crate::restore::{self, RestoreRequest, restore_snapshot};
 use crate::run::{RunContext, now};
 use crate::snapshot::{self, Manifest};
 use crate::step::{
@@ -69,6 +69,7 @@ pub fn apply(
             set.dir.display()
         )));
     }
+    restore::report_finished(config, target, sink)?;
     // A refused apply leaves nothing behind: not even the empty SQLite file that opening
     // the connection created.
     let new_sqlite_file = target.url.sqlite_path().filter(|path| !path.exists());
@@ -705,22 +706,28 @@ fn restore_after_failure(
             error: message.clone(),
         },
     );
-    let outcome = match restore_snapshot(config, target, manifest) {
+    let retry = format!("cargo dbrollback {run_id} --restore --target {}", target.name);
+    let outcome = match restore_snapshot(
+        config,
+        target,
+        manifest,
+        db,
+        recorder,
+        RestoreRequest {
+            skip: &[],
+            retry,
+            write_own: &mut |_| Ok(()),
+        },
+    ) {
         Ok(outcome) => outcome,
         Err(e) => {
             return Error::Attention(format!(
-                "{headline}\n  restoring snapshot {} failed: {e}\n  The database may be partly restored; the snapshot is in {}",
+                "{headline}\n  restoring snapshot {} failed: {e}\n  The target was not replaced: it holds what the failed run left. The snapshot is in {}",
                 manifest.id,
                 config.snapshot_dir.join(&manifest.id).display()
             ));
         }
     };
-    if db.backend() != Backend::Postgres {
-        // The SQLite file was replaced and the MySQL database re-created under this session.
-        if let Ok(fresh) = Database::connect(&target.url, Create::Never) {
-            *db = fresh;
-        }
-    }
     let _ = recorder.emit(
         db,
         EventKind::SnapshotRestored {
@@ -730,14 +737,8 @@ fn restore_after_failure(
             duration_ms: outcome.duration_ms,
         },
     );
-    if outcome.differences.is_empty() {
-        Error::Failed(message)
-    } else {
-        Error::Attention(format!(
-            "{message}, but it differs from the snapshot's fingerprints: {}",
-            outcome.differences.join("; ")
-        ))
-    }
+    // A copy that differs from the snapshot is never swapped in (an error above).
+    Error::Failed(message)
 }
 
 fn bundle_hash(done: &[&Migration]) -> String {

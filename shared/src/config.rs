@@ -236,6 +236,9 @@ pub struct SnapshotConfig {
     pub keep_last: Option<u32>,
     /// Pruning keeps snapshots younger than this many days (`keep-days`); `None` keeps all.
     pub keep_days: Option<u32>,
+    /// A restore keeps the database it replaced, renamed beside the target
+    /// (`keep-replaced`, default false: dropped once the swap committed).
+    pub keep_replaced: bool,
 }
 
 /// One problem in `dbsafe.toml`, located by line and key.

@@ -207,6 +207,33 @@ pub enum EventKind {
         /// Wall time in milliseconds.
         duration_ms: u64,
     },
+    /// A restore writes its copy into a staging database beside the target (phase
+    /// `staging`), or the copy is complete and checked and about to be swapped in (phase
+    /// `swap`): the journal lines from which an interrupted restore is finished or undone.
+    #[serde(rename = "restore.swap")]
+    RestoreSwap {
+        /// The snapshot being restored.
+        snapshot_id: String,
+        /// `staging` (the copy is being written; journaled before it starts) or `swap`
+        /// (checked, about to be swapped in).
+        phase: String,
+        /// The database names (or files) the swap works with.
+        plan: crate::snapshot::SwapPlan,
+        /// The command that restores again, should this one be interrupted before the swap.
+        retry: String,
+    },
+    /// A restore's swap ended: `swapped` (the copy is the target now) or `undone` (it
+    /// never happened; the target is as it was), `recovered` when a later command found
+    /// it interrupted and finished it.
+    #[serde(rename = "restore.ended")]
+    RestoreEnded {
+        /// The snapshot that was being restored.
+        snapshot_id: String,
+        /// `swapped` or `undone`.
+        outcome: String,
+        /// True when finished by a later command after an interruption.
+        recovered: bool,
+    },
     /// A dirty step was marked resolved by an operator.
     #[serde(rename = "step.resolved")]
     StepResolved {

@@ -232,30 +232,63 @@ fn ddl(backend: Backend) -> Vec<String> {
     ]
 }
 
-/// Whether this database has a dbsafe ledger.
+/// The ledger's tables, in the order [`ensure`] creates them.
+const TABLES: [&str; 4] = ["dbsafe_meta", "dbsafe_runs", "dbsafe_steps", "dbsafe_events"];
+
+/// Whether this database has a dbsafe ledger. A partial one (a process killed while a
+/// backend without transactional DDL created it) is completed first, so whoever reads it
+/// next finds every table.
 pub fn exists(db: &mut Database) -> Result<bool> {
-    db.table_exists("dbsafe_runs")
-        .map_err(|e| Error::db("looking for dbsafe's ledger", e))
+    let mut present = 0;
+    for table in TABLES {
+        if db
+            .table_exists(table)
+            .map_err(|e| Error::db("looking for dbsafe's ledger", e))?
+        {
+            present += 1;
+        }
+    }
+    match present {
+        0 => Ok(false),
+        n if n == TABLES.len() => Ok(true),
+        _ => ensure(db).map(|()| true),
+    }
 }
 
 /// Creates the ledger tables if missing (idempotent) and records the ledger schema
-/// version. A ledger written by a newer dbsafe is refused rather than misread.
+/// version, in one transaction where the backend's DDL is transactional (PostgreSQL,
+/// SQLite), so a process killed meanwhile leaves no ledger or a whole one; on MySQL each
+/// statement commits alone, and the next call completes what is missing. A ledger written
+/// by a newer dbsafe is refused rather than misread.
 pub fn ensure(db: &mut Database) -> Result<()> {
     let backend = db.backend();
-    for statement in ddl(backend) {
-        db.execute(&statement)
-            .map_err(|e| Error::db("creating dbsafe's ledger tables", e))?;
+    let mut statements = ddl(backend);
+    let values = format!("('schema_version', '{LEDGER_SCHEMA_VERSION}')");
+    statements.push(if backend == Backend::Mysql {
+        format!("INSERT IGNORE INTO dbsafe_meta (name, value) VALUES {values}")
+    } else {
+        format!("INSERT INTO dbsafe_meta (name, value) VALUES {values} ON CONFLICT (name) DO NOTHING")
+    });
+    let fail = |e| Error::db("creating dbsafe's ledger tables", e);
+    if backend == Backend::Mysql {
+        for statement in &statements {
+            db.execute(statement).map_err(fail)?;
+        }
+    } else {
+        let script = format!("BEGIN;\n{};\nCOMMIT;", statements.join(";\n"));
+        if let Err(e) = db.execute(&script) {
+            let _ = db.execute("ROLLBACK");
+            return Err(fail(e));
+        }
     }
     match meta_get(db, "schema_version")? {
-        None => meta_set(db, "schema_version", &LEDGER_SCHEMA_VERSION.to_string())?,
         Some(v) if v.parse::<i64>().unwrap_or(i64::MAX) > LEDGER_SCHEMA_VERSION => {
-            return Err(Error::Refused(format!(
+            Err(Error::Refused(format!(
                 "this database's dbsafe ledger has schema version {v}, newer than this dbsafe understands ({LEDGER_SCHEMA_VERSION}): upgrade dbsafe (cargo install cargo-dbsafe)"
-            )));
+            )))
         }
-        Some(_) => {}
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Reads a `dbsafe_meta` value.

@@ -1,7 +1,9 @@
 //! Restoring a target to a snapshot, shared by apply's `restore` failure policy and
-//! `cargo dbrollback --restore`: restore the files, write the runs the restore rewound
-//! back into the ledger from the journal (marked `restored`), then prove the result by
-//! comparing fingerprints with the manifest.
+//! `cargo dbrollback --restore`: the snapshot is restored into a new database beside the
+//! target and proved there against the manifest's fingerprints; the runs the restore
+//! rewinds are written back into that copy's ledger from the journal; then the copy is
+//! swapped in by name. The target is never emptied first, and a restore interrupted at any
+//! moment is finished or undone by the next command ([`finish_interrupted`]).
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -12,8 +14,10 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventKind};
 use crate::journal::{Journal, JournalEntry};
 use crate::ledger::{self, RunRow, run_status};
+use crate::lock;
+use crate::recorder::Recorder;
 use crate::run::now;
-use crate::snapshot::{self, Manifest};
+use crate::snapshot::{self, Manifest, Recovered, Staging, SwapPlan};
 use crate::target::Target;
 
 /// What a restore did.
@@ -21,46 +25,223 @@ use crate::target::Target;
 pub struct RestoreOutcome {
     /// Runs written back into the ledger from the journal.
     pub rehydrated_runs: Vec<String>,
-    /// Differences between the restored database and the manifest (empty: identical).
+    /// Differences between the restored database and the manifest (empty: identical; a
+    /// copy that differs is never swapped in).
     pub differences: Vec<String>,
     /// Wall time of the restore itself.
     pub duration_ms: u64,
 }
 
-/// Restores `manifest` into the target. The caller's connections to the target must be
-/// reopened afterwards (SQLite's file is replaced).
+/// How a restore is run by its caller.
+pub struct RestoreRequest<'r> {
+    /// Runs the journal should not write back (the restore run itself, which writes its
+    /// own row in `write_own`).
+    pub skip: &'r [String],
+    /// The command that restores again, should this one be interrupted before the swap.
+    pub retry: String,
+    /// Writes the caller's own rows into the copy's ledger, just before the swap.
+    pub write_own: &'r mut dyn FnMut(&mut Database) -> Result<()>,
+}
+
+/// Restores `manifest` into the target for the run `recorder` records. `db` is the run's
+/// session on the target: it is reopened on the new database after the swap, with the
+/// target's lock taken again.
 pub fn restore_snapshot(
     config: &Config,
     target: &Target,
     manifest: &Manifest,
+    db: &mut Database,
+    recorder: &mut Recorder<'_>,
+    request: RestoreRequest<'_>,
 ) -> Result<RestoreOutcome> {
-    restore_snapshot_except(config, target, manifest, &[])
-}
-
-/// [`restore_snapshot`], leaving the runs in `skip` out of the ledger (the restore run
-/// itself, which records its own row afterwards).
-pub fn restore_snapshot_except(
-    config: &Config,
-    target: &Target,
-    manifest: &Manifest,
-    skip: &[String],
-) -> Result<RestoreOutcome> {
+    let run_id = recorder.context.id.clone();
     let started = Instant::now();
-    snapshot::restore_into(config, manifest, &target.url)?;
+    let staging = Staging::create(&target.url, &run_id)?;
+    let mut plan = staging.plan(&run_id)?;
+    let swap_event = |phase: &str, plan: &SwapPlan| EventKind::RestoreSwap {
+        snapshot_id: manifest.id.clone(),
+        phase: phase.into(),
+        plan: plan.clone(),
+        retry: request.retry.clone(),
+    };
+    recorder.emit(db, swap_event("staging", &plan))?;
+    snapshot::restore_into(config, manifest, staging.url())?;
     let duration_ms = started.elapsed().as_millis() as u64;
-    let mut db = Database::connect(&target.url, Create::Never)?;
-    let differences = snapshot::compare(&target.url, manifest)?;
-    let rehydrated_runs = rehydrate(
-        &mut db,
-        &Journal::new(&config.snapshot_dir),
-        &target.name,
-        skip,
-    )?;
+    let differences = snapshot::compare(staging.url(), manifest)?;
+    if !differences.is_empty() {
+        drop(staging);
+        let _ = recorder.emit(db, ended(manifest, Recovered::Undone, false));
+        return Err(Error::Failed(format!(
+            "the restored copy of snapshot {} differs from the snapshot's fingerprints, so it was not swapped in and the target is unchanged: {}",
+            manifest.id,
+            differences.join("; ")
+        )));
+    }
+    staging.complete(&mut plan)?;
+    recorder.emit(db, swap_event("swap", &plan))?;
+    let rehydrated_runs = {
+        let mut copy = Database::connect(staging.url(), Create::Never)?;
+        let runs = rehydrate(
+            &mut copy,
+            &Journal::new(&config.snapshot_dir),
+            &target.name,
+            request.skip,
+        )?;
+        (request.write_own)(&mut copy)?;
+        // The events recorded so far go into the copy with the rows: from the swap on, the
+        // ledger is the copy's.
+        recorder.ledger_ready(&mut copy)?;
+        runs
+    };
+    staging.swap(db, &plan, config.snapshot.keep_replaced)?;
+    if db.backend() == crate::target::Backend::Postgres {
+        // The lock lived in the replaced database's session; nothing could connect to the
+        // target meanwhile, so this takes it at once (if another run got in first, it sees
+        // the finished restore and our remaining writes are ours alone).
+        let _ = lock::acquire(db, &run_id, std::time::Duration::ZERO, &mut |_| {});
+    }
+    recorder.emit(db, ended(manifest, Recovered::Swapped, false))?;
     Ok(RestoreOutcome {
         rehydrated_runs,
         differences,
         duration_ms,
     })
+}
+
+fn ended(manifest: &Manifest, outcome: Recovered, recovered: bool) -> EventKind {
+    EventKind::RestoreEnded {
+        snapshot_id: manifest.id.clone(),
+        outcome: outcome_name(outcome).into(),
+        recovered,
+    }
+}
+
+fn outcome_name(outcome: Recovered) -> &'static str {
+    match outcome {
+        Recovered::Swapped => "swapped",
+        Recovered::Undone => "undone",
+    }
+}
+
+/// A restore the journal shows begun and never ended: the process was killed.
+struct Interrupted {
+    run: String,
+    snapshot_id: String,
+    /// `staging`: killed while writing the copy; `swap`: killed during the swap.
+    phase: String,
+    plan: SwapPlan,
+    retry: String,
+}
+
+/// The newest restore of `target` with a `restore.swap` line and no `restore.ended`.
+fn interrupted_restore(journal: &Journal, target: &str) -> Result<Option<Interrupted>> {
+    let mut open = None;
+    for entry in journal.read()?.into_iter().filter(|e| e.target == target) {
+        let run = entry.event.run_id.clone().unwrap_or_default();
+        match entry.event.kind {
+            EventKind::RestoreSwap {
+                snapshot_id,
+                phase,
+                plan,
+                retry,
+            } => {
+                open = Some(Interrupted {
+                    run,
+                    snapshot_id,
+                    phase,
+                    plan,
+                    retry,
+                })
+            }
+            EventKind::RestoreEnded { .. } if open.as_ref().is_some_and(|o: &Interrupted| o.run == run) => {
+                open = None
+            }
+            _ => {}
+        }
+    }
+    Ok(open)
+}
+
+/// What `status` says about an interrupted restore of `target`, if there is one (it only
+/// reads: the next apply or rollback finishes it).
+pub fn interrupted(config: &Config, target: &Target) -> Result<Option<String>> {
+    let journal = Journal::new(&config.snapshot_dir);
+    Ok(interrupted_restore(&journal, &target.name)?.map(|r| {
+        if r.phase == "staging" {
+            format!(
+                "restore run {} of snapshot {} was interrupted while writing its copy beside the target: the target is as it was before it. The next `cargo dbsafe apply` or `cargo dbrollback` drops the unfinished copy; to restore, run again: {}",
+                r.run, r.snapshot_id, r.retry
+            )
+        } else {
+            format!(
+                "restore run {} of snapshot {} was interrupted during its swap: the next `cargo dbsafe apply` or `cargo dbrollback` finishes or undoes it (run `{}` to restore)",
+                r.run, r.snapshot_id, r.retry
+            )
+        }
+    }))
+}
+
+/// Finishes or undoes a restore of `target` that the journal shows interrupted, and says
+/// what happened and what to run. apply and rollback call this before they open the
+/// target; it reads only the journal when nothing was interrupted.
+pub fn finish_interrupted(config: &Config, target: &Target) -> Result<Option<String>> {
+    let journal = Journal::new(&config.snapshot_dir);
+    let Some(r) = interrupted_restore(&journal, &target.name)? else {
+        return Ok(None);
+    };
+    let outcome = if r.phase == "staging" {
+        // The swap never began: only the copy may be left over.
+        snapshot::discard(&target.url, &r.plan)?;
+        Recovered::Undone
+    } else {
+        snapshot::recover(&target.url, &r.plan, config.snapshot.keep_replaced)?
+    };
+    let notice = match outcome {
+        Recovered::Undone => format!(
+            "restore run {} of snapshot {} was interrupted before its swap: the target is as it was before it, and its unfinished copy was dropped. To restore, run again: {}",
+            r.run, r.snapshot_id, r.retry
+        ),
+        Recovered::Swapped => {
+            let mut db = Database::connect(&target.url, Create::Never)?;
+            if let Some(row) = ledger::run(&mut db, &r.run)?
+                && row.status == run_status::RUNNING
+            {
+                ledger::finish_run(&mut db.conn, &r.run, run_status::SUCCEEDED, &now(), None, None)
+                    .map_err(|e| Error::db("finishing an interrupted restore's run", e))?;
+            }
+            format!(
+                "restore run {} of snapshot {} was interrupted after its swap had committed: the target is the restored snapshot, and dbsafe finished tidying up",
+                r.run, r.snapshot_id
+            )
+        }
+    };
+    journal.append(
+        &target.name,
+        &Event {
+            run_id: Some(r.run.clone()),
+            at: now(),
+            operator: None,
+            kind: EventKind::RestoreEnded {
+                snapshot_id: r.snapshot_id.clone(),
+                outcome: outcome_name(outcome).into(),
+                recovered: true,
+            },
+        },
+    )?;
+    Ok(Some(notice))
+}
+
+/// [`finish_interrupted`], its notice shown as a preflight warning.
+pub fn report_finished(config: &Config, target: &Target, sink: &mut dyn crate::event::EventSink) -> Result<()> {
+    if let Some(message) = finish_interrupted(config, target)? {
+        sink.emit(&Event {
+            run_id: None,
+            at: now(),
+            operator: None,
+            kind: EventKind::PreflightWarning { message },
+        });
+    }
+    Ok(())
 }
 
 /// Writes every run of `target` that the journal knows and the ledger no longer has back

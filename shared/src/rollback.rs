@@ -326,6 +326,9 @@ pub fn rollback(
     options: &RollbackOptions,
     sink: &mut dyn EventSink,
 ) -> Result<RollbackOutcome> {
+    if !options.dry_run {
+        restore::report_finished(config, target, sink)?;
+    }
     let mut db = open(target)?;
     let plan = plan_with(config, &mut db, options)?;
     if options.dry_run {
@@ -494,23 +497,40 @@ fn restore_run(
             duration_ms: safety.duration_ms,
         },
     )?;
-    let outcome = restore::restore_snapshot_except(config, target, &manifest, std::slice::from_ref(&run_id)).map_err(|e| {
-        Error::Attention(format!(
-            "restoring snapshot {} failed: {e}\n  The database may be partly restored. The state before the restore is in safety snapshot {}",
-            manifest.id, safety.id
-        ))
-    })?;
-    if db.backend() != crate::target::Backend::Postgres {
-        *db = Database::connect(&target.url, Create::Never)?;
-    }
+    // The run's own row goes into the restored copy just before the swap, with the events
+    // recorded so far: the swap makes the restore and its record true at once.
     let row = recorder.run_row(
         target,
         "restore",
         Some(&plan.run_id),
         Some(safety.id.clone()),
     );
-    ledger::insert_run(&mut db.conn, &row).map_err(|e| Error::db("writing dbsafe_runs", e))?;
-    recorder.ledger_ready(db)?;
+    let retry = format!(
+        "cargo dbrollback {} --restore --target {}",
+        plan.run_id, target.name
+    );
+    let skip = [run_id.clone()];
+    let mut write_own = |copy: &mut Database| -> Result<()> {
+        ledger::insert_run(&mut copy.conn, &row).map_err(|e| Error::db("writing dbsafe_runs", e))
+    };
+    let outcome = restore::restore_snapshot(
+        config,
+        target,
+        &manifest,
+        db,
+        recorder,
+        restore::RestoreRequest {
+            skip: &skip,
+            retry,
+            write_own: &mut write_own,
+        },
+    )
+    .map_err(|e| {
+        Error::Attention(format!(
+            "restoring snapshot {} failed: {e}\n  The target was not replaced: it is as it was before this command. The state before the restore is also in safety snapshot {}",
+            manifest.id, safety.id
+        ))
+    })?;
     recorder.emit(
         db,
         EventKind::SnapshotRestored {
@@ -520,22 +540,6 @@ fn restore_run(
             duration_ms: outcome.duration_ms,
         },
     )?;
-    if !outcome.differences.is_empty() {
-        let state = format!(
-            "snapshot {} was restored but the database differs from its fingerprints: {}",
-            manifest.id,
-            outcome.differences.join("; ")
-        );
-        let _ = ledger::finish_run(
-            &mut db.conn,
-            &run_id,
-            run_status::FAILED,
-            &now(),
-            None,
-            Some(&state),
-        );
-        return Err(Error::Attention(state));
-    }
     recorder.succeed(db, None, 0, started)?;
     Ok(RollbackOutcome {
         run_id,

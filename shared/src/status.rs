@@ -13,6 +13,7 @@ use crate::identity;
 use crate::ledger::{self, RunRow, step_status};
 use crate::migrations::MigrationSet;
 use crate::preflight;
+use crate::restore;
 use crate::target::{Backend, Target};
 
 /// One migration's state.
@@ -55,6 +56,8 @@ pub struct StatusReport {
     pub dirty: Vec<String>,
     /// The newest runs.
     pub last_runs: Vec<RunRow>,
+    /// A restore that was interrupted (from the journal), what it left and what to run.
+    pub interrupted_restore: Option<String>,
 }
 
 impl StatusReport {
@@ -70,8 +73,16 @@ impl StatusReport {
 /// Reads the status of `target`.
 pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
     let set = MigrationSet::load(&config.migrations_dir)?;
+    let interrupted_restore = restore::interrupted(config, target)?;
     let mut db = match Database::connect(&target.url, Create::Never) {
         Err(Error::NoSqliteFile { path }) => return Ok(not_created(target, &set, &path)),
+        // A restore killed mid-swap can leave the target closed to sessions.
+        Err(e) if interrupted_restore.is_some() => {
+            return Err(Error::Attention(format!(
+                "{e}\n  {}",
+                interrupted_restore.unwrap_or_default()
+            )));
+        }
         other => other?,
     };
     let identity_now = identity::identity(&mut db)?;
@@ -135,6 +146,7 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
         } else {
             Vec::new()
         },
+        interrupted_restore,
     })
 }
 
@@ -165,5 +177,6 @@ fn not_created(target: &Target, set: &MigrationSet, path: &std::path::Path) -> S
             .collect(),
         dirty: Vec::new(),
         last_runs: Vec::new(),
+        interrupted_restore: None,
     }
 }

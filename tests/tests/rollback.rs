@@ -718,6 +718,9 @@ fn restore_the_snapshot_before_a_run(backend: Backend) {
         [
             "run.started",
             "snapshot.created",
+            "restore.swap",
+            "restore.swap",
+            "restore.ended",
             "rollback.restore",
             "run.succeeded"
         ]

@@ -290,6 +290,29 @@ impl Output {
                 green.apply_to("snapshot"),
                 indicatif::HumanBytes(*bytes)
             )),
+            EventKind::RestoreSwap {
+                snapshot_id, phase, ..
+            } => self.note(&if phase == "staging" {
+                format!(
+                    "{} snapshot {snapshot_id} into a new database beside the target",
+                    yellow.apply_to("restoring")
+                )
+            } else {
+                format!(
+                    "{} the restored and checked copy of snapshot {snapshot_id} in for the target",
+                    yellow.apply_to("swapping")
+                )
+            }),
+            EventKind::RestoreEnded {
+                snapshot_id,
+                outcome,
+                recovered,
+            } => self.note(&format!(
+                "{} restore of snapshot {snapshot_id}: {}{}",
+                yellow.apply_to("restore"),
+                if outcome == "swapped" { "swapped in" } else { "undone, the target is as it was" },
+                if *recovered { " (finished after an interruption)" } else { "" }
+            )),
             EventKind::SnapshotRestored {
                 snapshot_id,
                 rehydrated_runs,

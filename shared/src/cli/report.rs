@@ -75,6 +75,9 @@ pub fn status(report: &StatusReport) -> String {
         };
         let _ = writeln!(out, "  {name}  {state}{by}{edited}");
     }
+    if let Some(restore) = &report.interrupted_restore {
+        let _ = writeln!(out, "{} {restore}", red.apply_to("interrupted:"));
+    }
     for dirty in &report.dirty {
         let _ = writeln!(out, "{} {dirty}", red.apply_to("dirty:"));
     }

@@ -66,7 +66,7 @@ pub(super) const INVARIANT_KEYS: &[&str] = &[
     "name", "sql", "sql-file", "expect", "severity", "phase", "targets",
 ];
 /// Keys allowed in `[snapshot]`.
-pub(super) const SNAPSHOT_KEYS: &[&str] = &["strategy", "keep-last", "keep-days"];
+pub(super) const SNAPSHOT_KEYS: &[&str] = &["strategy", "keep-last", "keep-days", "keep-replaced"];
 
 /// What dbsafe.toml says once checked; paths are still as written (relative to the root).
 #[derive(Debug, Default)]
@@ -828,6 +828,7 @@ impl Checker<'_> {
             strategy: self.choice(section, "strategy").unwrap_or_default(),
             keep_last: self.count(section, "keep-last", 1),
             keep_days: self.count(section, "keep-days", 1),
+            keep_replaced: self.boolean(section, "keep-replaced").unwrap_or(false),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! databases for deep verification, and server versions.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::tool::{Tool, tool_major_version};
 use crate::config::{Config, SnapshotStrategy};
@@ -30,16 +30,23 @@ pub fn server_version(db: &mut Database) -> Result<String> {
     Ok(rows.into_iter().next().unwrap_or_default())
 }
 
-fn pg_ident(name: &str) -> String {
+/// A PostgreSQL identifier, quoted.
+pub(super) fn pg_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn database_name(url: &DatabaseUrl) -> String {
+/// A MySQL identifier, quoted (a backtick inside is doubled).
+pub(super) fn mysql_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// The database name of a server URL.
+pub(super) fn database_name(url: &DatabaseUrl) -> String {
     url.server_params().map(|p| p.database).unwrap_or_default()
 }
 
 /// A name for a database derived from `base` that fits PostgreSQL's 63-byte limit.
-fn derived_name(base: &str, tag: &str, id: &str) -> String {
+pub(super) fn derived_name(base: &str, tag: &str, id: &str) -> String {
     let id: String = id
         .chars()
         .map(|c| {
@@ -55,7 +62,8 @@ fn derived_name(base: &str, tag: &str, id: &str) -> String {
     format!("{}{suffix}", &base[..keep])
 }
 
-fn maintenance(url: &DatabaseUrl) -> Result<Database> {
+/// A session on the server of `url` that is not on its database.
+pub(super) fn maintenance(url: &DatabaseUrl) -> Result<Database> {
     // On MySQL, `information_schema`: every user may open it, while the `mysql` system
     // database is refused to an application's own user.
     let name = if url.backend() == Backend::Postgres {
@@ -244,13 +252,17 @@ fn terminate_and_drop(admin: &mut Database, name: &str) -> Result<()> {
         .map_err(|e| Error::db(format!("dropping database {name}"), e))
 }
 
-/// Replaces the contents of the database at `url` with the snapshot in `dir`.
+/// Fills the throwaway database at `url` (a [`Scratch`]: a deep verification's scratch or
+/// a restore's staging copy, never a target) with the snapshot in `dir`.
 pub fn restore(dir: &Path, manifest: &super::Manifest, url: &DatabaseUrl) -> Result<()> {
+    if !is_throwaway(url) {
+        return Err(Error::Failed(format!(
+            "refusing to restore into {}: snapshots are restored into a new database beside the target, then swapped in",
+            url.redacted()
+        )));
+    }
     match manifest.strategy.as_str() {
         "pg-dump" => {
-            let mut db = Database::connect(url, Create::Never)?;
-            clear_postgres(&mut db)?;
-            drop(db);
             let jobs = std::thread::available_parallelism()
                 .map_or(2, |n| n.get().clamp(2, 8))
                 .to_string();
@@ -271,36 +283,34 @@ pub fn restore(dir: &Path, manifest: &super::Manifest, url: &DatabaseUrl) -> Res
             let copy = manifest.template_database.as_deref().ok_or_else(|| {
                 Error::Failed("template snapshot without a template database".into())
             })?;
-            let target = database_name(url);
+            let into = database_name(url);
             let mut admin = maintenance(url)?;
-            // Dropping the target first would lose it when the copy is gone.
             if !template_exists_on(&mut admin, copy)? {
                 return Err(Error::Failed(format!(
-                    "the database {copy} holding template snapshot {} is no longer on the server: nothing restored, {target} untouched",
+                    "the database {copy} holding template snapshot {} is no longer on the server: nothing restored",
                     manifest.id
                 )));
             }
-            terminate_and_drop(&mut admin, &target)?;
-            clone_database(&mut admin, copy, &target)
+            // The throwaway was made empty; the clone takes its place under the same name.
+            let owner = admin
+                .texts(&format!(
+                    "SELECT CAST(pg_get_userbyid(datdba) AS TEXT) AS v FROM pg_database WHERE datname = {}",
+                    quote(&into)
+                ))
+                .map_err(|e| Error::db("reading the owner of the restore's database", e))?;
+            terminate_and_drop(&mut admin, &into)?;
+            clone_database(&mut admin, copy, &into)?;
+            if let Some(owner) = owner.first() {
+                admin
+                    .execute(&format!("ALTER DATABASE {} OWNER TO {}", pg_ident(&into), pg_ident(owner)))
+                    .map_err(|e| Error::db("giving the restored database its owner", e))?;
+            }
+            Ok(())
         }
         "mysqldump" => {
-            let name = database_name(url);
-            let mut db = Database::connect(url, Create::Never)?;
-            let charset = db
-                .texts(&format!(
-                    "SELECT CAST(CONCAT(DEFAULT_CHARACTER_SET_NAME, ' COLLATE ', DEFAULT_COLLATION_NAME) AS CHAR) AS v FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
-                    quote(&name)
-                ))
-                .map_err(|e| Error::db("reading the database's character set", e))?;
-            let charset = charset.first().cloned().unwrap_or_else(|| "utf8mb4".into());
-            db.execute(&format!(
-                "DROP DATABASE `{name}`; CREATE DATABASE `{name}` CHARACTER SET {charset}"
-            ))
-            .map_err(|e| Error::db(format!("emptying database {name}"), e))?;
-            drop(db);
             let program = if which("mariadb") { "mariadb" } else { "mysql" };
             Tool::mysql(program, url)
-                .args([format!("--database={name}")])
+                .args([format!("--database={}", database_name(url))])
                 .run(Some(&dir.join(MYSQL_DUMP_FILE)), None)?;
             Ok(())
         }
@@ -308,12 +318,11 @@ pub fn restore(dir: &Path, manifest: &super::Manifest, url: &DatabaseUrl) -> Res
             let path = url
                 .sqlite_path()
                 .ok_or_else(|| Error::Failed("not a SQLite URL".into()))?;
-            let staging = path.with_extension("dbsafe-restore");
-            fs::copy(dir.join(SQLITE_FILE), &staging).map_err(|e| Error::io(&staging, e))?;
-            for suffix in ["-wal", "-shm", "-journal"] {
-                let _ = fs::remove_file(format!("{}{suffix}", path.display()));
-            }
-            fs::rename(&staging, path).map_err(|e| Error::io(path, e))
+            fs::copy(dir.join(SQLITE_FILE), path).map_err(|e| Error::io(path, e))?;
+            restrict(path)?;
+            fs::File::open(path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(path, e))
         }
         other => Err(Error::Failed(format!(
             "snapshot strategy `{other}` in the manifest is unknown to this dbsafe"
@@ -321,30 +330,14 @@ pub fn restore(dir: &Path, manifest: &super::Manifest, url: &DatabaseUrl) -> Res
     }
 }
 
-/// Drops every schema of a PostgreSQL database and recreates an empty `public` as
-/// `CREATE DATABASE` makes it, so pg_restore rebuilds exactly what was dumped.
-fn clear_postgres(db: &mut Database) -> Result<()> {
-    let fail = |e| Error::db("emptying the database before the restore", e);
-    let schemas = db
-        .texts("SELECT CAST(nspname AS TEXT) AS v FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'")
-        .map_err(fail)?;
-    let version: u32 = db
-        .texts("SELECT CAST(current_setting('server_version_num') AS TEXT) AS v")
-        .map_err(fail)?
-        .first()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut sql = String::from("BEGIN;");
-    for schema in schemas {
-        sql.push_str(&format!("DROP SCHEMA {} CASCADE;", pg_ident(&schema)));
+/// Whether `url` names a database (or file) dbsafe made to throw away or swap in.
+fn is_throwaway(url: &DatabaseUrl) -> bool {
+    match url.sqlite_path() {
+        Some(path) => path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("dbsafe-")),
+        None => database_name(url).contains("_dbsafe_"),
     }
-    if version >= 150000 {
-        sql.push_str("CREATE SCHEMA public AUTHORIZATION pg_database_owner; GRANT USAGE ON SCHEMA public TO PUBLIC;");
-    } else {
-        sql.push_str("CREATE SCHEMA public; GRANT ALL ON SCHEMA public TO PUBLIC;");
-    }
-    sql.push_str("COMMIT;");
-    db.execute(&sql).map_err(fail)
 }
 
 /// Drops the database a template snapshot keeps on the server.
@@ -363,30 +356,81 @@ pub struct Scratch {
 impl Scratch {
     /// A new empty database beside `url`'s (a temporary file for SQLite).
     pub fn create(url: &DatabaseUrl, id: &str) -> Result<Scratch> {
+        let sqlite = std::env::temp_dir()
+            .join(format!("dbsafe-scratch-{id}-{}.sqlite", std::process::id()));
+        Scratch::make(url, id, "scratch", sqlite)
+    }
+
+    /// A new empty database beside `url`'s to restore a snapshot into and swap in: on the
+    /// same server, or for SQLite a file in the same directory (a rename stays atomic).
+    pub fn beside(url: &DatabaseUrl, id: &str) -> Result<Scratch> {
+        let sqlite = match url.sqlite_path() {
+            Some(path) => {
+                let mut name = path.file_name().unwrap_or_default().to_os_string();
+                name.push(format!(".dbsafe-restore-{id}"));
+                path.with_file_name(name)
+            }
+            None => PathBuf::new(),
+        };
+        Scratch::make(url, id, "restore", sqlite)
+    }
+
+    fn make(url: &DatabaseUrl, id: &str, tag: &str, sqlite: PathBuf) -> Result<Scratch> {
         match url.backend() {
             Backend::Sqlite => {
-                let path = std::env::temp_dir()
-                    .join(format!("dbsafe-scratch-{id}-{}.sqlite", std::process::id()));
-                let scratch_url = DatabaseUrl::parse(&path.to_string_lossy(), Path::new("/"))?;
+                let _ = fs::remove_file(&sqlite);
+                let scratch_url = DatabaseUrl::parse(&sqlite.to_string_lossy(), Path::new("/"))?;
                 Ok(Scratch::guarded(
                     scratch_url,
-                    path.to_string_lossy().into_owned(),
+                    sqlite.to_string_lossy().into_owned(),
                 ))
             }
             backend => {
-                let name = derived_name(&database_name(url), "scratch", id);
+                let name = derived_name(&database_name(url), tag, id);
                 let mut admin = maintenance(url)?;
                 let create = if backend == Backend::Postgres {
-                    format!("CREATE DATABASE {}", pg_ident(&name))
+                    // From template0 with the target's encoding and locale: the dump brings
+                    // everything else, and nothing of template1 collides with it.
+                    let locale = admin
+                        .texts(&format!(
+                            "SELECT CAST(format('ENCODING %L LC_COLLATE %L LC_CTYPE %L', pg_encoding_to_char(encoding), datcollate, datctype) AS TEXT) AS v FROM pg_database WHERE datname = {}",
+                            quote(&database_name(url))
+                        ))
+                        .map_err(|e| Error::db("reading the database's encoding", e))?;
+                    format!(
+                        "CREATE DATABASE {} TEMPLATE template0 {}",
+                        pg_ident(&name),
+                        locale.first().map_or("", String::as_str)
+                    )
                 } else {
-                    format!("CREATE DATABASE `{name}`")
+                    let charset = admin
+                        .texts(&format!(
+                            "SELECT CAST(CONCAT(DEFAULT_CHARACTER_SET_NAME, ' COLLATE ', DEFAULT_COLLATION_NAME) AS CHAR) AS v FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
+                            quote(&database_name(url))
+                        ))
+                        .map_err(|e| Error::db("reading the database's character set", e))?;
+                    match charset.first() {
+                        Some(charset) => format!("CREATE DATABASE {} CHARACTER SET {charset}", mysql_ident(&name)),
+                        None => format!("CREATE DATABASE {}", mysql_ident(&name)),
+                    }
                 };
                 admin
                     .execute(&create)
-                    .map_err(|e| Error::db(format!("creating scratch database {name}"), e))?;
+                    .map_err(|e| Error::db(format!("creating database {name}"), e))?;
                 Ok(Scratch::guarded(url.with_database(&name), name))
             }
         }
+    }
+
+    /// Its database name (SQLite: its file).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Keeps the database: it has become something else (swapped in as the target).
+    pub fn disarm(self) {
+        crate::interrupt::unregister(self.interrupt_key);
+        std::mem::forget(self);
     }
 
     /// Its URL.
@@ -426,7 +470,7 @@ fn drop_scratch(url: &DatabaseUrl, name: &str) {
         }
         Backend::Mysql => {
             if let Ok(mut admin) = maintenance(url) {
-                let _ = admin.execute(&format!("DROP DATABASE IF EXISTS `{name}`"));
+                let _ = admin.execute(&format!("DROP DATABASE IF EXISTS {}", mysql_ident(name)));
             }
         }
     }

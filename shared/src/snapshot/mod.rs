@@ -3,9 +3,11 @@
 //! their SHA-256, applied migrations, schema and data fingerprints) that proves a restore.
 
 mod backends;
+mod swap;
+mod tool;
 
 pub use backends::Scratch;
-mod tool;
+pub use swap::{Recovered, Staging, SwapPlan, discard, recover};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
