@@ -706,7 +706,10 @@ fn restore_after_failure(
             error: message.clone(),
         },
     );
-    let retry = format!("cargo dbrollback {run_id} --restore --target {}", target.name);
+    let retry = format!(
+        "cargo dbrollback {run_id} --restore --target {}",
+        target.name
+    );
     let outcome = match restore_snapshot(
         config,
         target,

@@ -233,7 +233,12 @@ fn ddl(backend: Backend) -> Vec<String> {
 }
 
 /// The ledger's tables, in the order [`ensure`] creates them.
-const TABLES: [&str; 4] = ["dbsafe_meta", "dbsafe_runs", "dbsafe_steps", "dbsafe_events"];
+const TABLES: [&str; 4] = [
+    "dbsafe_meta",
+    "dbsafe_runs",
+    "dbsafe_steps",
+    "dbsafe_events",
+];
 
 /// Whether this database has a dbsafe ledger. A partial one (a process killed while a
 /// backend without transactional DDL created it) is completed first, so whoever reads it
@@ -267,7 +272,9 @@ pub fn ensure(db: &mut Database) -> Result<()> {
     statements.push(if backend == Backend::Mysql {
         format!("INSERT IGNORE INTO dbsafe_meta (name, value) VALUES {values}")
     } else {
-        format!("INSERT INTO dbsafe_meta (name, value) VALUES {values} ON CONFLICT (name) DO NOTHING")
+        format!(
+            "INSERT INTO dbsafe_meta (name, value) VALUES {values} ON CONFLICT (name) DO NOTHING"
+        )
     });
     let fail = |e| Error::db("creating dbsafe's ledger tables", e);
     if backend == Backend::Mysql {

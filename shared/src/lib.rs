@@ -18,6 +18,7 @@ pub mod journal;
 pub mod ledger;
 pub mod lock;
 pub mod migrations;
+pub mod pause;
 pub mod plan;
 pub mod preflight;
 pub mod recorder;

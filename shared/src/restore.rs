@@ -66,6 +66,7 @@ pub fn restore_snapshot(
     };
     recorder.emit(db, swap_event("staging", &plan))?;
     snapshot::restore_into(config, manifest, staging.url())?;
+    crate::pause::point("restore-staged");
     let duration_ms = started.elapsed().as_millis() as u64;
     let differences = snapshot::compare(staging.url(), manifest)?;
     if !differences.is_empty() {
@@ -93,7 +94,9 @@ pub fn restore_snapshot(
         recorder.ledger_ready(&mut copy)?;
         runs
     };
+    crate::pause::point("restore-swap");
     staging.swap(db, &plan, config.snapshot.keep_replaced)?;
+    crate::pause::point("restore-swapped");
     if db.backend() == crate::target::Backend::Postgres {
         // The lock lived in the replaced database's session; nothing could connect to the
         // target meanwhile, so this takes it at once (if another run got in first, it sees
@@ -153,7 +156,9 @@ fn interrupted_restore(journal: &Journal, target: &str) -> Result<Option<Interru
                     retry,
                 })
             }
-            EventKind::RestoreEnded { .. } if open.as_ref().is_some_and(|o: &Interrupted| o.run == run) => {
+            EventKind::RestoreEnded { .. }
+                if open.as_ref().is_some_and(|o: &Interrupted| o.run == run) =>
+            {
                 open = None
             }
             _ => {}
@@ -206,8 +211,15 @@ pub fn finish_interrupted(config: &Config, target: &Target) -> Result<Option<Str
             if let Some(row) = ledger::run(&mut db, &r.run)?
                 && row.status == run_status::RUNNING
             {
-                ledger::finish_run(&mut db.conn, &r.run, run_status::SUCCEEDED, &now(), None, None)
-                    .map_err(|e| Error::db("finishing an interrupted restore's run", e))?;
+                ledger::finish_run(
+                    &mut db.conn,
+                    &r.run,
+                    run_status::SUCCEEDED,
+                    &now(),
+                    None,
+                    None,
+                )
+                .map_err(|e| Error::db("finishing an interrupted restore's run", e))?;
             }
             format!(
                 "restore run {} of snapshot {} was interrupted after its swap had committed: the target is the restored snapshot, and dbsafe finished tidying up",
@@ -232,7 +244,11 @@ pub fn finish_interrupted(config: &Config, target: &Target) -> Result<Option<Str
 }
 
 /// [`finish_interrupted`], its notice shown as a preflight warning.
-pub fn report_finished(config: &Config, target: &Target, sink: &mut dyn crate::event::EventSink) -> Result<()> {
+pub fn report_finished(
+    config: &Config,
+    target: &Target,
+    sink: &mut dyn crate::event::EventSink,
+) -> Result<()> {
     if let Some(message) = finish_interrupted(config, target)? {
         sink.emit(&Event {
             run_id: None,

@@ -310,8 +310,16 @@ impl Output {
             } => self.note(&format!(
                 "{} restore of snapshot {snapshot_id}: {}{}",
                 yellow.apply_to("restore"),
-                if outcome == "swapped" { "swapped in" } else { "undone, the target is as it was" },
-                if *recovered { " (finished after an interruption)" } else { "" }
+                if outcome == "swapped" {
+                    "swapped in"
+                } else {
+                    "undone, the target is as it was"
+                },
+                if *recovered {
+                    " (finished after an interruption)"
+                } else {
+                    ""
+                }
             )),
             EventKind::SnapshotRestored {
                 snapshot_id,

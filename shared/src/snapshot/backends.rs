@@ -302,7 +302,11 @@ pub fn restore(dir: &Path, manifest: &super::Manifest, url: &DatabaseUrl) -> Res
             clone_database(&mut admin, copy, &into)?;
             if let Some(owner) = owner.first() {
                 admin
-                    .execute(&format!("ALTER DATABASE {} OWNER TO {}", pg_ident(&into), pg_ident(owner)))
+                    .execute(&format!(
+                        "ALTER DATABASE {} OWNER TO {}",
+                        pg_ident(&into),
+                        pg_ident(owner)
+                    ))
                     .map_err(|e| Error::db("giving the restored database its owner", e))?;
             }
             Ok(())
@@ -356,8 +360,8 @@ pub struct Scratch {
 impl Scratch {
     /// A new empty database beside `url`'s (a temporary file for SQLite).
     pub fn create(url: &DatabaseUrl, id: &str) -> Result<Scratch> {
-        let sqlite = std::env::temp_dir()
-            .join(format!("dbsafe-scratch-{id}-{}.sqlite", std::process::id()));
+        let sqlite =
+            std::env::temp_dir().join(format!("dbsafe-scratch-{id}-{}.sqlite", std::process::id()));
         Scratch::make(url, id, "scratch", sqlite)
     }
 
@@ -410,7 +414,10 @@ impl Scratch {
                         ))
                         .map_err(|e| Error::db("reading the database's character set", e))?;
                     match charset.first() {
-                        Some(charset) => format!("CREATE DATABASE {} CHARACTER SET {charset}", mysql_ident(&name)),
+                        Some(charset) => format!(
+                            "CREATE DATABASE {} CHARACTER SET {charset}",
+                            mysql_ident(&name)
+                        ),
                         None => format!("CREATE DATABASE {}", mysql_ident(&name)),
                     }
                 };

@@ -13,7 +13,9 @@ use diesel::prelude::*;
 use diesel::sql_types::Text;
 use serde::{Deserialize, Serialize};
 
-use super::backends::{self, Scratch, database_name, derived_name, maintenance, mysql_ident, pg_ident};
+use super::backends::{
+    self, Scratch, database_name, derived_name, maintenance, mysql_ident, pg_ident,
+};
 use crate::connection::{Create, Database, quote};
 use crate::error::{Error, Result};
 use crate::target::{Backend, DatabaseUrl};
@@ -68,7 +70,9 @@ impl Staging {
         let target_name = database_name(&self.target);
         let (replaced, original) = match self.target.backend() {
             Backend::Sqlite => (
-                replaced_file(&self.target, run_id)?.to_string_lossy().into_owned(),
+                replaced_file(&self.target, run_id)?
+                    .to_string_lossy()
+                    .into_owned(),
                 Vec::new(),
             ),
             Backend::Postgres => (derived_name(&target_name, "replaced", run_id), Vec::new()),
@@ -93,7 +97,8 @@ impl Staging {
     pub fn complete(&self, plan: &mut SwapPlan) -> Result<()> {
         if self.target.backend() == Backend::Mysql {
             let mut staged = Database::connect(self.url(), Create::Never)?;
-            plan.recreate = mysql_objects(&mut staged, &plan.staging, &database_name(&self.target))?;
+            plan.recreate =
+                mysql_objects(&mut staged, &plan.staging, &database_name(&self.target))?;
         }
         Ok(())
     }
@@ -226,7 +231,10 @@ fn copy_pg_database_properties(target: &DatabaseUrl, staging: &str) -> Result<()
         ))
         .map_err(fail)?;
     if let Some(owner) = owner.first() {
-        sql.push(format!("ALTER DATABASE {staged} OWNER TO {}", pg_ident(owner)));
+        sql.push(format!(
+            "ALTER DATABASE {staged} OWNER TO {}",
+            pg_ident(owner)
+        ));
     }
     let limit = admin
         .texts(&format!(
@@ -254,7 +262,10 @@ fn copy_pg_database_properties(target: &DatabaseUrl, staging: &str) -> Result<()
         };
         let list = matches!(
             key,
-            "search_path" | "temp_tablespaces" | "session_preload_libraries" | "local_preload_libraries"
+            "search_path"
+                | "temp_tablespaces"
+                | "session_preload_libraries"
+                | "local_preload_libraries"
         );
         let value = if list { value.to_owned() } else { quote(value) };
         // `ALTER ROLE ALL IN DATABASE` is `ALTER DATABASE ... SET`.
@@ -307,7 +318,10 @@ fn copy_pg_database_properties(target: &DatabaseUrl, staging: &str) -> Result<()
         ))
         .map_err(fail)?;
     if let Some(comment) = comment.first() {
-        sql.push(format!("COMMENT ON DATABASE {staged} IS {}", quote(comment)));
+        sql.push(format!(
+            "COMMENT ON DATABASE {staged} IS {}",
+            quote(comment)
+        ));
     }
     for statement in sql {
         admin.execute(&statement).map_err(fail)?;
@@ -325,7 +339,10 @@ fn allow_connections(admin: &mut Database, name: &str) -> Result<()> {
         > 0;
     if exists {
         admin
-            .execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", pg_ident(name)))
+            .execute(&format!(
+                "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+                pg_ident(name)
+            ))
             .map_err(|e| Error::db(format!("allowing connections to {name} again"), e))?;
     }
     Ok(())
@@ -336,8 +353,12 @@ fn allow_connections(admin: &mut Database, name: &str) -> Result<()> {
 fn swap_postgres(admin: &mut Database, target: &str, plan: &SwapPlan) -> Result<()> {
     let fail = |e| Error::db(format!("swapping the restored copy in for {target}"), e);
     admin
-        .execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", pg_ident(target)))
+        .execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+            pg_ident(target)
+        ))
         .map_err(fail)?;
+    crate::pause::point("restore-renaming");
     let result = (|| -> Result<()> {
         let mut attempts = 0;
         loop {
@@ -400,11 +421,21 @@ struct ShowCreateTrigger {
 /// The routines, views and triggers of MariaDB database `database`, as statements that
 /// create them in `into` (run on a session whose default database is `into`).
 fn mysql_objects(db: &mut Database, database: &str, into: &str) -> Result<Vec<String>> {
-    let fail = |e| Error::db(format!("reading the routines, views and triggers of {database}"), e);
+    let fail = |e| {
+        Error::db(
+            format!("reading the routines, views and triggers of {database}"),
+            e,
+        )
+    };
     let list = |db: &mut Database, sql: String| db.texts(&sql).map_err(fail);
     let schema = quote(database);
     let qualified = |name: &str| format!("{}.{}", mysql_ident(database), mysql_ident(name));
-    let retarget = |sql: String| sql.replace(&format!("{}.", mysql_ident(database)), &format!("{}.", mysql_ident(into)));
+    let retarget = |sql: String| {
+        sql.replace(
+            &format!("{}.", mysql_ident(database)),
+            &format!("{}.", mysql_ident(into)),
+        )
+    };
     let mut out = Vec::new();
     for (kind, name) in list(
         db,
@@ -430,7 +461,9 @@ fn mysql_objects(db: &mut Database, database: &str, into: &str) -> Result<Vec<St
     // retrying: a view whose dependency is missing is created in a later round).
     for name in list(
         db,
-        format!("SELECT CAST(TABLE_NAME AS CHAR) AS v FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {schema} ORDER BY TABLE_NAME"),
+        format!(
+            "SELECT CAST(TABLE_NAME AS CHAR) AS v FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {schema} ORDER BY TABLE_NAME"
+        ),
     )? {
         let text = diesel::sql_query(format!("SHOW CREATE VIEW {}", qualified(&name)))
             .get_result::<ShowCreateView>(&mut db.conn)
@@ -440,7 +473,9 @@ fn mysql_objects(db: &mut Database, database: &str, into: &str) -> Result<Vec<St
     }
     for name in list(
         db,
-        format!("SELECT CAST(TRIGGER_NAME AS CHAR) AS v FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {schema} ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER"),
+        format!(
+            "SELECT CAST(TRIGGER_NAME AS CHAR) AS v FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {schema} ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER"
+        ),
     )? {
         let text = diesel::sql_query(format!("SHOW CREATE TRIGGER {}", qualified(&name)))
             .get_result::<ShowCreateTrigger>(&mut db.conn)
@@ -461,7 +496,12 @@ fn mysql_tables(db: &mut Database, database: &str) -> Result<Vec<String>> {
 
 /// Drops the views, triggers and routines of `database` (they cannot move with its tables).
 fn drop_mysql_objects(db: &mut Database, database: &str) -> Result<()> {
-    let fail = |e| Error::db(format!("setting aside the views and triggers of {database}"), e);
+    let fail = |e| {
+        Error::db(
+            format!("setting aside the views and triggers of {database}"),
+            e,
+        )
+    };
     let schema = quote(database);
     let mut drops = Vec::new();
     for t in db
@@ -531,7 +571,8 @@ fn swap_mysql(db: &mut Database, target: &str, plan: &SwapPlan) -> Result<()> {
         ));
     }
     if !moves.is_empty() {
-        db.execute(&format!("RENAME TABLE {}", moves.join(", "))).map_err(fail)?;
+        db.execute(&format!("RENAME TABLE {}", moves.join(", ")))
+            .map_err(fail)?;
     }
     Ok(())
 }
@@ -594,8 +635,12 @@ fn replaced_file(target: &DatabaseUrl, run_id: &str) -> Result<PathBuf> {
 /// left for the new one), keeps the old file by a hard link when asked, renames the synced
 /// copy over the target and syncs the directory.
 fn swap_sqlite(db: &mut Database, path: &Path, plan: &SwapPlan, keep_replaced: bool) -> Result<()> {
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        .map_err(|e| Error::db("checkpointing the SQLite write-ahead log before the swap", e))?;
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").map_err(|e| {
+        Error::db(
+            "checkpointing the SQLite write-ahead log before the swap",
+            e,
+        )
+    })?;
     let staging = Path::new(&plan.staging);
     File::open(staging)
         .and_then(|f| f.sync_all())
@@ -606,7 +651,11 @@ fn swap_sqlite(db: &mut Database, path: &Path, plan: &SwapPlan, keep_replaced: b
     }
     fs::rename(staging, path).map_err(|e| Error::io(path, e))?;
     if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
         let _ = File::open(dir).and_then(|d| d.sync_all());
     }
     for suffix in ["-wal", "-shm", "-journal"] {
