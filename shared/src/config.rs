@@ -236,6 +236,9 @@ pub struct SnapshotConfig {
     pub keep_last: Option<u32>,
     /// Pruning keeps snapshots younger than this many days (`keep-days`); `None` keeps all.
     pub keep_days: Option<u32>,
+    /// The directory of the PostgreSQL client tools to use (`pg-bin-dir`; the environment's
+    /// `DBSAFE_PG_BIN_DIR` overrides it); `None`: the newest found that fits the server.
+    pub pg_bin_dir: Option<PathBuf>,
     /// A restore keeps the database it replaced, renamed beside the target
     /// (`keep-replaced`, default false: dropped once the swap committed).
     pub keep_replaced: bool,

@@ -66,7 +66,13 @@ pub(super) const INVARIANT_KEYS: &[&str] = &[
     "name", "sql", "sql-file", "expect", "severity", "phase", "targets",
 ];
 /// Keys allowed in `[snapshot]`.
-pub(super) const SNAPSHOT_KEYS: &[&str] = &["strategy", "keep-last", "keep-days", "keep-replaced"];
+pub(super) const SNAPSHOT_KEYS: &[&str] = &[
+    "strategy",
+    "keep-last",
+    "keep-days",
+    "keep-replaced",
+    "pg-bin-dir",
+];
 
 /// What dbsafe.toml says once checked; paths are still as written (relative to the root).
 #[derive(Debug, Default)]
@@ -829,6 +835,7 @@ impl Checker<'_> {
             keep_last: self.count(section, "keep-last", 1),
             keep_days: self.count(section, "keep-days", 1),
             keep_replaced: self.boolean(section, "keep-replaced").unwrap_or(false),
+            pg_bin_dir: self.non_empty(section, "pg-bin-dir").map(PathBuf::from),
         }
     }
 }

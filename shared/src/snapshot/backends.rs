@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::tool::{Tool, tool_major_version};
+use super::tool::{PgTools, Tool};
 use crate::config::{Config, SnapshotStrategy};
 use crate::connection::{Create, Database, quote};
 use crate::error::{Error, Result};
@@ -83,11 +83,6 @@ pub fn dump(
     id: &str,
 ) -> Result<(Vec<String>, Option<String>)> {
     match strategy {
-        SnapshotStrategy::PgDump => {
-            check_pg_dump(db)?;
-            pg_dump(db.url(), dir, None)?;
-            Ok((vec![PG_DUMP_FILE.to_owned()], None))
-        }
         SnapshotStrategy::Template => {
             let url = db.url().clone();
             let source = database_name(&url);
@@ -127,7 +122,9 @@ pub fn dump(
             restrict(&file)?;
             Ok((vec![SQLITE_FILE.to_owned()], None))
         }
-        SnapshotStrategy::Auto => unreachable!("resolved before"),
+        SnapshotStrategy::Auto | SnapshotStrategy::PgDump => {
+            unreachable!("resolved before; pg-dump is taken by snapshot::take_pg_dump")
+        }
     }
 }
 
@@ -141,16 +138,10 @@ fn server_version_num(db: &mut Database) -> Result<u32> {
         .unwrap_or(0))
 }
 
-/// Refuses a `pg_dump` older than the server, which cannot dump it reliably.
-pub fn check_pg_dump(db: &mut Database) -> Result<()> {
-    let server_major = server_version_num(db)? / 10000;
-    let dump_major = tool_major_version("pg_dump")?;
-    if dump_major < server_major {
-        return Err(Error::Usage(format!(
-            "pg_dump {dump_major} is older than the server (PostgreSQL {server_major}) and cannot dump it reliably: install postgresql-client-{server_major} and put its pg_dump first on PATH"
-        )));
-    }
-    Ok(())
+/// The PostgreSQL client tools for the server `db` is on: at least its version (see
+/// [`PgTools::find`]); a `pg_dump` older than the server cannot dump it reliably.
+pub fn pg_tools(db: &mut Database, configured: Option<&Path>) -> Result<PgTools> {
+    PgTools::find(server_version_num(db)? / 10000, configured)
 }
 
 /// `pg_dump` of the database at `url` into `dir`'s dump file (mode 0600), in the exported
@@ -162,10 +153,15 @@ pub fn check_pg_dump(db: &mut Database) -> Result<()> {
 /// of its time; uncompressed (level 0) is a little faster still on an idle machine but writes
 /// (and keeps, per snapshot) 3 times the bytes. One file, so pg_restore --jobs can restore it
 /// in parallel and `verify` has one checksum to check.
-pub fn pg_dump(url: &DatabaseUrl, dir: &Path, snapshot: Option<&str>) -> Result<String> {
+pub fn pg_dump(
+    tools: &PgTools,
+    url: &DatabaseUrl,
+    dir: &Path,
+    snapshot: Option<&str>,
+) -> Result<String> {
     let file = dir.join(PG_DUMP_FILE);
     super::create_private_file(&file)?;
-    let mut tool = Tool::postgres("pg_dump", url).args([
+    let mut tool = Tool::postgres(tools, "pg_dump", url).args([
         "--format=custom",
         "--compress",
         PG_DUMP_COMPRESSION,
@@ -254,7 +250,12 @@ fn terminate_and_drop(admin: &mut Database, name: &str) -> Result<()> {
 
 /// Fills the throwaway database at `url` (a [`Scratch`]: a deep verification's scratch or
 /// a restore's staging copy, never a target) with the snapshot in `dir`.
-pub fn restore(dir: &Path, manifest: &super::Manifest, url: &DatabaseUrl) -> Result<()> {
+pub fn restore(
+    dir: &Path,
+    manifest: &super::Manifest,
+    url: &DatabaseUrl,
+    pg_bin_dir: Option<&Path>,
+) -> Result<()> {
     if !is_throwaway(url) {
         return Err(Error::Failed(format!(
             "refusing to restore into {}: snapshots are restored into a new database beside the target, then swapped in",
@@ -266,7 +267,8 @@ pub fn restore(dir: &Path, manifest: &super::Manifest, url: &DatabaseUrl) -> Res
             let jobs = std::thread::available_parallelism()
                 .map_or(2, |n| n.get().clamp(2, 8))
                 .to_string();
-            Tool::postgres("pg_restore", url)
+            let tools = pg_tools(&mut Database::connect(url, Create::Never)?, pg_bin_dir)?;
+            Tool::postgres(&tools, "pg_restore", url)
                 .args([
                     "--exit-on-error",
                     "--no-password",

@@ -66,6 +66,9 @@ pub struct Manifest {
     pub tables: Vec<TableFingerprint>,
     /// dbsafe's version.
     pub tool_version: String,
+    /// The client tool that wrote the files (`pg_dump 15 (/usr/lib/postgresql/15/bin)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_tools: Option<String>,
     /// How long taking it took.
     pub duration_ms: u64,
 }
@@ -227,7 +230,14 @@ pub fn create(
             server_version,
             files: names,
             template_database,
-        } = take(db, &dir, strategy, &id)?;
+            client_tools,
+        } = take(
+            db,
+            &dir,
+            strategy,
+            &id,
+            config.snapshot.pg_bin_dir.as_deref(),
+        )?;
         let mut files = Vec::new();
         for name in names {
             let (size, sha256) = file_checksum(&dir.join(&name))?;
@@ -247,6 +257,7 @@ pub fn create(
             schema,
             tables,
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+            client_tools,
             duration_ms: started.elapsed().as_millis() as u64,
         })
     })();
@@ -272,6 +283,8 @@ struct Contents {
     files: Vec<String>,
     /// For `template`: the database holding the copy.
     template_database: Option<String>,
+    /// The client tool that wrote the files, when it matters (pg_dump).
+    client_tools: Option<String>,
 }
 
 /// Connections that compute data fingerprints at once while a snapshot is taken: the
@@ -288,9 +301,15 @@ fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>, what: &str) -
 
 /// Copies the database into `dir` (or a template database) and reads what the manifest
 /// records about it.
-fn take(db: &mut Database, dir: &Path, strategy: SnapshotStrategy, id: &str) -> Result<Contents> {
+fn take(
+    db: &mut Database,
+    dir: &Path,
+    strategy: SnapshotStrategy,
+    id: &str,
+    pg_bin_dir: Option<&Path>,
+) -> Result<Contents> {
     match (strategy, db.backend()) {
-        (SnapshotStrategy::PgDump, Backend::Postgres) => take_pg_dump(db, dir),
+        (SnapshotStrategy::PgDump, Backend::Postgres) => take_pg_dump(db, dir, pg_bin_dir),
         (SnapshotStrategy::Template, Backend::Postgres) => take_template(db, dir, id),
         _ => {
             let applied_migrations = ledger::diesel_applied(db)?;
@@ -305,6 +324,7 @@ fn take(db: &mut Database, dir: &Path, strategy: SnapshotStrategy, id: &str) -> 
                 server_version,
                 files,
                 template_database,
+                client_tools: None,
             })
         }
     }
@@ -313,14 +333,14 @@ fn take(db: &mut Database, dir: &Path, strategy: SnapshotStrategy, id: &str) -> 
 /// pg_dump and every fingerprint read one exported snapshot, so the manifest describes
 /// exactly what the dump holds whatever commits meanwhile; the data fingerprints run on
 /// connections of their own while pg_dump runs, the schema fingerprint on the snapshot's.
-fn take_pg_dump(db: &mut Database, dir: &Path) -> Result<Contents> {
-    backends::check_pg_dump(db)?;
+fn take_pg_dump(db: &mut Database, dir: &Path, pg_bin_dir: Option<&Path>) -> Result<Contents> {
+    let tools = backends::pg_tools(db, pg_bin_dir)?;
     let url = db.url().clone();
     let mut shared = inspect::SharedSnapshot::begin(&url)?;
     let job = shared.data_job()?;
     let snapshot = shared.id().to_owned();
     let (dumped, tables, read) = std::thread::scope(|scope| {
-        let dump = scope.spawn(|| backends::pg_dump(&url, dir, Some(&snapshot)));
+        let dump = scope.spawn(|| backends::pg_dump(&tools, &url, dir, Some(&snapshot)));
         let data = scope.spawn(move || job.run(fingerprint_jobs()));
         let reader = shared.database();
         let read = (|| -> Result<_> {
@@ -348,6 +368,7 @@ fn take_pg_dump(db: &mut Database, dir: &Path) -> Result<Contents> {
         server_version,
         files: vec![file],
         template_database: None,
+        client_tools: Some(tools.describe()),
     })
 }
 
@@ -378,6 +399,7 @@ fn take_template(db: &mut Database, dir: &Path, id: &str) -> Result<Contents> {
             server_version,
             files,
             template_database,
+            client_tools: None,
         }),
         Err(e) => {
             let _ = backends::drop_database(db.url(), &copy);
@@ -475,6 +497,7 @@ pub fn restore_into(config: &Config, manifest: &Manifest, url: &DatabaseUrl) -> 
         &SnapshotStore::new(config).path(&manifest.id),
         manifest,
         url,
+        config.snapshot.pg_bin_dir.as_deref(),
     )
 }
 
