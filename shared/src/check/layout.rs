@@ -132,6 +132,8 @@ fn read_migration(
         );
     }
     let down = read("down.sql")?;
+    // Read only to refuse, offline, a verify.sql that apply could not read (not UTF-8).
+    read("verify.sql")?;
     if config.check.require_down && !down.as_deref().is_some_and(has_sql) {
         let (message, line) = match &down {
             None => (
