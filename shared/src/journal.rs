@@ -130,7 +130,7 @@ mod tests {
     use crate::event::EventKind;
 
     #[test]
-    fn entries_read_back_as_written() {
+    fn entries_read_back_as_written_and_bad_run_ids_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::new(dir.path());
         let event = Event {
@@ -151,6 +151,9 @@ mod tests {
             },
         };
         journal.append("dev", &event).unwrap();
+        let mut hostile = event.clone();
+        hostile.run_id = Some("../../x".into());
+        journal.append("dev", &hostile).unwrap();
         let entries = journal.read().unwrap();
         assert_eq!(
             entries,
