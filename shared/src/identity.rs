@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -159,16 +160,22 @@ pub fn record(
     binding: &Binding,
 ) -> Result<()> {
     let mut file = read_bindings(snapshot_dir)?;
+    let path = bindings_path(snapshot_dir);
+    create_private_dir(snapshot_dir)?;
     if file.targets.get(&target.name) != Some(&binding.identity) {
         file.targets
             .insert(target.name.clone(), binding.identity.clone());
-        create_private_dir(snapshot_dir)?;
-        let path = bindings_path(snapshot_dir);
         let text = serde_json::to_string_pretty(&file).unwrap_or_default();
         // Write beside it, then rename: a concurrent reader sees the old or the new file, never half of one.
         let staging = path.with_extension(format!("json.{}", std::process::id()));
-        fs::write(&staging, text + "\n").map_err(|e| Error::io(&staging, e))?;
-        fs::rename(&staging, &path).map_err(|e| Error::io(path, e))?;
+        crate::snapshot::create_private_file(&staging)?
+            .write_all((text + "\n").as_bytes())
+            .map_err(|e| Error::io(&staging, e))?;
+        fs::rename(&staging, &path).map_err(|e| Error::io(&path, e))?;
+    } else {
+        // Written by an older dbsafe with the default mode: made private now.
+        #[cfg(unix)]
+        crate::journal::tighten(&path, 0o600)?;
     }
     ledger::meta_set(db, "bound_target", &target.name)?;
     ledger::meta_set(db, "identity", &binding.identity)

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::run::is_valid_id;
 
 /// One journal line: the event and the target it concerns.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -59,16 +60,21 @@ impl Journal {
         let mut file = options
             .open(&self.path)
             .map_err(|e| Error::io(&self.path, e))?;
+        #[cfg(unix)]
+        tighten(&self.path, 0o600)?;
         file.write_all(line.as_bytes())
             .map_err(|e| Error::io(&self.path, e))
     }
 
-    /// Every entry, oldest first; lines that do not parse are skipped.
+    /// Every entry, oldest first; lines that do not parse, or whose run id does not have the
+    /// form of an id, are skipped (an id from the journal never reaches a path or the ledger
+    /// unchecked).
     pub fn read(&self) -> Result<Vec<JournalEntry>> {
         match fs::read_to_string(&self.path) {
             Ok(text) => Ok(text
                 .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter_map(|l| serde_json::from_str::<JournalEntry>(l).ok())
+                .filter(|e| e.event.run_id.as_deref().is_none_or(is_valid_id))
                 .collect()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(Error::io(&self.path, e)),
@@ -76,17 +82,44 @@ impl Journal {
     }
 }
 
-/// Creates a directory and its parents; the directory itself gets mode 0700.
+/// dbsafe's own directory in a repository (`.dbsafe/`, the default snapshot folder's parent).
+const STATE_DIR: &str = ".dbsafe";
+
+/// Creates a directory and its missing parents with mode 0700. An existing one left more
+/// open by an older dbsafe is tightened to 0700, and so is `.dbsafe/` when it is the parent.
 pub fn create_private_dir(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .map_err(|e| Error::io(dir, e))?;
+        tighten(dir, 0o700)?;
+        if let Some(parent) = dir.parent()
+            && parent.file_name().is_some_and(|n| n == STATE_DIR)
+        {
+            tighten(parent, 0o700)?;
+        }
+    }
+    #[cfg(not(unix))]
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(())
+}
+
+/// Takes group and other permissions away from `path` when it has any (mode becomes
+/// `mode`); leaves it alone otherwise.
+#[cfg(unix)]
+pub fn tighten(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let current = fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .permissions()
+        .mode();
+    if current & 0o077 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(path, e))?;
     }
     Ok(())
 }
@@ -97,7 +130,7 @@ mod tests {
     use crate::event::EventKind;
 
     #[test]
-    fn entries_read_back_as_written() {
+    fn entries_read_back_as_written_and_bad_run_ids_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::new(dir.path());
         let event = Event {
@@ -118,6 +151,9 @@ mod tests {
             },
         };
         journal.append("dev", &event).unwrap();
+        let mut hostile = event.clone();
+        hostile.run_id = Some("../../x".into());
+        journal.append("dev", &hostile).unwrap();
         let entries = journal.read().unwrap();
         assert_eq!(
             entries,

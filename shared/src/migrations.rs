@@ -119,16 +119,31 @@ impl MigrationSet {
     }
 }
 
+/// A migration's file as text; `None` when it does not exist. A file that is not UTF-8
+/// is a bad migration (exit 2) naming the offset of its first invalid byte.
+pub fn read_migration_file(path: &Path) -> Result<Option<String>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    String::from_utf8(bytes).map(Some).map_err(|e| Error::BadMigration {
+        path: path.to_owned(),
+        problem: format!(
+            "is not valid UTF-8: the first invalid byte is at byte offset {} (line {}); save the file as UTF-8",
+            e.utf8_error().valid_up_to(),
+            e.as_bytes()[..e.utf8_error().valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1
+        ),
+    })
+}
+
 impl Migration {
     fn load(dir: &Path, name: &str) -> Result<Migration> {
-        let read = |file: &str| -> Result<Option<String>> {
-            let path = dir.join(file);
-            match std::fs::read_to_string(&path) {
-                Ok(text) => Ok(Some(text)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(Error::io(path, e)),
-            }
-        };
+        let read = |file: &str| read_migration_file(&dir.join(file));
         let up_sql = read("up.sql")?.unwrap_or_default();
         if up_sql.trim().is_empty() {
             return Err(Error::BadMigration {

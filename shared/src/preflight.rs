@@ -39,6 +39,26 @@ pub fn guard_protected(target: &Target, how: Confirmation) -> Result<()> {
     Ok(())
 }
 
+/// Checks the answer typed at the confirmation prompt of a protected target (`None`: end
+/// of input, Ctrl-D): only the target's exact name confirms; anything else refuses at once
+/// (exit 3), saying what was typed.
+pub fn check_answer(target: &Target, answer: Option<&str>) -> Result<()> {
+    let Some(answer) = answer.map(str::trim) else {
+        return Err(Error::Refused(format!(
+            "no answer (end of input): target `{}` is protected ({}), nothing touched",
+            target.name, target.environment
+        )));
+    };
+    if answer == target.name {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "you typed \"{}\", the target is `{}`: not confirmed, nothing touched. Type the target's name exactly, or pass --yes",
+        answer.escape_debug(),
+        target.name
+    )))
+}
+
 /// PostgreSQL only: refuse when transactions older than `max-transaction-age` are open (a
 /// migration's lock would queue behind them and block everyone) or when more than
 /// `max-connections` sessions are connected.
@@ -164,4 +184,35 @@ pub fn dirty_message(step: &StepRow) -> String {
             .unwrap_or_default(),
         step.version
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Environment;
+    use crate::target::DatabaseUrl;
+
+    #[test]
+    fn only_the_exact_name_confirms_and_end_of_input_refuses() {
+        let target = Target {
+            name: "prod".into(),
+            environment: Environment::Production,
+            protected: true,
+            url: DatabaseUrl::parse("sqlite://prod.db", std::path::Path::new("/")).unwrap(),
+        };
+        assert!(check_answer(&target, Some("prod\n")).is_ok());
+        let eof = check_answer(&target, None).unwrap_err();
+        assert_eq!(crate::cli::exit::code_of(&eof), 3);
+        assert!(eof.to_string().contains("end of input"), "{eof}");
+        let wrong = check_answer(&target, Some("staging\n")).unwrap_err();
+        assert_eq!(crate::cli::exit::code_of(&wrong), 3);
+        assert!(
+            wrong
+                .to_string()
+                .contains("you typed \"staging\", the target is `prod`"),
+            "{wrong}"
+        );
+        assert!(!wrong.to_string().contains("no terminal"), "{wrong}");
+        assert!(check_answer(&target, Some("")).is_err());
+    }
 }

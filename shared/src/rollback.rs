@@ -208,7 +208,7 @@ fn plan_with(
                 run.id
             ))
         })?;
-        let manifest = SnapshotStore::new(config).load(&id)?;
+        let manifest = SnapshotStore::new(config).load_for_restore(&id)?;
         let runs_undone = runs[..=index]
             .iter()
             .rev()

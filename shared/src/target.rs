@@ -76,13 +76,14 @@ impl DatabaseUrl {
             return server(Backend::Postgres, url.to_owned());
         }
         if lower.starts_with("mysql://") {
-            return server(Backend::Mysql, url.to_owned());
+            return server(Backend::Mysql, url.to_owned()).and_then(plain_mysql_database);
         }
         if lower.starts_with("mariadb://") {
             return server(
                 Backend::Mysql,
                 format!("mysql://{}", &url["mariadb://".len()..]),
-            );
+            )
+            .and_then(plain_mysql_database);
         }
         let sqlite_path = if let Some(rest) = strip_prefix_ci(url, "sqlite://") {
             rest
@@ -211,6 +212,24 @@ impl DatabaseUrl {
             sqlite_path: None,
         }
     }
+}
+
+/// Refuses a MySQL URL whose database name holds a `%` escape (a backtick, quote or space
+/// can only be written that way): diesel opens the name as written, undecoded, while the
+/// server tools and dbsafe's own SQL would use the decoded name, another database.
+fn plain_mysql_database(url: DatabaseUrl) -> Result<DatabaseUrl> {
+    let written = url::Url::parse(&url.connect)
+        .ok()
+        .and_then(|u| u.path_segments()?.next().map(str::to_owned))
+        .unwrap_or_default();
+    if !written.contains('%') {
+        return Ok(url);
+    }
+    Err(Error::BadUrl(format!(
+        "the database name `{written}` in {} is percent-encoded: diesel would open `{written}` while the MySQL tools would open `{}`. Use a database name of letters, digits and `_`",
+        url.redacted(),
+        percent_decode(&written)
+    )))
 }
 
 fn percent_decode(text: &str) -> String {

@@ -179,7 +179,7 @@ fn unreachable_servers() {
             &["apply"][..],
             &["status"],
             &["runs"],
-            &["runs", "show", "x"],
+            &["runs", "show", "20261121T153012Z-7f3a"],
         ] {
             let message = refused_cleanly(&p, command, 1);
             assert!(
@@ -321,13 +321,23 @@ fn unknown_run_id_lists_the_runs() {
     first.expect_code(0);
     let second = p.apply(&[]);
     second.expect_code(0);
-    for id in ["NOPE", ""] {
+    let unknown = "20200101T000000Z-dead";
+    let run = p.dbsafe(&["runs", "show", unknown, "--message-format", "json"]);
+    run.expect_code(2);
+    let message = json_error(&run);
+    assert!(message.contains(&format!("`{unknown}`")), "{message}");
+    assert!(message.contains(&first.run_id()), "{message}");
+    assert!(message.contains(&second.run_id()), "{message}");
+    // Not an id at all: refused for its form, naming the form.
+    for id in ["NOPE", "", "../x"] {
         let run = p.dbsafe(&["runs", "show", id, "--message-format", "json"]);
         run.expect_code(2);
         let message = json_error(&run);
-        assert!(message.contains(&format!("`{id}`")), "{message}");
-        assert!(message.contains(&first.run_id()), "{message}");
-        assert!(message.contains(&second.run_id()), "{message}");
+        assert!(
+            message.contains(&format!("`{id}` is not an id")),
+            "{message}"
+        );
+        assert!(message.contains("YYYYMMDDTHHMMSSZ-xxxx"), "{message}");
     }
     // A prefix of both ids: ambiguous, and said so.
     let run = p.dbsafe(&["runs", "show", "20", "--message-format", "json"]);
@@ -339,18 +349,19 @@ fn unknown_run_id_lists_the_runs() {
     // A database without a ledger: no runs yet.
     let fresh = Project::new(Backend::Sqlite);
     two_migrations(&fresh);
-    let run = fresh.dbsafe(&["runs", "show", "NOPE"]);
+    let run = fresh.dbsafe(&["runs", "show", unknown]);
     run.expect_code(2);
     assert!(run.stderr.contains("does not exist"), "{run:?}");
     assert!(!Path::new(&fresh.db.name).exists());
     fresh
         .db
         .execute("CREATE TABLE app (id INTEGER PRIMARY KEY)");
-    let run = fresh.dbsafe(&["runs", "show", "NOPE"]);
+    let run = fresh.dbsafe(&["runs", "show", unknown]);
     run.expect_code(2);
     assert!(
-        run.stderr
-            .contains("no run `NOPE` in the ledger of target `test`; it has no runs yet"),
+        run.stderr.contains(&format!(
+            "no run `{unknown}` in the ledger of target `test`; it has no runs yet"
+        )),
         "{run:?}"
     );
     assert!(!fresh.db.has_table("dbsafe_runs"));

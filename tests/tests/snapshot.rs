@@ -635,7 +635,7 @@ fn damaged_snapshots_fail_verification_naming_the_file(backend: Backend) {
     }
 
     // A corrupt manifest: a clear error naming it, for verify and verify --deep; list
-    // still lists the others.
+    // still lists the others and reports it (exit 1: a problem found).
     let manifest_path = dir.join("manifest.json");
     for corrupt in [&b"{\"id\": \"20"[..], b"", b"[1, 2, 3]"] {
         std::fs::write(&manifest_path, corrupt).unwrap();
@@ -654,8 +654,12 @@ fn damaged_snapshots_fail_verification_naming_the_file(backend: Backend) {
             assert!(!run.stderr.contains("panicked"), "{run:?}");
         }
         let list = p.dbsafe(&["snapshot", "list"]);
-        list.expect_code(0);
+        list.expect_code(1);
         assert!(list.stdout.contains(&first), "{list:?}");
+        assert!(
+            list.stderr.contains(&dir.display().to_string()) && list.stderr.contains("corrupt"),
+            "{list:?}"
+        );
     }
     assert_eq!(derived_databases(&p.db), Vec::<String>::new());
     assert_same_fingerprints("live at the end", &fingerprint(&p), &live);

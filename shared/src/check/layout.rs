@@ -117,14 +117,7 @@ fn read_migration(
     for file in files.iter().filter(|f| !KNOWN_FILES.contains(&f.as_str())) {
         findings.push(stray_file(config, &dir.join(file), "a migration directory"));
     }
-    let read = |file: &str| -> Result<Option<String>> {
-        let path = dir.join(file);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(path, e)),
-        }
-    };
+    let read = |file: &str| crate::migrations::read_migration_file(&dir.join(file));
     let up = read("up.sql")?.unwrap_or_default();
     if !has_sql(&up) {
         findings.push(
@@ -139,6 +132,8 @@ fn read_migration(
         );
     }
     let down = read("down.sql")?;
+    // Read only to refuse, offline, a verify.sql that apply could not read (not UTF-8).
+    read("verify.sql")?;
     if config.check.require_down && !down.as_deref().is_some_and(has_sql) {
         let (message, line) = match &down {
             None => (

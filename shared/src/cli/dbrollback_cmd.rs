@@ -64,6 +64,9 @@ pub fn main() -> ExitCode {
 }
 
 fn run(args: &DbrollbackArgs, output: &mut Output) -> Result<u8> {
+    if let Some(run) = &args.run {
+        crate::run::validate_id_prefix(run, "run id")?;
+    }
     let config = args.global.load_config()?;
     let target = args.global.resolve_target(&config)?;
     if args.list {

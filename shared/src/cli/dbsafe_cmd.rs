@@ -118,6 +118,19 @@ enum StateArg {
     Reverted,
 }
 
+/// Refuses an id argument that does not have the form of an id (exit 2), before anything
+/// is read or touched.
+fn validate_ids(command: &Command) -> Result<()> {
+    match command {
+        Command::Runs(RunsArgs {
+            show: Some(RunsCommand::Show { run }),
+            ..
+        }) => crate::run::validate_id_prefix(run, "run id").map(drop),
+        Command::Snapshot(snapshot) => super::snapshot_cmd::validate_ids(snapshot),
+        _ => Ok(()),
+    }
+}
+
 /// Runs `cargo dbsafe` with the process arguments; returns the exit code.
 pub fn main() -> ExitCode {
     crate::interrupt::install();
@@ -133,6 +146,7 @@ pub fn main() -> ExitCode {
 
 fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
     let global = &args.global;
+    validate_ids(&args.command)?;
     if let Command::Init = args.command {
         let root = match &global.manifest_path {
             Some(_) => global.load_config()?.root,
@@ -240,7 +254,7 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
             }
         }
         Command::Snapshot(command) => {
-            return super::snapshot_cmd::run(command, &config, &target, output);
+            return super::snapshot_cmd::run(command, &config, &target, global, output);
         }
     }
     Ok(super::exit::SUCCESS)

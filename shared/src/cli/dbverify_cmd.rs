@@ -56,6 +56,9 @@ pub fn main() -> ExitCode {
 }
 
 fn run(args: &DbverifyArgs, output: &mut Output) -> Result<u8> {
+    if let Some(id) = &args.against {
+        crate::run::validate_id(id, "--against run or snapshot id")?;
+    }
     let config = args.global.load_config()?;
     let target = args.global.resolve_target(&config)?;
     let mut db = Database::connect(&target.url, Create::Never)?;

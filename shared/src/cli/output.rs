@@ -2,7 +2,7 @@
 //! terminal, never in CI) or as JSON Lines; errors with their exit code; a broken pipe
 //! ends quietly.
 
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Write};
 
 use console::{Style, Term};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -363,7 +363,10 @@ fn stdout_line(text: &str) {
     }
 }
 
-/// Asks the operator to type the target's name to confirm an action on a protected target.
+/// Asks the operator to type the target's name to confirm an action on a protected target:
+/// `Ok(true)` when they did; a refusal (exit 3) saying what was typed, or at once on
+/// end of input (Ctrl-D). Read as a plain line (the terminal's own line editing), so Ctrl-D
+/// and Ctrl-C act as they do everywhere.
 pub fn prompt_confirmation(target: &Target, action: &str) -> Result<bool> {
     if !interactive() {
         return Ok(false);
@@ -376,6 +379,10 @@ pub fn prompt_confirmation(target: &Target, action: &str) -> Result<bool> {
         target.environment,
         target.url.redacted()
     ));
-    let answer = term.read_line().map_err(|e| Error::io("<terminal>", e))?;
-    Ok(answer.trim() == target.name)
+    let mut line = String::new();
+    let read = std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::io("<terminal>", e))?;
+    crate::preflight::check_answer(target, (read > 0).then_some(line.as_str())).map(|()| true)
 }

@@ -2,12 +2,13 @@
 
 use clap::{Args, Subcommand};
 
-use super::{Output, exit};
+use super::{GlobalArgs, Output, exit};
 use crate::config::{Config, SnapshotStrategy};
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::ledger;
-use crate::snapshot::{self, Manifest, SnapshotStore};
+use crate::preflight;
+use crate::snapshot::{self, Manifest, SnapshotStore, Unusable};
 use crate::target::Target;
 
 /// The `snapshot` subcommands.
@@ -56,6 +57,14 @@ pub struct PruneArgs {
     dry_run: bool,
 }
 
+/// Refuses a snapshot id argument that does not have the form of an id (exit 2).
+pub fn validate_ids(command: &SnapshotCommand) -> Result<()> {
+    match command {
+        SnapshotCommand::Verify(args) => crate::run::validate_id(&args.id, "snapshot id").map(drop),
+        _ => Ok(()),
+    }
+}
+
 fn bytes(manifest: &Manifest) -> u64 {
     manifest.files.iter().map(|f| f.size).sum()
 }
@@ -65,6 +74,7 @@ pub fn run(
     command: &SnapshotCommand,
     config: &Config,
     target: &Target,
+    global: &GlobalArgs,
     output: &mut Output,
 ) -> Result<u8> {
     match command {
@@ -89,9 +99,10 @@ pub fn run(
             Ok(exit::SUCCESS)
         }
         SnapshotCommand::List => {
-            let all: Vec<Manifest> = SnapshotStore::new(config)
-                .list()?
-                .into_iter()
+            let listing = SnapshotStore::new(config).list()?;
+            let all: Vec<&Manifest> = listing
+                .manifests
+                .iter()
                 .filter(|m| m.target == target.name)
                 .collect();
             if output.is_json() {
@@ -122,7 +133,7 @@ pub fn run(
                     .collect();
                 output.data(&lines.join("\n"));
             }
-            Ok(exit::SUCCESS)
+            report_unusable(&listing.unusable, output)
         }
         SnapshotCommand::Verify(args) => {
             let store = SnapshotStore::new(config);
@@ -165,8 +176,11 @@ pub fn run(
                     "no retention policy: pass --keep-last N and/or --keep-days D, or set [snapshot] keep-last / keep-days".into(),
                 ));
             }
+            if !args.dry_run {
+                preflight::guard_protected(target, global.confirm(target, "prune snapshots")?)?;
+            }
             let newest_run_snapshot = newest_run_snapshot(target)?;
-            let deleted = snapshot::prune(
+            let pruned = snapshot::prune(
                 config,
                 &target.name,
                 keep_last,
@@ -174,8 +188,9 @@ pub fn run(
                 newest_run_snapshot.as_deref(),
                 args.dry_run,
             )?;
+            let deleted = &pruned.deleted;
             if output.is_json() {
-                output.json(&serde_json::json!({"type": "snapshot.pruned", "deleted": deleted, "dry_run": args.dry_run}));
+                output.json(&serde_json::json!({"type": "snapshot.pruned", "deleted": deleted, "dry_run": args.dry_run, "skipped": pruned.skipped}));
             } else {
                 let verb = if args.dry_run {
                     "would delete"
@@ -192,9 +207,31 @@ pub fn run(
                     }
                 ));
             }
-            Ok(exit::SUCCESS)
+            report_unusable(&pruned.skipped, output)
         }
     }
+}
+
+/// Reports the snapshot directories whose manifest cannot be used (never followed): the
+/// command found problems (exit 1).
+fn report_unusable(unusable: &[Unusable], output: &mut Output) -> Result<u8> {
+    if unusable.is_empty() {
+        return Ok(exit::SUCCESS);
+    }
+    if output.is_json() {
+        unusable
+            .iter()
+            .for_each(|u| output.json_typed("snapshot.unusable", u));
+    }
+    let lines: Vec<String> = unusable
+        .iter()
+        .map(|u| format!("{}: {}", u.dir.display(), u.problem))
+        .collect();
+    Err(Error::Failed(format!(
+        "{} snapshot director(y/ies) left alone, never followed (inspect, then repair or delete by hand):\n  {}",
+        unusable.len(),
+        lines.join("\n  ")
+    )))
 }
 
 /// The snapshot of the newest run that has one: never pruned.

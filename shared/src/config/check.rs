@@ -99,6 +99,20 @@ pub(super) struct Settings {
     pub check: CheckSettings,
     /// `[lint]`.
     pub lint: LintConfig,
+    /// Every file named as SQL to run (`[[seed]] file`, `[[invariant]] sql-file`), with
+    /// where: the caller checks that each stays inside the repository.
+    pub sql_files: Vec<FileRef>,
+}
+
+/// A file dbsafe.toml names, as written, with the line and key that name it.
+#[derive(Debug, Clone)]
+pub(super) struct FileRef {
+    /// The path as written (relative to the root).
+    pub path: String,
+    /// The 1-based line of the value.
+    pub line: usize,
+    /// The dotted key, like `seed[0].file`.
+    pub key: String,
 }
 
 /// `[check]` as written: the lock file is still relative to the root.
@@ -125,6 +139,7 @@ pub(super) fn check(text: &str) -> Result<Settings, Vec<ConfigProblem>> {
     let mut checker = Checker {
         text,
         problems: Vec::new(),
+        sql_files: Vec::new(),
     };
     let (document, errors) = DeTable::parse_recoverable(text);
     if errors.is_empty() {
@@ -216,6 +231,8 @@ struct Checker<'t> {
     text: &'t str,
     /// Every problem found so far.
     problems: Vec<ConfigProblem>,
+    /// Every SQL file named so far.
+    sql_files: Vec<FileRef>,
 }
 
 impl Checker<'_> {
@@ -416,7 +433,20 @@ impl Checker<'_> {
             seeds,
             check,
             lint,
+            sql_files: std::mem::take(&mut self.sql_files),
         }
+    }
+
+    /// The non-empty string under `key`, remembered as a SQL file to read.
+    fn sql_file<'a>(&mut self, section: &Section<'a, '_>, key: &str) -> Option<&'a str> {
+        let path = self.non_empty(section, key)?;
+        let span = section.get(key).map(|item| item.span()).unwrap_or(0..0);
+        self.sql_files.push(FileRef {
+            path: path.to_owned(),
+            line: line_of(self.text, span.start),
+            key: section.path(key),
+        });
+        Some(path)
     }
 
     /// Checks `[check]`.
@@ -699,7 +729,7 @@ impl Checker<'_> {
             };
             self.unknown_keys(&section, SEED_KEYS);
             let name = self.non_empty(&section, "name").map(str::to_owned);
-            let file = self.non_empty(&section, "file").map(str::to_owned);
+            let file = self.sql_file(&section, "file").map(str::to_owned);
             for (key, missing) in [("name", name.is_none()), ("file", file.is_none())] {
                 if missing && section.get(key).is_none() {
                     self.problem(
@@ -772,7 +802,7 @@ impl Checker<'_> {
                 );
             }
             let sql = self.non_empty(&section, "sql").map(str::to_owned);
-            let sql_file = self.non_empty(&section, "sql-file").map(str::to_owned);
+            let sql_file = self.sql_file(&section, "sql-file").map(str::to_owned);
             let sql = match (sql, sql_file) {
                 (Some(_), Some(_)) => {
                     self.problem(

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::inspect::{self, SchemaFingerprint, TableFingerprint};
 use crate::journal::create_private_dir;
 use crate::ledger;
-use crate::run::{new_run_id, now};
+use crate::run::{ID_FORM, is_valid_id, new_run_id, now, validate_id};
 use crate::target::{Backend, DatabaseUrl, Target};
 
 /// One file of a snapshot.
@@ -73,6 +73,73 @@ pub struct Manifest {
     pub duration_ms: u64,
 }
 
+/// The manifest's file name in a snapshot's directory.
+const MANIFEST: &str = "manifest.json";
+
+impl Manifest {
+    /// Checks that a manifest read from directory `dir_name` is about that directory and
+    /// names nothing outside it: its id is the directory's name, its files are plain file
+    /// names in it, and a template database is the one dbsafe named after this id.
+    fn check_belongs_to(&self, dir_name: &str) -> Result<(), String> {
+        if self.id != dir_name {
+            return Err(format!(
+                "says its id is `{}`, but it is in directory `{dir_name}`: not followed",
+                self.id.escape_debug()
+            ));
+        }
+        if let Some(file) = self.files.iter().find(|f| !is_plain_file_name(&f.name)) {
+            return Err(format!(
+                "names file `{}`, which is not a plain file name in the snapshot's directory",
+                file.name.escape_debug()
+            ));
+        }
+        if let Some(template) = &self.template_database
+            && !template.ends_with(&template_suffix(&self.id))
+        {
+            return Err(format!(
+                "names template database `{}`, which is not the one dbsafe made for snapshot {} (its name ends with {})",
+                template.escape_debug(),
+                self.id,
+                template_suffix(&self.id)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How the name of a template snapshot's database ends (see `backends::derived_name`).
+fn template_suffix(id: &str) -> String {
+    format!("_dbsafe_snap_{}", id.to_ascii_lowercase().replace('-', "_"))
+}
+
+/// A single normal path component: no separator, not `.` or `..`, not empty.
+fn is_plain_file_name(name: &str) -> bool {
+    let mut components = Path::new(name).components();
+    matches!(
+        (components.next(), components.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    ) && !name.contains('/')
+}
+
+/// The snapshots of a folder.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Usable manifests, oldest first.
+    pub manifests: Vec<Manifest>,
+    /// Snapshot directories whose manifest cannot be used.
+    pub unusable: Vec<Unusable>,
+}
+
+/// A snapshot directory that is reported, never followed: its manifest is corrupt, or is
+/// not about that directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unusable {
+    /// The directory.
+    pub dir: PathBuf,
+    /// What is wrong.
+    pub problem: String,
+}
+
 /// Where a project's snapshots live.
 #[derive(Debug, Clone)]
 pub struct SnapshotStore {
@@ -87,63 +154,114 @@ impl SnapshotStore {
         }
     }
 
-    /// The directory of one snapshot.
-    pub fn path(&self, id: &str) -> PathBuf {
-        self.dir.join(id)
+    /// The directory of one snapshot. Only an id of the documented form is accepted (exit 2
+    /// otherwise), so the path is always a direct child of the snapshot folder.
+    pub fn path(&self, id: &str) -> Result<PathBuf> {
+        Ok(self.dir.join(validate_id(id, "snapshot id")?))
     }
 
-    /// Every snapshot's manifest, oldest first (unreadable ones are skipped).
-    pub fn list(&self) -> Result<Vec<Manifest>> {
+    /// Every usable snapshot's manifest, oldest first, and every snapshot directory whose
+    /// manifest cannot be used (corrupt, or not about that directory), with the reason.
+    pub fn list(&self) -> Result<Listing> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Listing::default()),
             Err(e) => return Err(Error::io(&self.dir, e)),
         };
-        let mut manifests: Vec<Manifest> = entries
-            .filter_map(|entry| entry.ok())
-            .filter(|entry| entry.path().join("manifest.json").is_file())
-            .filter_map(|entry| self.load(&entry.file_name().to_string_lossy()).ok())
-            .collect();
-        manifests.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
-        Ok(manifests)
+        let mut listing = Listing::default();
+        for entry in entries.filter_map(|entry| entry.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if !path.join(MANIFEST).is_file() {
+                continue; // a file of the folder (journal, bindings) or a snapshot being taken
+            }
+            let problem = if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                "is a symbolic link, not a snapshot directory: not followed".to_owned()
+            } else if !is_valid_id(&name) {
+                format!("its name is not a snapshot id of the form {ID_FORM}")
+            } else {
+                match self.read(&name) {
+                    Ok(Ok(manifest)) => {
+                        listing.manifests.push(manifest);
+                        continue;
+                    }
+                    Ok(Err(problem)) => problem,
+                    Err(e) => e.to_string(),
+                }
+            };
+            listing.unusable.push(Unusable { dir: path, problem });
+        }
+        listing
+            .manifests
+            .sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        listing.unusable.sort_by(|a, b| a.dir.cmp(&b.dir));
+        Ok(listing)
     }
 
-    /// One snapshot's manifest; an unknown id names the ones that exist.
+    /// One snapshot's manifest; an unknown id names the ones that exist, a bad id is exit 2,
+    /// a corrupt manifest (or one about another directory) is exit 1.
     pub fn load(&self, id: &str) -> Result<Manifest> {
-        let path = self.path(id).join("manifest.json");
-        let text = fs::read_to_string(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                let known: Vec<String> = fs::read_dir(&self.dir)
-                    .map(|d| {
-                        d.filter_map(|e| e.ok())
-                            .map(|e| e.file_name().to_string_lossy().into_owned())
-                            .filter(|n| n != "journal.jsonl" && n != "targets.json")
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                Error::Usage(format!(
-                    "no snapshot `{id}` in {}; {}",
-                    self.dir.display(),
-                    if known.is_empty() {
-                        "there are none yet".to_owned()
-                    } else {
-                        format!("snapshots: {}", known.join(", "))
-                    }
-                ))
-            } else {
-                Error::io(&path, e)
-            }
-        })?;
-        serde_json::from_str(&text).map_err(|e| {
+        self.read(id)?.map_err(|problem| {
             Error::Failed(format!(
-                "{} is corrupt ({e}): the snapshot cannot be trusted",
-                path.display()
+                "snapshot {id}: {problem}: the snapshot cannot be trusted"
             ))
         })
     }
 
+    /// [`SnapshotStore::load`] for a restore: a manifest that cannot be trusted refuses the
+    /// restore (exit 3), as damaged files do.
+    pub fn load_for_restore(&self, id: &str) -> Result<Manifest> {
+        self.read(id)?.map_err(|problem| {
+            Error::Refused(format!(
+                "snapshot {id}: {problem}: not restoring a snapshot that cannot be trusted"
+            ))
+        })
+    }
+
+    /// Reads and checks `<id>/manifest.json`: the outer error is a bad or unknown id or an
+    /// unreadable file, the inner one what makes the manifest unusable.
+    fn read(&self, id: &str) -> Result<Result<Manifest, String>> {
+        let path = self.path(id)?.join(MANIFEST);
+        let text = fs::read_to_string(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                self.unknown(id)
+            } else {
+                Error::io(&path, e)
+            }
+        })?;
+        Ok(match serde_json::from_str::<Manifest>(&text) {
+            Err(e) => Err(format!("{} is corrupt ({e})", path.display())),
+            Ok(manifest) => manifest
+                .check_belongs_to(id)
+                .map(|()| manifest)
+                .map_err(|problem| format!("{} {problem}", path.display())),
+        })
+    }
+
+    /// No snapshot `id`: names the ones there are.
+    fn unknown(&self, id: &str) -> Error {
+        let mut known: Vec<String> = fs::read_dir(&self.dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| is_valid_id(n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        known.sort();
+        Error::Usage(format!(
+            "no snapshot `{id}` in {}; {}",
+            self.dir.display(),
+            if known.is_empty() {
+                "there are none yet".to_owned()
+            } else {
+                format!("snapshots: {}", known.join(", "))
+            }
+        ))
+    }
+
     fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
-        let path = self.path(&manifest.id).join("manifest.json");
+        let path = self.path(&manifest.id)?.join(MANIFEST);
         let text = serde_json::to_string_pretty(manifest).unwrap_or_default();
         use std::io::Write;
         create_private_file(&path)?
@@ -158,7 +276,11 @@ pub fn create_private_file(path: &Path) -> Result<File> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path).map_err(|e| Error::io(path, e))
+    let file = options.open(path).map_err(|e| Error::io(path, e))?;
+    // An existing file keeps its mode on open: one left more open by an older dbsafe is tightened.
+    #[cfg(unix)]
+    crate::journal::tighten(path, 0o600)?;
+    Ok(file)
 }
 
 /// SHA-256 and size of a file, streaming.
@@ -218,7 +340,7 @@ pub fn create(
     let strategy = resolve_strategy(strategy, db.backend())?;
     let store = SnapshotStore::new(config);
     let id = new_run_id();
-    let dir = store.path(&id);
+    let dir = store.path(&id)?;
     create_private_dir(&config.snapshot_dir)?;
     create_private_dir(&dir)?;
     let started = Instant::now();
@@ -413,7 +535,10 @@ pub type Problems = Vec<String>;
 
 /// Checks every file against the manifest's size and SHA-256.
 pub fn verify_files(config: &Config, manifest: &Manifest) -> Problems {
-    let dir = SnapshotStore::new(config).path(&manifest.id);
+    let dir = match SnapshotStore::new(config).path(&manifest.id) {
+        Ok(dir) => dir,
+        Err(e) => return vec![e.to_string()],
+    };
     let mut problems = Vec::new();
     for file in &manifest.files {
         let path = dir.join(&file.name);
@@ -494,16 +619,26 @@ pub fn restore_into(config: &Config, manifest: &Manifest, url: &DatabaseUrl) -> 
         )));
     }
     backends::restore(
-        &SnapshotStore::new(config).path(&manifest.id),
+        &SnapshotStore::new(config).path(&manifest.id)?,
         manifest,
         url,
         config.snapshot.pg_bin_dir.as_deref(),
     )
 }
 
+/// What [`prune`] did.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    /// The ids deleted (or that would be, with `dry_run`).
+    pub deleted: Vec<String>,
+    /// Snapshot directories left alone because their manifest cannot be used.
+    pub skipped: Vec<Unusable>,
+}
+
 /// Deletes snapshots beyond the retention policy: keeps the newest `keep_last`, those
-/// younger than `keep_days`, and always the snapshot of the newest run. Returns the ids
-/// deleted (or that would be, with `dry_run`).
+/// younger than `keep_days`, and always the snapshot of the newest run. Only directories
+/// found in the snapshot folder whose manifest is about them are deleted; the others are
+/// skipped and reported.
 pub fn prune(
     config: &Config,
     target: &str,
@@ -511,16 +646,20 @@ pub fn prune(
     keep_days: Option<u32>,
     protect: Option<&str>,
     dry_run: bool,
-) -> Result<Vec<String>> {
+) -> Result<Pruned> {
     let store = SnapshotStore::new(config);
-    let mut mine: Vec<Manifest> = store
-        .list()?
+    let listing = store.list()?;
+    let mut mine: Vec<Manifest> = listing
+        .manifests
         .into_iter()
         .filter(|m| m.target == target)
         .collect();
     mine.sort_by(|a, b| (&b.created_at, &b.id).cmp(&(&a.created_at, &a.id)));
     let cutoff = keep_days.map(|days| days_ago(days as i64));
-    let mut deleted = Vec::new();
+    let mut pruned = Pruned {
+        deleted: Vec::new(),
+        skipped: listing.unusable,
+    };
     for (index, manifest) in mine.iter().enumerate() {
         let by_count = keep_last.is_some_and(|n| index < n as usize);
         let by_age = cutoff
@@ -535,12 +674,12 @@ pub fn prune(
             if let Some(template) = &manifest.template_database {
                 backends::drop_template(config, target, template)?;
             }
-            fs::remove_dir_all(store.path(&manifest.id))
-                .map_err(|e| Error::io(store.path(&manifest.id), e))?;
+            let dir = store.path(&manifest.id)?;
+            fs::remove_dir_all(&dir).map_err(|e| Error::io(dir, e))?;
         }
-        deleted.push(manifest.id.clone());
+        pruned.deleted.push(manifest.id.clone());
     }
-    Ok(deleted)
+    Ok(pruned)
 }
 
 fn days_ago(days: i64) -> String {

@@ -233,7 +233,8 @@ pub(super) fn duplicates(db: &mut Database, keys: &[KeyColumns]) -> Result<Findi
 /// The manifest to compare with: a snapshot id, or a run id whose pre-run snapshot is used.
 pub(super) fn resolve_against(config: &Config, db: &mut Database, id: &str) -> Result<Manifest> {
     let store = SnapshotStore::new(config);
-    if store.path(id).join("manifest.json").is_file() {
+    crate::run::validate_id(id, "--against run or snapshot id")?;
+    if store.path(id)?.join("manifest.json").is_file() {
         return store.load(id);
     }
     if ledger::exists(db)?
