@@ -23,7 +23,7 @@ use crate::migrations::{Migration, MigrationSet};
 use crate::preflight::{self, Confirmation};
 use crate::recorder::Recorder;
 use crate::restore::{self, RestoreRequest, restore_snapshot};
-use crate::run::{RunContext, now};
+use crate::run::{RunContext, names_in_brief, now};
 use crate::snapshot::{self, Manifest};
 use crate::step::{
     self, StepError, is_lock_timeout, is_transactional, millis, new_step, reset_timeouts,
@@ -580,11 +580,7 @@ fn fail_run(
             let state = format!(
                 "{headline}\n  The connection was lost and the target's lock could not be taken again ({e}); nothing was undone: the {} earlier migration(s) of run {run_id} stay applied ({})",
                 done.len(),
-                if applied_names.is_empty() {
-                    "none".to_owned()
-                } else {
-                    applied_names.join(", ")
-                }
+                names_in_brief(&applied_names)
             );
             return Err(Error::Attention(state));
         }
@@ -603,6 +599,12 @@ fn fail_run(
             EventKind::RunFailed {
                 status: status.into(),
                 error: error.clone(),
+                // What stays applied, in full (the message names only the first and last).
+                still_applied: if status == run_status::REVERTED {
+                    Vec::new()
+                } else {
+                    applied_names.iter().map(|n| (*n).to_owned()).collect()
+                },
             },
         );
         error
@@ -620,11 +622,7 @@ fn fail_run(
              {} of {total} migrations of run {run_id} applied before it ({}).\n  \
              Inspect the database, finish or undo the migration by hand, then: cargo dbsafe resolve {} --as applied|reverted",
             done.len(),
-            if applied_names.is_empty() {
-                "none".to_owned()
-            } else {
-                applied_names.join(", ")
-            },
+            names_in_brief(&applied_names),
             failure.version
         );
         return Err(Error::Attention(finish(
@@ -639,11 +637,7 @@ fn fail_run(
             let state = format!(
                 "{headline}\n  on-failure = stop: the {} migration(s) applied before it stay applied ({}); run {run_id} is marked failed",
                 done.len(),
-                if applied_names.is_empty() {
-                    "none".to_owned()
-                } else {
-                    applied_names.join(", ")
-                }
+                names_in_brief(&applied_names)
             );
             Err(Error::Failed(finish(
                 db,
@@ -660,7 +654,7 @@ fn fail_run(
                     if done.is_empty() {
                         String::new()
                     } else {
-                        format!(" ({})", applied_names.join(", "))
+                        format!(" ({})", names_in_brief(&applied_names))
                     }
                 );
                 Err(Error::Failed(finish(
@@ -704,6 +698,7 @@ fn restore_after_failure(
         EventKind::RunFailed {
             status: run_status::RESTORED.into(),
             error: message.clone(),
+            still_applied: Vec::new(),
         },
     );
     let retry = format!(
@@ -780,7 +775,7 @@ fn revert(
             (first_seq + offset) as i32,
             &reverted,
         )
-        .map_err(|e| format!("{e}; still applied: {}", remaining.join(", ")))?;
+        .map_err(|e| format!("{e}; still applied: {}", names_in_brief(&remaining)))?;
         remaining.pop();
     }
     Ok(())

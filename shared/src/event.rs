@@ -172,6 +172,10 @@ pub enum EventKind {
         status: String,
         /// What went wrong.
         error: String,
+        /// The migrations of the run that stay applied, every one (the human message
+        /// names only the first and the last of a long list).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        still_applied: Vec<String>,
     },
     /// The target was bound to a new database identity.
     #[serde(rename = "ledger.rebind")]

@@ -410,7 +410,7 @@ fn revert_run(
                 .collect();
             let state = format!(
                 "{index} of {total} reverted; {message}.\n  The database now still has: {}.\n  Fix the down.sql (or the database) and run the same rollback again: it continues from here",
-                remaining.join(", ")
+                crate::run::names_in_brief(&remaining)
             );
             let _ = ledger::finish_run(
                 &mut db.conn,
@@ -425,6 +425,7 @@ fn revert_run(
                 EventKind::RunFailed {
                     status: run_status::FAILED.into(),
                     error: state.clone(),
+                    still_applied: remaining.iter().map(|n| (*n).to_owned()).collect(),
                 },
             );
             return Err(Error::Attention(state));

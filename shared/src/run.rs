@@ -210,3 +210,16 @@ mod tests {
         assert_eq!(t.len(), "2026-11-21T15:59:37.470Z".len(), "{t}");
     }
 }
+
+/// Names for a one-line message: all of them when few, else the count, the first and the
+/// last, and where to see the rest (a run of 186 migrations must not print 186 names).
+pub fn names_in_brief(names: &[&str]) -> String {
+    match names {
+        [] => "none".to_owned(),
+        [first, .., last] if names.len() > 6 => format!(
+            "{} migrations, {first} to {last}; `cargo dbsafe status` lists them",
+            names.len()
+        ),
+        _ => names.join(", "),
+    }
+}

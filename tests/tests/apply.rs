@@ -9,7 +9,43 @@ each_backend!(
     target_version_stops_after_it,
     verify_sql_returning_false_leaves_nothing,
     run_in_transaction_false_is_recorded,
+    a_long_failed_run_is_summed_up,
 );
+
+/// A run that fails after many migrations names the count, the first and the last and the
+/// command that lists them, not every name; the JSON `run.failed` keeps the full list.
+fn a_long_failed_run_is_summed_up(backend: Backend) {
+    let p = Project::new(backend);
+    p.write_config("[apply]\non-failure = \"stop\"\n");
+    for i in 1..=40 {
+        p.migration(
+            &format!("2024-01-01-{i:06}_table_{i}"),
+            &format!("CREATE TABLE t{i} (id INTEGER PRIMARY KEY);"),
+            Some(&format!("DROP TABLE t{i};")),
+        );
+    }
+    p.migration(
+        "2024-01-01-000041_broken",
+        "SELECT * FROM no_such_table;",
+        Some("SELECT 1;"),
+    );
+    let run = p.apply(&[]);
+    // On MariaDB a failed migration may have half-applied (its DDL commits alone): dirty.
+    run.expect_code(if backend == Backend::Mysql { 4 } else { 1 });
+    let message = run
+        .events()
+        .into_iter()
+        .find(|e| e["type"] == "run.failed")
+        .expect("a run.failed event");
+    let error = message["error"].as_str().unwrap();
+    assert!(
+        error.contains("40 migrations, 2024-01-01-000001_table_1 to 2024-01-01-000040_table_40; `cargo dbsafe status` lists them"),
+        "{error}"
+    );
+    assert!(!error.contains("table_20"), "{error}");
+    assert_eq!(message["still_applied"].as_array().unwrap().len(), 40);
+    assert_eq!(p.db.diesel_versions().len(), 40);
+}
 
 fn fresh_apply_records_a_run(backend: Backend) {
     let p = Project::new(backend);
