@@ -157,6 +157,19 @@ pub fn format_utc(t: OffsetDateTime) -> String {
     )
 }
 
+/// Names for a one-line message: all of them when few, else the count, the first and the
+/// last, and where to see the rest (a run of 186 migrations must not print 186 names).
+pub fn names_in_brief(names: &[&str]) -> String {
+    match names {
+        [] => "none".to_owned(),
+        [first, .., last] if names.len() > 6 => format!(
+            "{} migrations, {first} to {last}; `cargo dbsafe status` lists them",
+            names.len()
+        ),
+        _ => names.join(", "),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,18 +221,5 @@ mod tests {
     fn times_have_a_fixed_width() {
         let t = now();
         assert_eq!(t.len(), "2026-11-21T15:59:37.470Z".len(), "{t}");
-    }
-}
-
-/// Names for a one-line message: all of them when few, else the count, the first and the
-/// last, and where to see the rest (a run of 186 migrations must not print 186 names).
-pub fn names_in_brief(names: &[&str]) -> String {
-    match names {
-        [] => "none".to_owned(),
-        [first, .., last] if names.len() > 6 => format!(
-            "{} migrations, {first} to {last}; `cargo dbsafe status` lists them",
-            names.len()
-        ),
-        _ => names.join(", "),
     }
 }
