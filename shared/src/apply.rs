@@ -714,7 +714,18 @@ fn restore_after_failure(
         RestoreRequest {
             skip: &[],
             retry,
-            write_own: &mut |_| Ok(()),
+            // The run, written back from the live ledger as it stood, ends `restored`.
+            write_own: &mut |copy: &mut Database| {
+                ledger::finish_run(
+                    &mut copy.conn,
+                    &run_id,
+                    run_status::RESTORED,
+                    &now(),
+                    None,
+                    Some(&message),
+                )
+                .map_err(|e| Error::db("writing dbsafe_runs", e))
+            },
         },
     ) {
         Ok(outcome) => outcome,

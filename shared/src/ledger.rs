@@ -13,7 +13,8 @@ use crate::event::Event;
 use crate::target::Backend;
 
 /// The version of the ledger's own schema; later releases upgrade older ledgers in [`ensure`].
-pub const LEDGER_SCHEMA_VERSION: i64 = 1;
+/// Version 2 added `dbsafe_runs.restored_by`.
+pub const LEDGER_SCHEMA_VERSION: i64 = 2;
 
 pub use schema::*;
 
@@ -49,6 +50,7 @@ pub mod schema {
             bundle_hash -> Nullable<Text>,
             error -> Nullable<Text>,
             parent_run -> Nullable<Text>,
+            restored_by -> Nullable<Text>,
         }
     }
 
@@ -83,6 +85,8 @@ pub mod schema {
             payload -> Text,
         }
     }
+
+    diesel::allow_tables_to_appear_in_same_query!(dbsafe_runs, dbsafe_steps);
 
     diesel::table! {
         /// diesel's own table (read only: diesel_cli reads it).
@@ -129,6 +133,9 @@ pub struct RunRow {
     pub error: Option<String>,
     /// For a rollback, the run it undid.
     pub parent_run: Option<String>,
+    /// The run whose snapshot restore rewound this one's changes (its record was written
+    /// back as it was, with this link).
+    pub restored_by: Option<String>,
 }
 
 /// A step as stored in `dbsafe_steps`.
@@ -210,7 +217,7 @@ fn ddl(backend: Backend) -> Vec<String> {
                 tool_version VARCHAR(32) NOT NULL, git_commit VARCHAR(64), git_dirty {boolean},
                 started_at VARCHAR(40) NOT NULL, finished_at VARCHAR(40),
                 status VARCHAR(16) NOT NULL, snapshot_id VARCHAR(64), bundle_hash VARCHAR(64),
-                error {long_text}, parent_run VARCHAR(40))"
+                error {long_text}, parent_run VARCHAR(40), restored_by VARCHAR(40))"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS dbsafe_steps (
@@ -294,8 +301,23 @@ pub fn ensure(db: &mut Database) -> Result<()> {
                 "this database's dbsafe ledger has schema version {v}, newer than this dbsafe understands ({LEDGER_SCHEMA_VERSION}): upgrade dbsafe (cargo install cargo-dbsafe)"
             )))
         }
-        _ => Ok(()),
+        // A ledger whose tables predate its meta row (cut short, or older) is checked too.
+        _ => upgrade(db),
     }
+}
+
+/// Brings an older ledger to [`LEDGER_SCHEMA_VERSION`]: each change is idempotent (a
+/// column is added only when missing), so an upgrade cut short is completed next time.
+fn upgrade(db: &mut Database) -> Result<()> {
+    let fail = |e| Error::db("upgrading dbsafe's ledger", e);
+    if db.execute("SELECT restored_by FROM dbsafe_runs WHERE 1 = 0").is_err() {
+        db.execute("ALTER TABLE dbsafe_runs ADD COLUMN restored_by VARCHAR(40)")
+            .map_err(fail)?;
+    }
+    if meta_get(db, "schema_version")?.as_deref() != Some(&LEDGER_SCHEMA_VERSION.to_string()) {
+        meta_set(db, "schema_version", &LEDGER_SCHEMA_VERSION.to_string())?;
+    }
+    Ok(())
 }
 
 /// Reads a `dbsafe_meta` value.
@@ -492,11 +514,79 @@ pub fn events(db: &mut Database, run_id: &str) -> Result<Vec<Event>> {
         .collect())
 }
 
+/// An event row as stored in `dbsafe_events`, copied as it is.
+#[derive(Debug, Clone, PartialEq, Queryable, Insertable)]
+#[diesel(table_name = dbsafe_events)]
+pub struct EventRow {
+    /// The run.
+    pub run_id: String,
+    /// Order within the run.
+    pub seq: i32,
+    /// The event's `type`.
+    pub event_type: String,
+    /// When.
+    pub at: String,
+    /// Who.
+    pub operator: Option<String>,
+    /// The whole event, JSON.
+    pub payload: String,
+}
+
+/// Copies runs of `from`'s ledger into `to`'s exactly as they are (run row, steps,
+/// events), each linked to the run `restored_by`; the runs `to` already has, and those in
+/// `skip`, are left out. Returns the ids copied, oldest first.
+pub fn copy_runs(
+    from: &mut Database,
+    to: &mut Database,
+    skip: &[String],
+    restored_by: &str,
+) -> Result<Vec<String>> {
+    let have: std::collections::BTreeSet<String> = runs(to, i64::MAX)?.into_iter().map(|r| r.id).collect();
+    let mut copied = Vec::new();
+    let mut wanted = runs(from, i64::MAX)?;
+    wanted.reverse();
+    for mut run in wanted {
+        if have.contains(&run.id) || skip.contains(&run.id) {
+            continue;
+        }
+        let steps = steps(from, &run.id)?;
+        let events: Vec<EventRow> = dbsafe_events::table
+            .filter(dbsafe_events::run_id.eq(&run.id))
+            .order(dbsafe_events::seq)
+            .load(&mut from.conn)
+            .map_err(|e| Error::db("reading dbsafe_events", e))?;
+        run.restored_by = Some(restored_by.to_owned());
+        to.conn
+            .transaction(|conn| {
+                insert_run(conn, &run)?;
+                for step in &steps {
+                    insert_step(conn, step)?;
+                }
+                for event in &events {
+                    diesel::insert_into(dbsafe_events::table).values(event).execute(conn)?;
+                }
+                Ok::<_, diesel::result::Error>(())
+            })
+            .map_err(|e| Error::db("writing the rewound runs into the restored ledger", e))?;
+        copied.push(run.id);
+    }
+    Ok(copied)
+}
+
 /// Steps left `started` by a non-transactional migration that never finished: each makes
 /// the target dirty.
 pub fn dirty_steps(db: &mut Database) -> Result<Vec<StepRow>> {
     dbsafe_steps::table
         .filter(dbsafe_steps::status.eq(step_status::STARTED))
+        // Not of a run rewound by a snapshot restore: its record is kept as it was, but
+        // its steps describe a past the database no longer has.
+        .filter(
+            dbsafe_steps::run_id.eq_any(
+                dbsafe_runs::table
+                    .filter(dbsafe_runs::restored_by.is_null())
+                    .select(dbsafe_runs::id),
+            ),
+        )
         .order((dbsafe_steps::run_id, dbsafe_steps::seq))
         .load(&mut db.conn)
         .map_err(|e| Error::db("reading dbsafe_steps", e))
@@ -507,6 +597,15 @@ pub fn dirty_steps(db: &mut Database) -> Result<Vec<StepRow>> {
 pub fn latest_steps(db: &mut Database) -> Result<BTreeMap<String, StepRow>> {
     let rows: Vec<StepRow> = dbsafe_steps::table
         .filter(dbsafe_steps::status.eq_any([step_status::APPLIED, step_status::REVERTED]))
+        // Not of a run rewound by a snapshot restore: its record is kept as it was, but
+        // its steps describe a past the database no longer has.
+        .filter(
+            dbsafe_steps::run_id.eq_any(
+                dbsafe_runs::table
+                    .filter(dbsafe_runs::restored_by.is_null())
+                    .select(dbsafe_runs::id),
+            ),
+        )
         // By time first: run ids sort by time only to the second (their suffix is random),
         // and runs never overlap (the target lock), so step start times order them.
         .order((

@@ -69,6 +69,7 @@ impl<'a> Recorder<'a> {
             bundle_hash: None,
             error: None,
             parent_run: parent.map(str::to_owned),
+            restored_by: None,
         }
     }
 

@@ -84,9 +84,11 @@ pub fn restore_snapshot(
         let mut copy = Database::connect(staging.url(), Create::Never)?;
         let runs = rehydrate(
             &mut copy,
+            db,
             &Journal::new(&config.snapshot_dir),
             &target.name,
             request.skip,
+            &run_id,
         )?;
         (request.write_own)(&mut copy)?;
         // The events recorded so far go into the copy with the rows: from the swap on, the
@@ -260,15 +262,24 @@ pub fn report_finished(
     Ok(())
 }
 
-/// Writes every run of `target` that the journal knows and the ledger no longer has back
-/// into the ledger, with its events, marked `restored`.
-pub fn rehydrate(
+/// Writes back into the restored copy's ledger (`db`) the runs the restore rewinds, each
+/// linked to `restored_by`: those in the live target's ledger exactly as they are there
+/// (run, steps, events), then any the journal knows and neither ledger has, rebuilt from
+/// their events and marked `restored`.
+fn rehydrate(
     db: &mut Database,
+    live: &mut Database,
     journal: &Journal,
     target: &str,
     skip: &[String],
+    restored_by: &str,
 ) -> Result<Vec<String>> {
     ledger::ensure(db)?;
+    let mut restored = if ledger::exists(live)? {
+        ledger::copy_runs(live, db, skip, restored_by)?
+    } else {
+        Vec::new()
+    };
     let known: BTreeSet<String> = ledger::runs(db, i64::MAX)?
         .into_iter()
         .map(|r| r.id)
@@ -288,16 +299,16 @@ pub fn rehydrate(
             order.push(id.clone());
         }
     }
-    let mut restored = Vec::new();
     for id in order {
         let events: Vec<&Event> = entries
             .iter()
             .filter(|e| e.event.run_id.as_deref() == Some(&id))
             .map(|e| &e.event)
             .collect();
-        let Some(row) = run_row_from(&id, target, &events) else {
+        let Some(mut row) = run_row_from(&id, target, &events) else {
             continue;
         };
+        row.restored_by = Some(restored_by.to_owned());
         let write = |db: &mut Database| -> diesel::QueryResult<()> {
             ledger::insert_run(&mut db.conn, &row)?;
             for (seq, event) in events.iter().enumerate() {
@@ -357,5 +368,6 @@ fn run_row_from(id: &str, target: &str, events: &[&Event]) -> Option<RunRow> {
         bundle_hash: None,
         error,
         parent_run: None,
+        restored_by: None,
     })
 }

@@ -238,7 +238,14 @@ fn restore_again_finishes(p: &Project, a: &str) -> Run {
         p.db.strings(&format!(
             "SELECT status AS v FROM dbsafe_runs WHERE id = '{a}'"
         )),
-        ["restored"]
+        ["succeeded"],
+        "written back exactly as it was"
+    );
+    assert_eq!(
+        p.db.strings(&format!(
+            "SELECT restored_by AS v FROM dbsafe_runs WHERE id = '{a}'"
+        )),
+        [again.run_id()]
     );
     assert_eq!(
         p.db.strings(&format!(

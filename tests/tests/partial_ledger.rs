@@ -35,7 +35,7 @@ fn a_partial_ledger_is_completed_before_it_is_read(backend: Backend) {
     assert_eq!(p.db.diesel_versions(), ["20240101000001"]);
     assert_eq!(
         p.db.strings("SELECT value AS v FROM dbsafe_meta WHERE name = 'schema_version'"),
-        ["1"]
+        [dbsafe::ledger::LEDGER_SCHEMA_VERSION.to_string()]
     );
     assert_eq!(p.db.count("dbsafe_steps"), 1);
     p.dbsafe(&["runs"]).expect_code(0);

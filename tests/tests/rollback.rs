@@ -706,11 +706,15 @@ fn restore_the_snapshot_before_a_run(backend: Backend) {
         listed,
         [
             (base.clone(), "apply".into(), "succeeded".into()),
-            (a.clone(), "apply".into(), "restored".into()),
-            (b.clone(), "apply".into(), "restored".into()),
+            (a.clone(), "apply".into(), "succeeded".into()),
+            (b.clone(), "apply".into(), "succeeded".into()),
             (restore_run.clone(), "restore".into(), "succeeded".into()),
         ]
     );
+    // Written back exactly as they were, linked to the restore that rewound them.
+    assert_eq!(run_field(&p.db, &a, "restored_by"), restore_run);
+    assert_eq!(run_field(&p.db, &b, "restored_by"), restore_run);
+    assert_eq!(run_field(&p.db, &base, "restored_by"), "");
     assert_eq!(run_field(&p.db, &restore_run, "parent_run"), a);
     assert_eq!(run_field(&p.db, &restore_run, "snapshot_id"), safety);
     assert_eq!(
