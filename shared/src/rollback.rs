@@ -34,6 +34,9 @@ pub struct RollbackOptions {
     pub to: Option<String>,
     /// Restore the run's pre-run snapshot instead of reverting.
     pub restore: bool,
+    /// Restore this snapshot of the target (`cargo dbsafe snapshot restore ID`) rather
+    /// than a run's.
+    pub snapshot: Option<String>,
     /// Roll back later runs on top first, newest first.
     pub cascade: bool,
     /// Report the plan, touch nothing.
@@ -67,7 +70,7 @@ pub struct PlannedRevert {
 /// What a rollback will do (or did).
 #[derive(Debug, Clone, Serialize)]
 pub struct RollbackPlan {
-    /// The run asked for.
+    /// The run asked for (empty when a snapshot was asked for by its id).
     pub run_id: String,
     /// Level 1: the migrations to revert, in the order they will run (newest first).
     pub reverts: Vec<PlannedRevert>,
@@ -198,6 +201,23 @@ fn plan_with(
     db: &mut Database,
     options: &RollbackOptions,
 ) -> Result<RollbackPlan> {
+    if let Some(snapshot_id) = &options.snapshot {
+        return plan_snapshot_restore(config, db, snapshot_id, String::new());
+    }
+    // A restore run is undone by restoring the safety snapshot it took (level 2 only).
+    if let Some(asked) = &options.run
+        && let Some(restore) = ledger::runs(db, i64::MAX)?
+            .into_iter()
+            .find(|r| r.kind == "restore" && (r.id == *asked || r.id.starts_with(asked.as_str())))
+    {
+        let safety = restore.snapshot_id.clone().ok_or_else(|| {
+            Error::Usage(format!(
+                "restore run {} has no safety snapshot to restore",
+                restore.id
+            ))
+        })?;
+        return plan_snapshot_restore(config, db, &safety, restore.id);
+    }
     let runs = still_applied(db)?;
     let index = find_run(&runs, options.run.as_deref(), options.restore)?;
     let (run, _) = &runs[index];
@@ -278,6 +298,36 @@ fn plan_with(
     })
 }
 
+/// The plan of restoring snapshot `id` of this target, undoing `parent` (a restore run, or
+/// none): every run since the snapshot was taken is rewound.
+fn plan_snapshot_restore(
+    config: &Config,
+    db: &mut Database,
+    id: &str,
+    parent: String,
+) -> Result<RollbackPlan> {
+    let manifest = SnapshotStore::new(config).load_for_restore(id)?;
+    let target = ledger::meta_get(db, "bound_target")?;
+    if target.as_deref().is_some_and(|t| t != manifest.target) {
+        return Err(Error::Refused(format!(
+            "snapshot {id} is of target `{}`, not of this one: restore it on its own target",
+            manifest.target
+        )));
+    }
+    let mut runs_undone: Vec<String> = ledger::runs(db, i64::MAX)?
+        .into_iter()
+        .filter(|r| r.started_at >= manifest.created_at && r.restored_by.is_none())
+        .map(|r| r.id)
+        .collect();
+    runs_undone.reverse();
+    Ok(RollbackPlan {
+        run_id: parent,
+        reverts: Vec::new(),
+        snapshot: Some(manifest),
+        runs_undone,
+    })
+}
+
 /// Checks that the code being undone is the code that was done.
 fn planned(set: &MigrationSet, run: &RunRow, step: &StepRow) -> Result<PlannedRevert> {
     let migration = set.get(&step.version).ok_or_else(|| {
@@ -352,7 +402,7 @@ pub fn rollback(
         // A restore rewinds a dirty target too; reverting on one is not safe.
         let dirty = ledger::dirty_steps(&mut db)?;
         if let Some(step) = dirty.first()
-            && !options.restore
+            && plan.snapshot.is_none()
         {
             return Err(Error::Refused(preflight::dirty_message(step)));
         }
@@ -361,7 +411,7 @@ pub fn rollback(
         identity::record(&mut db, target, &config.snapshot_dir, &binding)?;
         // Plan again under the lock: another process may have changed the ledger meanwhile.
         let plan = plan_with(config, &mut db, options)?;
-        if options.restore {
+        if plan.snapshot.is_some() {
             restore_run(config, target, &mut db, &mut recorder, plan)
         } else {
             revert_run(config, target, &mut db, &mut recorder, plan)
@@ -500,16 +550,18 @@ fn restore_run(
     )?;
     // The run's own row goes into the restored copy just before the swap, with the events
     // recorded so far: the swap makes the restore and its record true at once.
-    let row = recorder.run_row(
-        target,
-        "restore",
-        Some(&plan.run_id),
-        Some(safety.id.clone()),
-    );
-    let retry = format!(
-        "cargo dbrollback {} --restore --target {}",
-        plan.run_id, target.name
-    );
+    let parent = Some(plan.run_id.as_str()).filter(|p| !p.is_empty());
+    let row = recorder.run_row(target, "restore", parent, Some(safety.id.clone()));
+    let retry = match parent {
+        Some(parent) => format!(
+            "cargo dbrollback {parent} --restore --target {}",
+            target.name
+        ),
+        None => format!(
+            "cargo dbsafe snapshot restore {} --target {}",
+            manifest.id, target.name
+        ),
+    };
     let skip = [run_id.clone()];
     let mut write_own = |copy: &mut Database| -> Result<()> {
         ledger::insert_run(&mut copy.conn, &row).map_err(|e| Error::db("writing dbsafe_runs", e))

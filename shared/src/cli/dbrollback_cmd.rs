@@ -107,6 +107,7 @@ fn run(args: &DbrollbackArgs, output: &mut Output) -> Result<u8> {
         run: args.run.clone(),
         to: args.to.clone(),
         restore: args.restore,
+        snapshot: None,
         cascade: args.cascade,
         dry_run: args.dry_run,
         confirmation: if args.dry_run {
@@ -125,8 +126,17 @@ fn run(args: &DbrollbackArgs, output: &mut Output) -> Result<u8> {
     } else if !output.is_json() {
         let what = match &outcome.safety_snapshot {
             Some(safety) => format!(
-                "restored the snapshot taken before run {} (the state before is in safety snapshot {safety})",
-                outcome.plan.run_id
+                "restored snapshot {} ({}; the state before is in safety snapshot {safety})",
+                outcome
+                    .plan
+                    .snapshot
+                    .as_ref()
+                    .map_or("?", |m| m.id.as_str()),
+                if outcome.plan.run_id.is_empty() {
+                    "asked for by id".to_owned()
+                } else {
+                    format!("undoing run {}", outcome.plan.run_id)
+                }
             ),
             None => format!(
                 "reverted {} migration(s) of run {}",
@@ -140,7 +150,7 @@ fn run(args: &DbrollbackArgs, output: &mut Output) -> Result<u8> {
 }
 
 /// The plan of a dry run, as text.
-fn describe(plan: &RollbackPlan) -> String {
+pub(super) fn describe(plan: &RollbackPlan) -> String {
     let mut text = String::new();
     if let Some(snapshot) = &plan.snapshot {
         text.push_str(&format!(

@@ -23,6 +23,19 @@ pub enum SnapshotCommand {
     Verify(VerifyArgs),
     /// Delete snapshots beyond the retention policy ([snapshot] keep-last / keep-days).
     Prune(PruneArgs),
+    /// Restore a verified snapshot of the target as a recorded restore run: a safety
+    /// snapshot first, the copy written beside the target and proved, then swapped in.
+    Restore(RestoreArgs),
+}
+
+/// `snapshot restore` flags.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The snapshot id.
+    id: String,
+    /// Say what would be restored and lost, touch nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// `snapshot create` flags.
@@ -61,6 +74,9 @@ pub struct PruneArgs {
 pub fn validate_ids(command: &SnapshotCommand) -> Result<()> {
     match command {
         SnapshotCommand::Verify(args) => crate::run::validate_id(&args.id, "snapshot id").map(drop),
+        SnapshotCommand::Restore(args) => {
+            crate::run::validate_id(&args.id, "snapshot id").map(drop)
+        }
         _ => Ok(()),
     }
 }
@@ -167,6 +183,35 @@ pub fn run(
                     problems.join("\n  ")
                 )))
             }
+        }
+        SnapshotCommand::Restore(args) => {
+            let options = crate::rollback::RollbackOptions {
+                snapshot: Some(args.id.clone()),
+                restore: true,
+                dry_run: args.dry_run,
+                confirmation: if args.dry_run {
+                    Default::default()
+                } else {
+                    global.confirm(target, "restore a snapshot")?
+                },
+                ..Default::default()
+            };
+            let outcome = crate::rollback::rollback(config, target, &options, output)?;
+            if args.dry_run {
+                if output.is_json() {
+                    output.json_typed("rollback.plan", &outcome.plan);
+                } else {
+                    output.data(&super::dbrollback_cmd::describe(&outcome.plan));
+                }
+            } else if !output.is_json() {
+                output.note(&format!(
+                    "restore run {}: restored snapshot {} (the state before is in safety snapshot {})",
+                    outcome.run_id,
+                    args.id,
+                    outcome.safety_snapshot.as_deref().unwrap_or("?")
+                ));
+            }
+            Ok(exit::SUCCESS)
         }
         SnapshotCommand::Prune(args) => {
             let keep_last = args.keep_last.or(config.snapshot.keep_last);
