@@ -182,7 +182,7 @@ fn a_snapshot_restored_by_id_and_the_restore_undone(backend: Backend) {
             "SELECT COALESCE(parent_run, '') AS v FROM dbsafe_runs WHERE id = '{}'",
             undone.run_id()
         )),
-        [restore_run.clone()]
+        [restore_run]
     );
     // A snapshot id of the wrong form is bad usage.
     p.dbsafe(&["snapshot", "restore", "../../etc", "--yes"])
