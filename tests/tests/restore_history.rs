@@ -188,3 +188,56 @@ fn a_snapshot_restored_by_id_and_the_restore_undone(backend: Backend) {
     p.dbsafe(&["snapshot", "restore", "../../etc", "--yes"])
         .expect_code(2);
 }
+
+/// `pg_dump --schema-only` of the target, without the random `\restrict` lines of newer
+/// pg_dump releases.
+fn schema_dump(p: &Project) -> String {
+    let out = std::process::Command::new("pg_dump")
+        .args(["--schema-only", "--no-password", &p.db.url])
+        .output()
+        .expect("run pg_dump");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_postgres_restore_is_exact_to_the_schema_comments() {
+    let p = Project::new(Backend::Postgres);
+    p.write_config("[apply]\nsnapshot = \"always\"\n");
+    migrations(&p);
+    p.apply(&["--target-version", I1]).expect_code(0);
+    p.db.execute(
+        "COMMENT ON SCHEMA public IS 'where the app lives'; \
+         CREATE SCHEMA audit; COMMENT ON SCHEMA audit IS 'append only'; \
+         GRANT USAGE ON SCHEMA audit TO PUBLIC",
+    );
+    let before = schema_dump(&p);
+    let a = p.apply(&[]);
+    a.expect_code(0);
+    // The fingerprint sees schema-level comments, so a restore that lost one cannot pass.
+    let print = p.fingerprint();
+    let lines: Vec<&str> = print["schema"]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|l| l.starts_with("schema-props"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("schema-props public:") && l.contains("'where the app lives'")),
+        "{lines:?}"
+    );
+    p.dbrollback(&[&a.run_id(), "--restore", "--yes"])
+        .expect_code(0);
+    assert_eq!(schema_dump(&p), before);
+}

@@ -6,6 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{SchemaFingerprint, TableFingerprint};
 
+/// Kinds of schema lines added to the fingerprint after its first release.
+const RECORDED_LATER: &[&str] = &["schema-props"];
+
 /// Differences from `before` to `after`, one readable sentence each, grouped by table.
 ///
 /// An object only in `before` is "missing", one only in `after` is "added"; the columns,
@@ -15,8 +18,17 @@ pub fn diff_schema(before: &SchemaFingerprint, after: &SchemaFingerprint) -> Vec
     if before.hash == after.hash && before.lines == after.lines {
         return Vec::new();
     }
-    let old = objects(&before.lines);
-    let new = objects(&after.lines);
+    let mut old = objects(&before.lines);
+    let mut new = objects(&after.lines);
+    // A kind of line that a fingerprint of an older dbsafe did not record yet is compared
+    // only when both sides have it (a snapshot taken before stays restorable and provable).
+    for kind in RECORDED_LATER {
+        let has = |map: &BTreeMap<Key<'_>, Vec<&str>>| map.keys().any(|k| k.kind == *kind);
+        if has(&old) != has(&new) {
+            old.retain(|k, _| k.kind != *kind);
+            new.retain(|k, _| k.kind != *kind);
+        }
+    }
 
     // Tables that exist on one side only: their parts are not listed one by one.
     let whole_tables: BTreeSet<&str> = old

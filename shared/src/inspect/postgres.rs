@@ -111,6 +111,21 @@ fn schemas(pg: &mut PgConnection, out: &mut Vec<String>) -> Result<()> {
     for r in rows(pg, &sql)? {
         out.push(line("schema", &ident(&r.text(0)), ""));
     }
+    // Owner, privileges and comment of every schema, `public` included: a restore that
+    // lost `COMMENT ON SCHEMA public` must not prove equal.
+    let sql = format!(
+        "SELECT json_build_array(n.nspname, pg_catalog.pg_get_userbyid(n.nspowner),            COALESCE(n.nspacl::text, ''), COALESCE(pg_catalog.obj_description(n.oid, 'pg_namespace'), ''))::text AS v          FROM pg_catalog.pg_namespace n WHERE {SCOPE} AND {}",
+        not_extension("pg_catalog.pg_namespace", "n.oid")
+    );
+    for r in rows(pg, &sql)? {
+        let detail = format!(
+            "owner {}, privileges {}, comment {}",
+            r.text(1),
+            r.text(2),
+            quote(&r.text(3))
+        );
+        out.push(line("schema-props", &ident(&r.text(0)), &detail));
+    }
     let sql = "SELECT json_build_array(e.extname, e.extversion, n.nspname)::text AS v \
                FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace";
     for r in rows(pg, sql)? {
