@@ -61,6 +61,7 @@ pub fn apply(
 ) -> Result<ApplyOutcome> {
     let set = MigrationSet::load(&config.migrations_dir)?;
     preflight::guard_protected(target, options.confirmation)?;
+    verify::validate_invariants(config, target)?;
     if let Some(version) = &options.target_version
         && set.get(version).is_none()
     {
@@ -259,7 +260,7 @@ fn run_body<'m>(
         }
     }
     for seed in crate::seed::for_target(config, target) {
-        match crate::seed::run_one(db, seed) {
+        match crate::seed::run_one(db, seed, &config.apply) {
             Ok(duration_ms) => recorder.emit(
                 db,
                 EventKind::SeedApplied {

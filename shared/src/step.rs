@@ -131,7 +131,9 @@ pub fn run_verify(
     let Some(sql) = &migration.verify_sql else {
         return Ok(());
     };
-    let query = sql.trim().trim_end_matches(';').trim();
+    let file = migration.dir.join("verify.sql");
+    let query = crate::verify::subquery(sql, backend)
+        .map_err(|e| StepError::Verify(format!("{}: {e}", file.display())))?;
     let false_rows = match backend {
         Backend::Postgres => format!(
             "WITH dbsafe_verify(ok) AS ({query}) SELECT count(*) AS v FROM dbsafe_verify WHERE ok IS NOT TRUE"
@@ -144,12 +146,9 @@ pub fn run_verify(
         Ok(0) => Ok(()),
         Ok(n) => Err(StepError::Verify(format!(
             "{n} row(s) of {} are not true",
-            migration.dir.join("verify.sql").display()
+            file.display()
         ))),
-        Err(e) => Err(StepError::Verify(format!(
-            "{}: {e}",
-            migration.dir.join("verify.sql").display()
-        ))),
+        Err(e) => Err(StepError::Verify(format!("{}: {e}", file.display()))),
     }
 }
 
