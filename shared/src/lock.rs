@@ -135,6 +135,36 @@ pub fn probe(db: &mut Database) -> Result<LockState> {
     Ok(holder(db, sqlite_file.as_mut()))
 }
 
+/// Cancels the statement that the session holding the target's lock is running (another
+/// session of this run, stopped by Ctrl-C): PostgreSQL `pg_cancel_backend`, MySQL `KILL
+/// QUERY`. SQLite has no way to stop another connection's statement: nothing happens.
+pub fn cancel_holder_statement(db: &mut Database) {
+    match db.backend() {
+        Backend::Postgres => {
+            let _ = db.execute(&format!(
+                "SELECT pg_cancel_backend(l.pid) FROM pg_locks l \
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objid = {} AND l.classid = {} \
+                 AND l.pid <> pg_backend_pid() \
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                PG_LOCK_KEY & 0xffff_ffff,
+                PG_LOCK_KEY >> 32
+            ));
+        }
+        Backend::Mysql => {
+            let holder = db.texts(&format!(
+                "SELECT CAST(IS_USED_LOCK({}) AS CHAR) AS v",
+                mysql_lock_name()
+            ));
+            if let Some(connection) = holder.ok().and_then(|rows| rows.into_iter().next())
+                && connection.bytes().all(|b| b.is_ascii_digit())
+            {
+                let _ = db.execute(&format!("KILL QUERY {connection}"));
+            }
+        }
+        Backend::Sqlite => {}
+    }
+}
+
 fn try_take(
     db: &mut Database,
     sqlite_file: Option<&mut (File, PathBuf)>,

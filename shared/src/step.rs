@@ -201,23 +201,30 @@ pub fn revert_one(
         if let Err(e) = result {
             let _ = db.ensure_alive();
             step.error = Some(e.to_string());
-            let _ = ledger::finish_step(&mut db.conn, &step);
+            let _ = finish_step_recorded(
+                db,
+                recorder,
+                &step,
+                EventKind::MigrationFailed {
+                    version: migration.version.clone(),
+                    name: migration.name.clone(),
+                    error: e.to_string(),
+                    dirty: true,
+                },
+            );
             return Err(format!(
                 "down.sql of {} failed: {e}; it ran without a transaction, so part of it may have run: the target is dirty (cargo dbsafe resolve {} --as applied|reverted once repaired)",
                 migration.name, migration.version
             ));
         }
         step.status = step_status::REVERTED.into();
-        ledger::finish_step(&mut db.conn, &step)
-            .map_err(|e| format!("writing dbsafe_steps: {e}"))?;
-        let _ = recorder.emit(
-            db,
-            reverted(
-                migration.version.clone(),
-                migration.name.clone(),
-                millis(started),
-            ),
+        let event = reverted(
+            migration.version.clone(),
+            migration.name.clone(),
+            millis(started),
         );
+        finish_step_recorded(db, recorder, &step, event)
+            .map_err(|e| format!("writing dbsafe_steps: {e}"))?;
         return Ok(());
     }
     let mut attempt = 1;
@@ -267,6 +274,25 @@ pub fn revert_one(
             }
         }
     }
+}
+
+/// Writes a non-transactional step's outcome (`finish_step`) and its event in one ledger
+/// transaction, then publishes the event: however the process stops, a step row never
+/// says `applied` or `reverted` without its event in the audit trail.
+pub fn finish_step_recorded(
+    db: &mut Database,
+    recorder: &mut Recorder<'_>,
+    step: &StepRow,
+    kind: EventKind,
+) -> diesel::QueryResult<()> {
+    let event = db.conn.transaction(|conn| {
+        ledger::finish_step(conn, step)?;
+        crate::interrupt::test_pause(&format!("after-step-{}", step.status));
+        recorder.write_in(conn, kind)
+    })?;
+    recorder.committed();
+    let _ = recorder.publish(&event);
+    Ok(())
 }
 
 /// Milliseconds since `since`.
