@@ -96,6 +96,7 @@ pub fn apply(
         recorder.show(&event);
         waiting.push(event);
     })?;
+    crate::interrupt::test_pause("after-lock");
     for event in waiting {
         recorder.record_shown(event)?;
     }

@@ -151,11 +151,7 @@ pub fn cancel_holder_statement(db: &mut Database) {
             ));
         }
         Backend::Mysql => {
-            let holder = db.texts(&format!(
-                "SELECT CAST(IS_USED_LOCK({}) AS CHAR) AS v",
-                mysql_lock_name()
-            ));
-            if let Some(connection) = holder.ok().and_then(|rows| rows.into_iter().next())
+            if let Ok(Some(connection)) = mysql_lock_connection(db)
                 && connection.bytes().all(|b| b.is_ascii_digit())
             {
                 let _ = db.execute(&format!("KILL QUERY {connection}"));
@@ -222,6 +218,15 @@ fn try_pg(db: &mut Database, run_id: &str) -> Result<bool> {
 
 fn mysql_lock_name() -> &'static str {
     "CONCAT('dbsafe:', DATABASE())"
+}
+
+/// The id of the MySQL connection holding the lock; `None` when it is free.
+fn mysql_lock_connection(db: &mut Database) -> diesel::QueryResult<Option<String>> {
+    let rows = db.texts(&format!(
+        "SELECT COALESCE(CAST(IS_USED_LOCK({}) AS CHAR), '') AS v",
+        mysql_lock_name()
+    ))?;
+    Ok(rows.into_iter().next().filter(|c| !c.is_empty()))
 }
 
 fn try_mysql(db: &mut Database) -> Result<bool> {
@@ -298,13 +303,10 @@ fn holder(db: &mut Database, file: Option<&mut (File, PathBuf)>) -> LockState {
             }
         }
         Backend::Mysql => {
-            let Ok(rows) = db.texts(&format!(
-                "SELECT CAST(IS_USED_LOCK({}) AS CHAR) AS v",
-                mysql_lock_name()
-            )) else {
+            let Ok(connection) = mysql_lock_connection(db) else {
                 return unknown_holder("MySQL connection");
             };
-            let Some(connection) = rows.into_iter().next() else {
+            let Some(connection) = connection else {
                 return LockState::Free;
             };
             // The run recorded as holder counts only if its connection holds the lock now:

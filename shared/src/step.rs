@@ -115,11 +115,17 @@ pub fn timeouts_sql(backend: Backend, config: &ApplyConfig, in_transaction: bool
     }
 }
 
-/// Undoes session-level timeouts set outside a transaction.
+/// Undoes session-level timeouts set outside a transaction (SQLite: the connection's
+/// default busy timeout again, which `PRAGMA` set for the whole connection).
 pub fn reset_timeouts(conn: &mut AnyConnection, backend: Backend) {
-    if backend == Backend::Postgres {
-        let _ = conn.batch_execute("RESET lock_timeout; RESET statement_timeout");
-    }
+    let _ = match backend {
+        Backend::Postgres => conn.batch_execute("RESET lock_timeout; RESET statement_timeout"),
+        Backend::Sqlite => conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {}",
+            connection::SQLITE_BUSY_TIMEOUT_MS
+        )),
+        Backend::Mysql => Ok(()),
+    };
 }
 
 /// Runs a migration's verify.sql: one query returning one column; every row must be true.
