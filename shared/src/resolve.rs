@@ -74,9 +74,6 @@ fn resolve_locked(
             }
         )));
     };
-    // Under the lock no process runs any more: a run left `running` was interrupted.
-    let interrupted = ledger::running_runs(db)?;
-    ledger::mark_interrupted(db, &interrupted)?;
     // The step's status says what the step did: a dirty `up` step resolved as applied
     // applied, one resolved as reverted failed; a dirty `down` step (a revert that did not
     // finish) the other way round.
