@@ -44,17 +44,33 @@ pub fn run_one(
     step::reset_timeouts(&mut db.conn, backend);
     result.map_err(|e| {
         let message = e.to_string();
-        let hint = if step::is_lock_timeout(&message) {
-            format!(
-                " (it waited longer than lock-timeout = {}ms for a lock another session holds: let that session finish, or raise [apply] lock-timeout)",
-                apply.lock_timeout.as_millis()
-            )
-        } else {
-            String::new()
-        };
-        format!("seed {} failed: {message}{hint}", seed.name)
+        format!(
+            "seed {} failed: {message}{}",
+            seed.name,
+            timeout_hint(&message, apply)
+        )
     })?;
     Ok(started.elapsed().as_millis() as u64)
+}
+
+/// What a timeout in a server message means for the operator.
+fn timeout_hint(message: &str, apply: &ApplyConfig) -> String {
+    if step::is_lock_timeout(message) {
+        format!(
+            " (it waited longer than lock-timeout = {}ms for a lock another session holds: let that session finish, or raise [apply] lock-timeout)",
+            apply.lock_timeout.as_millis()
+        )
+    } else if let Some(limit) = apply.statement_timeout.filter(|_| {
+        let m = message.to_ascii_lowercase();
+        m.contains("statement timeout") || m.contains("max_statement_time")
+    }) {
+        format!(
+            " (it ran longer than statement-timeout = {}ms: make it faster, or raise [apply] statement-timeout)",
+            limit.as_millis()
+        )
+    } else {
+        String::new()
+    }
 }
 
 /// The seeds of `target`, in order, for apply to run.

@@ -84,7 +84,8 @@ pub fn new_step(
 }
 
 /// Per-migration lock and statement timeouts: `SET LOCAL` inside the migration's
-/// transaction on PostgreSQL (safe behind PgBouncer), session settings elsewhere.
+/// transaction on PostgreSQL (safe behind PgBouncer), session settings elsewhere (undone by
+/// [`reset_timeouts`]).
 pub fn set_timeouts(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -105,18 +106,20 @@ pub fn timeouts_sql(backend: Backend, config: &ApplyConfig, in_transaction: bool
                 "SET {scope} lock_timeout = {lock_ms}; SET {scope} statement_timeout = {statement_ms}"
             )
         }
+        // MariaDB alone reads the `/*M! ... */` part: its statement timeout, in seconds.
         Backend::Mysql => {
             let seconds = config.lock_timeout.as_secs().max(1);
             format!(
-                "SET SESSION lock_wait_timeout = {seconds}; SET SESSION innodb_lock_wait_timeout = {seconds}"
+                "SET SESSION lock_wait_timeout = {seconds}, innodb_lock_wait_timeout = {seconds} /*M!, max_statement_time = {:.3} */",
+                statement_ms as f64 / 1000.0
             )
         }
         Backend::Sqlite => format!("PRAGMA busy_timeout = {lock_ms}"),
     }
 }
 
-/// Undoes session-level timeouts set outside a transaction (SQLite: the connection's
-/// default busy timeout again, which `PRAGMA` set for the whole connection).
+/// Undoes session-level timeouts (PostgreSQL outside a transaction, MySQL always, SQLite's
+/// `PRAGMA busy_timeout`, which holds for the whole connection): the session's defaults again.
 pub fn reset_timeouts(conn: &mut AnyConnection, backend: Backend) {
     let _ = match backend {
         Backend::Postgres => conn.batch_execute("RESET lock_timeout; RESET statement_timeout"),
@@ -124,7 +127,9 @@ pub fn reset_timeouts(conn: &mut AnyConnection, backend: Backend) {
             "PRAGMA busy_timeout = {}",
             connection::SQLITE_BUSY_TIMEOUT_MS
         )),
-        Backend::Mysql => Ok(()),
+        Backend::Mysql => conn.batch_execute(
+            "SET SESSION lock_wait_timeout = DEFAULT, innodb_lock_wait_timeout = DEFAULT /*M!, max_statement_time = DEFAULT */",
+        ),
     };
 }
 

@@ -248,7 +248,10 @@ fn status_and_resolve_during_a_live_run_and_after_a_kill(backend: Backend) {
     // ... and marks the interrupted run failed.
     assert_eq!(run_column(&p.db, &run_id, "status"), "failed");
     assert!(run_column(&p.db, &run_id, "error").contains("interrupted"));
-    assert_eq!(strings(&status_json(&p)["interrupted"]), Vec::<String>::new());
+    assert_eq!(
+        strings(&status_json(&p)["interrupted"]),
+        Vec::<String>::new()
+    );
 }
 
 /// A second apply that finds the lock taken names the run holding it, even while that run
@@ -534,4 +537,67 @@ fn invariant_sql_is_one_query(backend: Backend) {
     );
     p.apply(&[]).expect_code(0);
     assert!(p.db.has_table("u"));
+}
+
+/// A seed, and an invariant, that run longer than `statement-timeout` are stopped there
+/// (PostgreSQL `statement_timeout`, MariaDB `max_statement_time`; SQLite has none).
+fn long_seed_and_invariant_stop_at_statement_timeout(backend: Backend) {
+    let p = Project::new(backend);
+    p.migration(
+        "2024-10-05-000001_t",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY);",
+        Some("DROP TABLE t;"),
+    );
+    p.apply(&[]).expect_code(0);
+    let (sleep, check) = if backend == Backend::Postgres {
+        (
+            "SELECT pg_sleep(8)",
+            "SELECT count(*) = 1 FROM (SELECT pg_sleep(8)) s",
+        )
+    } else {
+        ("SELECT SLEEP(8)", "SELECT SLEEP(8) = 0")
+    };
+    p.file("seeds/slow.sql", &format!("{sleep};\n"));
+    p.write_config(&format!(
+        "[apply]\nstatement-timeout = \"1s\"\non-failure = \"stop\"\n\n[[seed]]\nname = \"slow\"\nfile = \"seeds/slow.sql\"\n\n\
+         [[invariant]]\nname = \"sleepy\"\nsql = \"{check}\"\nexpect = \"true\"\n"
+    ));
+    let started = Instant::now();
+    let run = p.apply(&[]);
+    run.expect_code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    let message = error_message(&run);
+    assert!(message.contains("seed slow failed"), "{message}");
+    assert!(message.contains("statement-timeout"), "{message}");
+    assert_eq!(run_column(&p.db, &run.run_id(), "status"), "failed");
+
+    let started = Instant::now();
+    let mut cmd = p.command("cargo-dbverify");
+    cmd.args(["dbverify", "--message-format", "json", "--only", "sleepy"]);
+    let verified = dbsafe_tests::run(cmd);
+    verified.expect_code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        verified.stdout.contains("timeout") || verified.stdout.contains("max_statement_time"),
+        "{}",
+        verified.stdout
+    );
+}
+
+#[test]
+fn long_seed_and_invariant_stop_at_statement_timeout_postgres() {
+    long_seed_and_invariant_stop_at_statement_timeout(Backend::Postgres);
+}
+
+#[test]
+fn long_seed_and_invariant_stop_at_statement_timeout_mysql() {
+    long_seed_and_invariant_stop_at_statement_timeout(Backend::Mysql);
 }

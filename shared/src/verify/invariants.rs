@@ -87,6 +87,8 @@ fn observe(db: &mut Database, invariant: &Invariant, apply: &ApplyConfig) -> Res
         seen = Some(connection::texts(conn, &sql));
         Err(diesel::result::Error::RollbackTransaction)
     });
+    let backend = db.backend();
+    crate::step::reset_timeouts(&mut db.conn, backend);
     match (seen, outcome) {
         (Some(Ok(rows)), _) => Ok(rows
             .into_iter()
