@@ -217,7 +217,7 @@ fn live(
         .collect();
     if running.is_empty() && holder_row.is_some() {
         running.push(describe(format!(
-            "a {} run",
+            "the {} run",
             holder_row.map_or("", |r| r.kind.as_str())
         )));
     }

@@ -14,6 +14,7 @@ each_backend!(
     seed_blocked_by_a_lock_fails_within_lock_timeout,
     ctrl_c_during_a_migration_marks_the_run_failed,
     invariant_sql_is_one_query,
+    resolve_refuses_a_database_the_target_is_not_bound_to,
 );
 
 const BEFORE: &str = "2024-10-01-000001_before";
@@ -600,4 +601,39 @@ fn long_seed_and_invariant_stop_at_statement_timeout_postgres() {
 #[test]
 fn long_seed_and_invariant_stop_at_statement_timeout_mysql() {
     long_seed_and_invariant_stop_at_statement_timeout(Backend::Mysql);
+}
+
+/// `resolve` checks the database's identity as apply does: aimed at another database than
+/// the one the target is bound to, it refuses (exit 3) and writes nothing there.
+fn resolve_refuses_a_database_the_target_is_not_bound_to(backend: Backend) {
+    let p = Project::new(backend);
+    p.migration(
+        "2024-10-06-000001_t",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY);",
+        Some("DROP TABLE t;"),
+    );
+    p.apply(&[]).expect_code(0);
+    let other = TestDb::new(backend, p.path());
+    other.execute("CREATE TABLE unrelated (id INTEGER PRIMARY KEY)");
+    p.file(
+        "dbsafe.toml",
+        &format!(
+            "[targets.test]\nurl = \"{}\"\nenvironment = \"test\"\n",
+            other.url
+        ),
+    );
+    let refused = p.dbsafe(&[
+        "resolve",
+        "20241006000001",
+        "--as",
+        "applied",
+        "--message-format",
+        "json",
+    ]);
+    refused.expect_code(3);
+    let why = error_message(&refused);
+    assert!(why.contains("is bound to database"), "{why}");
+    for table in ["dbsafe_runs", "dbsafe_meta", "__diesel_schema_migrations"] {
+        assert!(!other.has_table(table), "{table} was created");
+    }
 }
