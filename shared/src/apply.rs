@@ -96,7 +96,7 @@ pub fn apply(
         recorder.show(&event);
         waiting.push(event);
     })?;
-    crate::interrupt::test_pause("after-lock");
+    crate::pause::point("after-lock");
     for event in waiting {
         recorder.record_shown(event)?;
     }
@@ -260,7 +260,7 @@ fn run_body<'m>(
             }
         }
     }
-    crate::interrupt::test_pause("before-seeds");
+    crate::pause::point("before-seeds");
     for seed in crate::seed::for_target(config, target) {
         match crate::seed::run_one(db, seed, &config.apply) {
             Ok(duration_ms) => recorder.emit(

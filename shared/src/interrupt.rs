@@ -1,8 +1,7 @@
 //! Ctrl-C (SIGINT/SIGTERM): the run in progress is marked `failed` (interrupted) in the
 //! ledger and the journal (a `run.failed` event), and the throwaway databases this process
 //! created (shadows, scratch restores, rehearsal clones) are dropped, before it exits with
-//! code 130. Also the test hook that pauses the process at a named dangerous moment
-//! (`DBSAFE_TEST_PAUSE_AT`).
+//! code 130.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +12,7 @@ use diesel::prelude::*;
 use crate::connection::{Create, Database};
 use crate::event::{Event, EventKind};
 use crate::journal::Journal;
-use crate::ledger::{self, dbsafe_runs, run_status};
+use crate::ledger::{self, dbsafe_runs, dbsafe_steps, run_status, step_status};
 use crate::run::now;
 use crate::target::{Backend, DatabaseUrl};
 
@@ -118,19 +117,17 @@ pub fn halt_if_interrupted() {
 /// Stops the run's statement where the server allows, marks the run failed in the ledger
 /// (unless it already finished) and the journal; returns what was done, for the terminal.
 fn mark_failed(run: &ActiveRun) -> String {
-    let error =
-        "interrupted: the process was stopped (Ctrl-C, SIGINT or SIGTERM) before the run finished";
-    let event = Event {
+    let mut event = Event {
         run_id: Some(run.run_id.clone()),
         at: now(),
         operator: Some(run.operator.clone()),
         kind: EventKind::RunFailed {
             status: run_status::FAILED.into(),
-            error: error.into(),
+            error: INTERRUPTED_ERROR.into(),
+            still_applied: Vec::new(),
         },
     };
-    let seq = run.seq.fetch_add(1, Ordering::SeqCst) + 1;
-    let recorded = write_ledger(run, &event, seq, error);
+    let recorded = write_ledger(run, &mut event);
     let journaled =
         !matches!(recorded, Ok(false)) && run.journal.append(&run.target, &event).is_ok();
     match recorded {
@@ -152,15 +149,20 @@ fn mark_failed(run: &ActiveRun) -> String {
     }
 }
 
-/// Marks the run failed and appends its `run.failed` event in one transaction, on a
-/// connection of its own; `Ok(false)` when the run was no longer running.
-fn write_ledger(run: &ActiveRun, event: &Event, seq: i32, error: &str) -> crate::Result<bool> {
+const INTERRUPTED_ERROR: &str =
+    "interrupted: the process was stopped (Ctrl-C, SIGINT or SIGTERM) before the run finished";
+
+/// Marks the run failed and appends its `run.failed` event (with the run's migrations that
+/// stay applied) in one transaction, on a connection of its own; `Ok(false)` when the run
+/// was no longer running.
+fn write_ledger(run: &ActiveRun, event: &mut Event) -> crate::Result<bool> {
     let mut db = Database::connect(&run.url, Create::Never)?;
     crate::lock::cancel_holder_statement(&mut db);
     let patience = match db.backend() {
         Backend::Sqlite => SQLITE_PATIENCE,
         _ => Duration::ZERO,
     };
+    let seq = run.seq.fetch_add(1, Ordering::SeqCst) + 1;
     let started = Instant::now();
     loop {
         let result = db
@@ -174,10 +176,20 @@ fn write_ledger(run: &ActiveRun, event: &Event, seq: i32, error: &str) -> crate:
                 .set((
                     dbsafe_runs::status.eq(run_status::FAILED),
                     dbsafe_runs::finished_at.eq(now()),
-                    dbsafe_runs::error.eq(error),
+                    dbsafe_runs::error.eq(INTERRUPTED_ERROR),
                 ))
                 .execute(conn)?;
                 if updated == 1 {
+                    let applied: Vec<String> = dbsafe_steps::table
+                        .filter(dbsafe_steps::run_id.eq(&run.run_id))
+                        .filter(dbsafe_steps::direction.eq("up"))
+                        .filter(dbsafe_steps::status.eq(step_status::APPLIED))
+                        .order(dbsafe_steps::seq)
+                        .select(dbsafe_steps::version)
+                        .load(conn)?;
+                    if let EventKind::RunFailed { still_applied, .. } = &mut event.kind {
+                        *still_applied = applied;
+                    }
                     ledger::insert_event(conn, seq, event)?;
                 }
                 Ok(updated == 1)
@@ -188,23 +200,5 @@ fn write_ledger(run: &ActiveRun, event: &Event, seq: i32, error: &str) -> crate:
             }
             other => return other.map_err(|e| crate::Error::db("marking the run interrupted", e)),
         }
-    }
-}
-
-/// Test hook: when `DBSAFE_TEST_PAUSE_AT` names `point` (`POINT`, or `POINT:MILLIS`), says so
-/// on stderr and sleeps (a minute unless MILLIS says otherwise), so that a test can kill the
-/// process, or take a lock, at exactly that moment. Unset, it costs one variable lookup.
-pub fn test_pause(point: &str) {
-    let Ok(asked) = std::env::var("DBSAFE_TEST_PAUSE_AT") else {
-        return;
-    };
-    let (name, millis) = asked
-        .split_once(':')
-        .map_or((asked.as_str(), 60_000), |(name, ms)| {
-            (name, ms.parse().unwrap_or(60_000))
-        });
-    if name == point {
-        eprintln!("dbsafe: paused at {point} (DBSAFE_TEST_PAUSE_AT)");
-        std::thread::sleep(Duration::from_millis(millis));
     }
 }

@@ -298,7 +298,7 @@ pub fn finish_step_recorded(
 ) -> diesel::QueryResult<()> {
     let event = db.conn.transaction(|conn| {
         ledger::finish_step(conn, step)?;
-        crate::interrupt::test_pause(&format!("after-step-{}", step.status));
+        crate::pause::point(&format!("after-step-{}", step.status));
         recorder.write_in(conn, kind)
     })?;
     recorder.committed();

@@ -403,6 +403,12 @@ fn ctrl_c_during_a_migration_marks_the_run_failed(backend: Backend) {
             .unwrap()
             .contains("interrupted")
     );
+    assert_eq!(
+        journaled[0]["still_applied"],
+        serde_json::json!(["20241001000001"]),
+        "{}",
+        journaled[0]
+    );
 
     // The failure policy did not run: the first migration stays.
     assert!(p.db.has_table("before_t"));
