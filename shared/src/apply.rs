@@ -61,6 +61,7 @@ pub fn apply(
 ) -> Result<ApplyOutcome> {
     let set = MigrationSet::load(&config.migrations_dir)?;
     preflight::guard_protected(target, options.confirmation)?;
+    verify::validate_invariants(config, target)?;
     if let Some(version) = &options.target_version
         && set.get(version).is_none()
     {
@@ -95,6 +96,7 @@ pub fn apply(
         recorder.show(&event);
         waiting.push(event);
     })?;
+    crate::pause::point("after-lock");
     for event in waiting {
         recorder.record_shown(event)?;
     }
@@ -258,8 +260,9 @@ fn run_body<'m>(
             }
         }
     }
+    crate::pause::point("before-seeds");
     for seed in crate::seed::for_target(config, target) {
-        match crate::seed::run_one(db, seed) {
+        match crate::seed::run_one(db, seed, &config.apply) {
             Ok(duration_ms) => recorder.emit(
                 db,
                 EventKind::SeedApplied {
@@ -484,36 +487,34 @@ fn apply_one(
     let mut step = new_step(recorder, migration, seq, false, step_status::STARTED);
     ledger::insert_step(&mut db.conn, &step)
         .map_err(|e| failure(format!("writing dbsafe_steps: {e}"), false))?;
-    let result = (|| -> Result<(), StepError> {
-        set_timeouts(&mut db.conn, backend, config, false)?;
-        let run = db
-            .conn
-            .run_migration(migration)
-            .map_err(|e| StepError::Migration(e.to_string()));
-        reset_timeouts(&mut db.conn, backend);
-        run?;
-        Ok(())
-    })();
+    set_timeouts(&mut db.conn, backend, config, false)
+        .map_err(|e| failure(format!("setting the migration's timeouts: {e}"), false))?;
+    let result = db
+        .conn
+        .run_migration(migration)
+        .map_err(|e| StepError::Migration(e.to_string()));
+    // verify.sql runs with the migration's timeouts too.
+    let verify = result
+        .as_ref()
+        .map(|_| run_verify(&mut db.conn, backend, migration));
+    reset_timeouts(&mut db.conn, backend);
     step.finished_at = Some(now());
     step.duration_ms = Some(millis(started) as i64);
     match result {
-        Ok(()) => {
+        Ok(_) => {
+            let verify = verify.unwrap_or(Ok(()));
             step.status = step_status::APPLIED.into();
-            let verify = run_verify(&mut db.conn, backend, migration);
             if let Err(e) = &verify {
                 step.error = Some(e.to_string());
             }
-            ledger::finish_step(&mut db.conn, &step)
+            let applied = EventKind::MigrationApplied {
+                version: migration.version.clone(),
+                name: migration.name.clone(),
+                up_checksum: migration.up_checksum.clone(),
+                duration_ms: millis(started),
+            };
+            step::finish_step_recorded(db, recorder, &step, applied)
                 .map_err(|e| failure(format!("writing dbsafe_steps: {e}"), false))?;
-            let _ = recorder.emit(
-                db,
-                EventKind::MigrationApplied {
-                    version: migration.version.clone(),
-                    name: migration.name.clone(),
-                    up_checksum: migration.up_checksum.clone(),
-                    duration_ms: millis(started),
-                },
-            );
             if let Err(e) = verify {
                 // Applied but not verified: it is part of the run, so the policy may revert it.
                 let _ = recorder.emit(
@@ -534,16 +535,13 @@ fn apply_one(
             let message = e.to_string();
             let _ = db.ensure_alive();
             step.error = Some(message.clone());
-            let _ = ledger::finish_step(&mut db.conn, &step);
-            let _ = recorder.emit(
-                db,
-                EventKind::MigrationFailed {
-                    version: migration.version.clone(),
-                    name: migration.name.clone(),
-                    error: message.clone(),
-                    dirty: true,
-                },
-            );
+            let failed = EventKind::MigrationFailed {
+                version: migration.version.clone(),
+                name: migration.name.clone(),
+                error: message.clone(),
+                dirty: true,
+            };
+            let _ = step::finish_step_recorded(db, recorder, &step, failed);
             Err(failure(message, true))
         }
     }
@@ -556,6 +554,8 @@ fn fail_run(
     done: &[&Migration],
     failure: Failure,
 ) -> Result<ApplyOutcome> {
+    // Ctrl-C: the handler records the interruption; no failure policy runs.
+    crate::interrupt::halt_if_interrupted();
     let RunScope {
         config,
         target,

@@ -28,6 +28,9 @@ mod any {
     }
 }
 
+/// How long a SQLite connection waits for another's lock, unless a step sets its own.
+pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 5000;
+
 /// Whether opening a SQLite file may create it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Create {
@@ -103,8 +106,10 @@ impl Database {
                 }
                 let mut lite =
                     SqliteConnection::establish(url.connection_string()).map_err(fail)?;
-                lite.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
-                    .map_err(|e| Error::db("setting up the SQLite connection", e))?;
+                lite.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON;"
+                ))
+                .map_err(|e| Error::db("setting up the SQLite connection", e))?;
                 AnyConnection::Sqlite(lite)
             }
         };

@@ -22,6 +22,44 @@ pub struct TargetLock {
     file: Option<(File, PathBuf)>,
 }
 
+/// Who holds the target's lock, as seen from another session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockState {
+    /// Nobody: no run is in progress.
+    Free,
+    /// Held by a session.
+    Held {
+        /// The holder's run id, when it is a dbsafe run that said so.
+        run: Option<String>,
+        /// The holding session, in the backend's words (backend pid, connection id, lock file).
+        session: String,
+    },
+}
+
+impl LockState {
+    /// The run holding the lock, when known.
+    pub fn run(&self) -> Option<&str> {
+        match self {
+            LockState::Held { run, .. } => run.as_deref(),
+            LockState::Free => None,
+        }
+    }
+
+    /// The holder, as a message names it: `run ID (SESSION)`, or the session alone.
+    pub fn describe(&self) -> String {
+        match self {
+            LockState::Free => "a session that has just released it".to_owned(),
+            LockState::Held {
+                run: Some(run),
+                session,
+            } => format!("run {run} ({session})"),
+            LockState::Held { run: None, session } => {
+                format!("another dbsafe process (run unknown; {session})")
+            }
+        }
+    }
+}
+
 /// Takes the target's lock for run `run_id`, waiting up to `wait`. `on_wait` is called when
 /// the lock is found busy, with the holder's run id when known, and again whenever a
 /// different holder becomes known while waiting.
@@ -39,32 +77,105 @@ pub fn acquire(
         _ => None,
     };
     loop {
-        let taken = match db.backend() {
-            Backend::Postgres => try_pg(db, run_id)?,
-            Backend::Mysql => try_mysql(db)?,
-            Backend::Sqlite => try_file(sqlite_file.as_mut().expect("opened above"), run_id)?,
-        };
-        if taken {
+        if try_take(db, sqlite_file.as_mut(), run_id)? {
             return Ok(TargetLock { file: sqlite_file });
         }
         let now_holding = holder(db, sqlite_file.as_mut());
-        if !waited || (now_holding.is_some() && now_holding != reported) {
+        let now_run = now_holding.run().map(str::to_owned);
+        if !waited || (now_run.is_some() && now_run != reported) {
             waited = true;
-            reported.clone_from(&now_holding);
-            on_wait(now_holding);
+            reported.clone_from(&now_run);
+            on_wait(now_run);
         }
         if Instant::now() >= deadline {
-            let holder = holder(db, sqlite_file.as_mut())
-                .map_or("another dbsafe process (run unknown)".to_owned(), |id| {
-                    format!("run {id}")
-                });
             return Err(Error::Refused(format!(
-                "the target is locked by {holder}; waited {}s (`lock-wait`). Let that run finish (see `cargo dbsafe runs`), or raise [apply] lock-wait",
+                "the target is locked by {}; waited {}s (`lock-wait`). Let that run finish (see `cargo dbsafe runs`), or raise [apply] lock-wait",
+                holder(db, sqlite_file.as_mut()).describe(),
                 wait.as_secs()
             )));
         }
         sleep(POLL);
     }
+}
+
+/// Takes the target's lock for `run_id` if it is free, without waiting; refuses naming the
+/// holder when a run holds it (`doing`: what would have been done, for the message).
+pub fn acquire_now(db: &mut Database, run_id: &str, doing: &str) -> Result<TargetLock> {
+    let mut sqlite_file = match db.backend() {
+        Backend::Sqlite => Some(open_lock_file(db)?),
+        _ => None,
+    };
+    if try_take(db, sqlite_file.as_mut(), run_id)? {
+        return Ok(TargetLock { file: sqlite_file });
+    }
+    Err(Error::Refused(format!(
+        "the target is locked by {}: it is still running, so {doing} now could record something untrue. Wait for it to finish (`cargo dbsafe status` shows it), then try again",
+        holder(db, sqlite_file.as_mut()).describe()
+    )))
+}
+
+/// Who holds the target's lock now, without taking it (nothing is written, no file created).
+pub fn probe(db: &mut Database) -> Result<LockState> {
+    let mut sqlite_file = None;
+    if db.backend() == Backend::Sqlite {
+        let path = lock_file_path(db);
+        match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(file) => match file.try_lock() {
+                Ok(()) => {
+                    let _ = file.unlock();
+                    return Ok(LockState::Free);
+                }
+                Err(std::fs::TryLockError::WouldBlock) => sqlite_file = Some((file, path)),
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockState::Free),
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    Ok(holder(db, sqlite_file.as_mut()))
+}
+
+/// Cancels the statement that the session holding the target's lock is running (another
+/// session of this run, stopped by Ctrl-C): PostgreSQL `pg_cancel_backend`, MySQL `KILL
+/// QUERY`. SQLite has no way to stop another connection's statement: nothing happens.
+pub fn cancel_holder_statement(db: &mut Database) {
+    match db.backend() {
+        Backend::Postgres => {
+            let _ = db.execute(&format!(
+                "SELECT pg_cancel_backend(l.pid) FROM pg_locks l \
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objid = {} AND l.classid = {} \
+                 AND l.pid <> pg_backend_pid() \
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                PG_LOCK_KEY & 0xffff_ffff,
+                PG_LOCK_KEY >> 32
+            ));
+        }
+        Backend::Mysql => {
+            if let Ok(Some(connection)) = mysql_lock_connection(db)
+                && connection.bytes().all(|b| b.is_ascii_digit())
+            {
+                let _ = db.execute(&format!("KILL QUERY {connection}"));
+            }
+        }
+        Backend::Sqlite => {}
+    }
+}
+
+fn try_take(
+    db: &mut Database,
+    sqlite_file: Option<&mut (File, PathBuf)>,
+    run_id: &str,
+) -> Result<bool> {
+    let taken = match db.backend() {
+        Backend::Postgres => try_pg(db, run_id)?,
+        Backend::Mysql => try_mysql(db)?,
+        Backend::Sqlite => try_file(sqlite_file.expect("opened by the caller"), run_id)?,
+    };
+    if taken && db.backend() == Backend::Mysql && db.table_exists("dbsafe_meta").unwrap_or(false) {
+        // Named from the first moment: a waiter reads the holder from the ledger.
+        announce_mysql_holder(db, run_id)?;
+    }
+    Ok(taken)
 }
 
 impl TargetLock {
@@ -109,6 +220,15 @@ fn mysql_lock_name() -> &'static str {
     "CONCAT('dbsafe:', DATABASE())"
 }
 
+/// The id of the MySQL connection holding the lock; `None` when it is free.
+fn mysql_lock_connection(db: &mut Database) -> diesel::QueryResult<Option<String>> {
+    let rows = db.texts(&format!(
+        "SELECT COALESCE(CAST(IS_USED_LOCK({}) AS CHAR), '') AS v",
+        mysql_lock_name()
+    ))?;
+    Ok(rows.into_iter().next().filter(|c| !c.is_empty()))
+}
+
 fn try_mysql(db: &mut Database) -> Result<bool> {
     Ok(db
         .integer(&format!(
@@ -128,9 +248,13 @@ pub fn announce_mysql_holder(db: &mut Database, run_id: &str) -> Result<()> {
     crate::ledger::meta_set(db, "lock_holder", &format!("{connection} {run_id}"))
 }
 
-fn open_lock_file(db: &Database) -> Result<(File, PathBuf)> {
+fn lock_file_path(db: &Database) -> PathBuf {
     let db_path = db.url().sqlite_path().expect("SQLite has a path");
-    let path = PathBuf::from(format!("{}.dbsafe-lock", db_path.display()));
+    PathBuf::from(format!("{}.dbsafe-lock", db_path.display()))
+}
+
+fn open_lock_file(db: &Database) -> Result<(File, PathBuf)> {
+    let path = lock_file_path(db);
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -155,40 +279,68 @@ fn try_file((file, path): &mut (File, PathBuf), run_id: &str) -> Result<bool> {
     }
 }
 
-/// The run id of the process holding the lock, when it can be found.
-fn holder(db: &mut Database, file: Option<&mut (File, PathBuf)>) -> Option<String> {
+/// Who holds the lock, as far as it can be found; `Free` when no session holds it.
+fn holder(db: &mut Database, file: Option<&mut (File, PathBuf)>) -> LockState {
     match db.backend() {
-        Backend::Postgres => db
-            .texts(&format!(
-                "SELECT a.application_name AS v FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+        Backend::Postgres => {
+            let Ok(rows) = db.texts(&format!(
+                "SELECT CAST(l.pid AS TEXT) || ' ' || COALESCE(a.application_name, '') AS v FROM pg_locks l \
+                 LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
                  WHERE l.locktype = 'advisory' AND l.granted AND l.objid = {} AND l.classid = {} \
                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 PG_LOCK_KEY & 0xffff_ffff,
                 PG_LOCK_KEY >> 32
-            ))
-            .ok()?
-            .into_iter()
-            .find_map(|name| name.strip_prefix("dbsafe ").map(str::to_owned)),
+            )) else {
+                return unknown_holder("PostgreSQL session");
+            };
+            let Some(row) = rows.into_iter().next() else {
+                return LockState::Free;
+            };
+            let (pid, name) = row.split_once(' ').unwrap_or((&row, ""));
+            LockState::Held {
+                run: name.strip_prefix("dbsafe ").map(str::to_owned),
+                session: format!("PostgreSQL backend pid {pid}"),
+            }
+        }
         Backend::Mysql => {
+            let Ok(connection) = mysql_lock_connection(db) else {
+                return unknown_holder("MySQL connection");
+            };
+            let Some(connection) = connection else {
+                return LockState::Free;
+            };
             // The run recorded as holder counts only if its connection holds the lock now:
             // an entry left by an earlier run, or a lock held outside dbsafe, names no run.
-            let connection = db
-                .texts(&format!(
-                    "SELECT CAST(IS_USED_LOCK({}) AS CHAR) AS v",
-                    mysql_lock_name()
-                ))
-                .ok()?
-                .into_iter()
-                .next()?;
-            let recorded = crate::ledger::meta_get(db, "lock_holder").ok().flatten()?;
-            let (holder_connection, run) = recorded.split_once(' ')?;
-            (holder_connection == connection).then(|| run.to_owned())
+            let run = crate::ledger::meta_get(db, "lock_holder")
+                .ok()
+                .flatten()
+                .and_then(|recorded| {
+                    let (holder_connection, run) = recorded.split_once(' ')?;
+                    (holder_connection == connection).then(|| run.to_owned())
+                });
+            LockState::Held {
+                run,
+                session: format!("MySQL connection {connection}"),
+            }
         }
         Backend::Sqlite => {
-            let (_, path) = file?;
+            let Some((_, path)) = file else {
+                return unknown_holder("lock file");
+            };
             let mut text = String::new();
-            File::open(path).ok()?.read_to_string(&mut text).ok()?;
-            Some(text.trim().to_owned()).filter(|s| !s.is_empty())
+            let _ = File::open(&*path).and_then(|mut f| f.read_to_string(&mut text));
+            LockState::Held {
+                run: Some(text.trim().to_owned()).filter(|s| !s.is_empty()),
+                session: format!("lock file {}", path.display()),
+            }
         }
+    }
+}
+
+/// The lock is busy but its holder cannot be read.
+fn unknown_holder(session: &str) -> LockState {
+    LockState::Held {
+        run: None,
+        session: format!("{session} unknown"),
     }
 }

@@ -1,11 +1,15 @@
 //! Records a run as it happens: each event goes to the ledger (inside the migration's own
 //! transaction where there is one), then to the local journal and the output sink.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+
 use diesel::QueryResult;
 
 use crate::connection::{AnyConnection, Database};
 use crate::error::Result;
 use crate::event::{Event, EventKind, EventSink};
+use crate::interrupt;
 use crate::journal::Journal;
 use crate::ledger::{self, RunRow, StepRow, run_status};
 use crate::run::{RunContext, now};
@@ -18,7 +22,8 @@ pub struct Recorder<'a> {
     target: String,
     journal: Journal,
     sink: &'a mut dyn EventSink,
-    next_seq: i32,
+    /// The last event sequence number taken (shared with the Ctrl-C handler).
+    next_seq: Arc<AtomicI32>,
     /// Events emitted before the ledger existed, written once it does.
     unwritten: Vec<(i32, Event)>,
     ledger_ready: bool,
@@ -37,7 +42,7 @@ impl<'a> Recorder<'a> {
             target: target.to_owned(),
             journal,
             sink,
-            next_seq: 0,
+            next_seq: Arc::new(AtomicI32::new(0)),
             unwritten: Vec::new(),
             ledger_ready: false,
         }
@@ -106,6 +111,7 @@ impl<'a> Recorder<'a> {
         migrations: usize,
         started: std::time::Instant,
     ) -> Result<()> {
+        interrupt::halt_if_interrupted();
         ledger::finish_run(
             &mut db.conn,
             &self.context.id,
@@ -136,17 +142,25 @@ impl<'a> Recorder<'a> {
     }
 
     fn seq(&mut self) -> i32 {
-        self.next_seq += 1;
-        self.next_seq
+        self.next_seq.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    /// From now on events go to the ledger too; writes the ones emitted before.
+    /// From now on events go to the ledger too; writes the ones emitted before. The run's
+    /// row exists: from now on Ctrl-C marks it failed (interrupted).
     pub fn ledger_ready(&mut self, db: &mut Database) -> Result<()> {
         for (seq, event) in std::mem::take(&mut self.unwritten) {
             ledger::insert_event(&mut db.conn, seq, &event)
                 .map_err(|e| crate::Error::db("writing dbsafe_events", e))?;
         }
         self.ledger_ready = true;
+        interrupt::run_started(interrupt::ActiveRun {
+            url: db.url().clone(),
+            run_id: self.context.id.clone(),
+            target: self.target.clone(),
+            operator: self.context.operator.clone(),
+            journal: self.journal.clone(),
+            seq: Arc::clone(&self.next_seq),
+        });
         Ok(())
     }
 
@@ -164,6 +178,14 @@ impl<'a> Recorder<'a> {
             self.unwritten.push((seq, event.clone()));
         }
         self.publish(&event)
+    }
+
+    /// Inside a step's transaction: once Ctrl-C was pressed, the step must not commit.
+    fn refuse_if_interrupted() -> QueryResult<()> {
+        if interrupt::interrupted() {
+            return Err(diesel::result::Error::RollbackTransaction);
+        }
+        Ok(())
     }
 
     /// Shows an event on the output only, now: for what happens before the run exists
@@ -198,6 +220,7 @@ impl<'a> Recorder<'a> {
     /// Writes an event, and any deferred ones, into the ledger inside the caller's
     /// transaction; once it committed, call [`Recorder::committed`] and publish the event.
     pub fn write_in(&mut self, conn: &mut AnyConnection, kind: EventKind) -> QueryResult<Event> {
+        Self::refuse_if_interrupted()?;
         for (seq, event) in &self.unwritten {
             ledger::insert_event(conn, *seq, event)?;
         }
@@ -217,6 +240,7 @@ impl<'a> Recorder<'a> {
         kind: EventKind,
     ) -> QueryResult<Event> {
         use diesel::connection::SimpleConnection;
+        Self::refuse_if_interrupted()?;
         let event = self.event(kind);
         let seq = self.seq();
         let mut events: Vec<(i32, &Event)> = self.unwritten.iter().map(|(s, e)| (*s, e)).collect();
@@ -231,9 +255,18 @@ impl<'a> Recorder<'a> {
         self.unwritten.clear();
     }
 
-    /// Sends an already recorded event to the journal and the sink.
+    /// Sends an already recorded event to the journal and the sink. Once Ctrl-C was
+    /// pressed, the run goes no further than this event.
     pub fn publish(&mut self, event: &Event) -> Result<()> {
         self.sink.emit(event);
-        self.journal.append(&self.target, event)
+        let written = self.journal.append(&self.target, event);
+        interrupt::halt_if_interrupted();
+        written
+    }
+}
+
+impl Drop for Recorder<'_> {
+    fn drop(&mut self) {
+        interrupt::run_ended(&self.context.id);
     }
 }

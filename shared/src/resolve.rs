@@ -8,8 +8,11 @@ use crate::config::Config;
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
+use crate::identity;
 use crate::journal::Journal;
 use crate::ledger::{self, __diesel_schema_migrations, step_status};
+use crate::lock;
+use crate::preflight::{self, Confirmation};
 use crate::run::{RunContext, now};
 use crate::target::Target;
 
@@ -22,17 +25,38 @@ pub enum ResolvedState {
     Reverted,
 }
 
-/// Marks the dirty step of `version` resolved.
+/// Marks the dirty step of `version` resolved: like apply, only on a protected target
+/// named and confirmed, on the database the target is bound to, and under the target's
+/// lock, which it refuses to wait for (a run holding it may still be writing that step).
 pub fn resolve(
     config: &Config,
     target: &Target,
     version: &str,
     state: ResolvedState,
+    confirmation: Confirmation,
     sink: &mut dyn EventSink,
 ) -> Result<()> {
+    preflight::guard_protected(target, confirmation)?;
     let mut db = Database::connect(&target.url, Create::Never)?;
-    let dirty = if ledger::exists(&mut db)? {
-        ledger::dirty_steps(&mut db)?
+    identity::check(&mut db, target, &config.snapshot_dir, false)?;
+    let context = RunContext::new(&config.root);
+    let lock = lock::acquire_now(&mut db, &context.id, "resolving a step")?;
+    let result = resolve_locked(config, target, &mut db, &context, version, state, sink);
+    lock.release(&mut db);
+    result
+}
+
+fn resolve_locked(
+    config: &Config,
+    target: &Target,
+    db: &mut Database,
+    context: &RunContext,
+    version: &str,
+    state: ResolvedState,
+    sink: &mut dyn EventSink,
+) -> Result<()> {
+    let dirty = if ledger::exists(db)? {
+        ledger::dirty_steps(db)?
     } else {
         Vec::new()
     };
@@ -50,7 +74,6 @@ pub fn resolve(
             }
         )));
     };
-    let context = RunContext::new(&config.root);
     // The step's status says what the step did: a dirty `up` step resolved as applied
     // applied, one resolved as reverted failed; a dirty `down` step (a revert that did not
     // finish) the other way round.

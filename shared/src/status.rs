@@ -10,7 +10,8 @@ use crate::config::Config;
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::identity;
-use crate::ledger::{self, RunRow, step_status};
+use crate::ledger::{self, RunRow, StepRow, run_status, step_status};
+use crate::lock::{self, LockState};
 use crate::migrations::MigrationSet;
 use crate::preflight;
 use crate::restore;
@@ -54,6 +55,13 @@ pub struct StatusReport {
     pub migrations: Vec<MigrationState>,
     /// Explanations of dirty steps, with what to do.
     pub dirty: Vec<String>,
+    /// Steps in progress: their run holds the target's lock now (`running (run ID, holder ...)`).
+    pub running: Vec<String>,
+    /// Runs left `running` in the ledger by a process that is gone (nobody holds the lock
+    /// for them): interrupted; the next apply marks them failed.
+    pub interrupted: Vec<String>,
+    /// Who holds the target's lock now (`run ID (session)`), if anyone.
+    pub lock_holder: Option<String>,
     /// The newest runs.
     pub last_runs: Vec<RunRow>,
     /// A restore that was interrupted (from the journal), what it left and what to run.
@@ -125,6 +133,21 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
         edited: false,
     }));
     migrations.sort_by(|a, b| a.version.cmp(&b.version));
+    let lock = lock::probe(&mut db)?;
+    let mut last_runs = if has_ledger {
+        ledger::runs(&mut db, 5)?
+    } else {
+        Vec::new()
+    };
+    let running_runs = if has_ledger {
+        ledger::runs(&mut db, i64::MAX)?
+            .into_iter()
+            .filter(|r| r.status == run_status::RUNNING)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let live = live(findings.dirty, running_runs, &mut last_runs, &lock);
 
     Ok(StatusReport {
         target: target.name.clone(),
@@ -136,18 +159,83 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
         binding_problem,
         ledger: has_ledger,
         migrations,
-        dirty: findings
-            .dirty
-            .iter()
-            .map(preflight::dirty_message)
-            .collect(),
-        last_runs: if has_ledger {
-            ledger::runs(&mut db, 5)?
-        } else {
-            Vec::new()
-        },
+        dirty: live.dirty.iter().map(preflight::dirty_message).collect(),
+        running: live.running,
+        interrupted: live.interrupted,
+        lock_holder: (lock != LockState::Free).then(|| lock.describe()),
+        last_runs,
         interrupted_restore,
     })
+}
+
+/// What the lock says about the ledger's unfinished steps and runs.
+struct Live {
+    /// `started` steps of runs that are over: the target is dirty.
+    dirty: Vec<StepRow>,
+    /// Steps and runs in progress, explained.
+    running: Vec<String>,
+    /// Runs left `running` by a process that is gone.
+    interrupted: Vec<String>,
+}
+
+/// Splits the ledger's unfinished steps and runs into those of the run holding the lock
+/// (in progress) and the others (dirty steps, interrupted runs); the last runs of an
+/// interrupted run show `interrupted`.
+fn live(
+    dirty: Vec<StepRow>,
+    running_runs: Vec<RunRow>,
+    last_runs: &mut [RunRow],
+    lock: &LockState,
+) -> Live {
+    // A lock held by a session that did not say which run it is: the newest run still
+    // `running` is the likely holder, so none is called interrupted.
+    let holder = match lock {
+        LockState::Free => None,
+        LockState::Held { run: Some(run), .. } => Some(run.as_str()),
+        LockState::Held { run: None, .. } => running_runs.first().map(|r| r.id.as_str()),
+    };
+    let holder_row = running_runs.iter().find(|r| Some(r.id.as_str()) == holder);
+    let by = holder_row.map_or_else(String::new, |r| {
+        format!(", started {} by {} on {}", r.started_at, r.operator, r.host)
+    });
+    let session = match lock {
+        LockState::Held { session, .. } => session.as_str(),
+        LockState::Free => "",
+    };
+    let describe = |what: String| {
+        format!(
+            "{what} is running (run {}, holder {session}{by})",
+            holder.unwrap_or("?")
+        )
+    };
+    let (in_progress, dirty): (Vec<StepRow>, Vec<StepRow>) = dirty
+        .into_iter()
+        .partition(|s| Some(s.run_id.as_str()) == holder);
+    let mut running: Vec<String> = in_progress
+        .iter()
+        .map(|s| describe(format!("migration {}", s.name)))
+        .collect();
+    if running.is_empty() && holder_row.is_some() {
+        running.push(describe(format!(
+            "the {} run",
+            holder_row.map_or("", |r| r.kind.as_str())
+        )));
+    }
+    let interrupted: Vec<String> = running_runs
+        .iter()
+        .filter(|r| Some(r.id.as_str()) != holder)
+        .map(|r| r.id.clone())
+        .collect();
+    for run in last_runs.iter_mut() {
+        if interrupted.contains(&run.id) {
+            run.status = "interrupted".into();
+        }
+    }
+    Live {
+        dirty,
+        running,
+        interrupted,
+    }
 }
 
 /// The status of a SQLite target whose file does not exist yet: everything is pending.
@@ -176,6 +264,9 @@ fn not_created(target: &Target, set: &MigrationSet, path: &std::path::Path) -> S
             })
             .collect(),
         dirty: Vec::new(),
+        running: Vec::new(),
+        interrupted: Vec::new(),
+        lock_holder: None,
         last_runs: Vec::new(),
         interrupted_restore: None,
     }

@@ -84,7 +84,8 @@ pub fn new_step(
 }
 
 /// Per-migration lock and statement timeouts: `SET LOCAL` inside the migration's
-/// transaction on PostgreSQL (safe behind PgBouncer), session settings elsewhere.
+/// transaction on PostgreSQL (safe behind PgBouncer), session settings elsewhere (undone by
+/// [`reset_timeouts`]).
 pub fn set_timeouts(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -105,21 +106,31 @@ pub fn timeouts_sql(backend: Backend, config: &ApplyConfig, in_transaction: bool
                 "SET {scope} lock_timeout = {lock_ms}; SET {scope} statement_timeout = {statement_ms}"
             )
         }
+        // MariaDB alone reads the `/*M! ... */` part: its statement timeout, in seconds.
         Backend::Mysql => {
             let seconds = config.lock_timeout.as_secs().max(1);
             format!(
-                "SET SESSION lock_wait_timeout = {seconds}; SET SESSION innodb_lock_wait_timeout = {seconds}"
+                "SET SESSION lock_wait_timeout = {seconds}, innodb_lock_wait_timeout = {seconds} /*M!, max_statement_time = {:.3} */",
+                statement_ms as f64 / 1000.0
             )
         }
         Backend::Sqlite => format!("PRAGMA busy_timeout = {lock_ms}"),
     }
 }
 
-/// Undoes session-level timeouts set outside a transaction.
+/// Undoes session-level timeouts (PostgreSQL outside a transaction, MySQL always, SQLite's
+/// `PRAGMA busy_timeout`, which holds for the whole connection): the session's defaults again.
 pub fn reset_timeouts(conn: &mut AnyConnection, backend: Backend) {
-    if backend == Backend::Postgres {
-        let _ = conn.batch_execute("RESET lock_timeout; RESET statement_timeout");
-    }
+    let _ = match backend {
+        Backend::Postgres => conn.batch_execute("RESET lock_timeout; RESET statement_timeout"),
+        Backend::Sqlite => conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {}",
+            connection::SQLITE_BUSY_TIMEOUT_MS
+        )),
+        Backend::Mysql => conn.batch_execute(
+            "SET SESSION lock_wait_timeout = DEFAULT, innodb_lock_wait_timeout = DEFAULT /*M!, max_statement_time = DEFAULT */",
+        ),
+    };
 }
 
 /// Runs a migration's verify.sql: one query returning one column; every row must be true.
@@ -131,7 +142,9 @@ pub fn run_verify(
     let Some(sql) = &migration.verify_sql else {
         return Ok(());
     };
-    let query = sql.trim().trim_end_matches(';').trim();
+    let file = migration.dir.join("verify.sql");
+    let query = crate::verify::subquery(sql, backend)
+        .map_err(|e| StepError::Verify(format!("{}: {e}", file.display())))?;
     let false_rows = match backend {
         Backend::Postgres => format!(
             "WITH dbsafe_verify(ok) AS ({query}) SELECT count(*) AS v FROM dbsafe_verify WHERE ok IS NOT TRUE"
@@ -144,12 +157,9 @@ pub fn run_verify(
         Ok(0) => Ok(()),
         Ok(n) => Err(StepError::Verify(format!(
             "{n} row(s) of {} are not true",
-            migration.dir.join("verify.sql").display()
+            file.display()
         ))),
-        Err(e) => Err(StepError::Verify(format!(
-            "{}: {e}",
-            migration.dir.join("verify.sql").display()
-        ))),
+        Err(e) => Err(StepError::Verify(format!("{}: {e}", file.display()))),
     }
 }
 
@@ -202,23 +212,30 @@ pub fn revert_one(
         if let Err(e) = result {
             let _ = db.ensure_alive();
             step.error = Some(e.to_string());
-            let _ = ledger::finish_step(&mut db.conn, &step);
+            let _ = finish_step_recorded(
+                db,
+                recorder,
+                &step,
+                EventKind::MigrationFailed {
+                    version: migration.version.clone(),
+                    name: migration.name.clone(),
+                    error: e.to_string(),
+                    dirty: true,
+                },
+            );
             return Err(format!(
                 "down.sql of {} failed: {e}; it ran without a transaction, so part of it may have run: the target is dirty (cargo dbsafe resolve {} --as applied|reverted once repaired)",
                 migration.name, migration.version
             ));
         }
         step.status = step_status::REVERTED.into();
-        ledger::finish_step(&mut db.conn, &step)
-            .map_err(|e| format!("writing dbsafe_steps: {e}"))?;
-        let _ = recorder.emit(
-            db,
-            reverted(
-                migration.version.clone(),
-                migration.name.clone(),
-                millis(started),
-            ),
+        let event = reverted(
+            migration.version.clone(),
+            migration.name.clone(),
+            millis(started),
         );
+        finish_step_recorded(db, recorder, &step, event)
+            .map_err(|e| format!("writing dbsafe_steps: {e}"))?;
         return Ok(());
     }
     let mut attempt = 1;
@@ -268,6 +285,25 @@ pub fn revert_one(
             }
         }
     }
+}
+
+/// Writes a non-transactional step's outcome (`finish_step`) and its event in one ledger
+/// transaction, then publishes the event: however the process stops, a step row never
+/// says `applied` or `reverted` without its event in the audit trail.
+pub fn finish_step_recorded(
+    db: &mut Database,
+    recorder: &mut Recorder<'_>,
+    step: &StepRow,
+    kind: EventKind,
+) -> diesel::QueryResult<()> {
+    let event = db.conn.transaction(|conn| {
+        ledger::finish_step(conn, step)?;
+        crate::pause::point(&format!("after-step-{}", step.status));
+        recorder.write_in(conn, kind)
+    })?;
+    recorder.committed();
+    let _ = recorder.publish(&event);
+    Ok(())
 }
 
 /// Milliseconds since `since`.

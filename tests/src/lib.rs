@@ -598,3 +598,108 @@ impl Project {
             .unwrap_or_else(|| panic!("no fingerprint object in {out:?}"))
     }
 }
+
+/// A process the test watches while it runs: its stdout and stderr lines as they come.
+pub struct Watched {
+    /// The process.
+    pub child: std::process::Child,
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Watched {
+    /// Starts `cmd` (stdout and stderr piped) and reads both as lines in the background.
+    pub fn start(mut cmd: Command) -> Watched {
+        use std::io::BufRead;
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn binary");
+        let mut readers = Vec::new();
+        let mut follow = |stream: Box<dyn std::io::Read + Send>| {
+            let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let sink = std::sync::Arc::clone(&lines);
+            readers.push(std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    sink.lock().unwrap().push(line);
+                }
+            }));
+            lines
+        };
+        let stdout = follow(Box::new(child.stdout.take().unwrap()));
+        let stderr = follow(Box::new(child.stderr.take().unwrap()));
+        Watched {
+            child,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    /// Whether a stdout line contains `needle` yet.
+    pub fn saw(&self, needle: &str) -> bool {
+        self.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(needle))
+    }
+
+    /// Whether a stderr line contains `needle` yet.
+    pub fn saw_on_stderr(&self, needle: &str) -> bool {
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(needle))
+    }
+
+    /// The run id of the first JSON event on stdout that has one.
+    pub fn run_id(&self) -> String {
+        self.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|e| e["run_id"].as_str().map(str::to_owned))
+            .expect("an event with a run id")
+    }
+
+    /// Sends a signal (`INT`, `TERM`, `KILL`) to the process, as `kill -SIG` does.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the process; returns what it did (code -1 when a signal ended it).
+    pub fn wait(mut self) -> Run {
+        let status = self.child.wait().expect("wait");
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: self.stdout.lock().unwrap().join("\n"),
+            stderr: self.stderr.lock().unwrap().join("\n"),
+        }
+    }
+}
+
+/// Polls `ready` every 50ms for up to `limit`; panics naming `what` on timeout.
+pub fn wait_until(limit: std::time::Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

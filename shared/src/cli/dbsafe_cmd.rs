@@ -224,8 +224,14 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
                 StateArg::Reverted => ResolvedState::Reverted,
             };
             let confirmation = global.confirm(&target, "resolve a dirty step")?;
-            crate::preflight::guard_protected(&target, confirmation)?;
-            resolve(&config, &target, &resolve_args.version, state, output)?;
+            resolve(
+                &config,
+                &target,
+                &resolve_args.version,
+                state,
+                confirmation,
+                output,
+            )?;
         }
         Command::Fingerprint(args) => {
             let mut db = crate::connection::Database::connect(

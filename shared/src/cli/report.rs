@@ -81,6 +81,16 @@ pub fn status(report: &StatusReport) -> String {
     for dirty in &report.dirty {
         let _ = writeln!(out, "{} {dirty}", red.apply_to("dirty:"));
     }
+    for running in &report.running {
+        let _ = writeln!(out, "{} {running}", yellow.apply_to("running:"));
+    }
+    for run in &report.interrupted {
+        let _ = writeln!(
+            out,
+            "{} run {run} stopped before it finished (its process is gone); the next apply marks it failed",
+            red.apply_to("interrupted:")
+        );
+    }
     if !report.last_runs.is_empty() {
         let _ = writeln!(out, "{}", bold.apply_to("last runs:"));
         out.push_str(&runs(&report.last_runs));

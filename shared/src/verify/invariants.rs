@@ -2,31 +2,68 @@
 //! compare what it returns with its expectation.
 
 use diesel::Connection;
+use diesel::connection::SimpleConnection;
 
 use super::Finding;
-use crate::config::{Expectation, Invariant};
+use crate::check::lint::sql::split;
+use crate::config::{ApplyConfig, Dialect, Expectation, Invariant};
 use crate::connection::{self, Database};
 use crate::error::{Error, Result};
 use crate::target::Backend;
 
-/// The query as a subquery can hold it: without the comment lines and the `;` that end it.
-fn body(sql: &str) -> &str {
-    let mut text = sql.trim_end();
-    loop {
-        let last_line = text.rfind('\n').map_or(0, |i| i + 1);
-        if !text[last_line..].trim_start().starts_with("--") {
-            break;
+/// User SQL (an invariant's query, a migration's verify.sql) as the body of a subquery:
+/// exactly one statement, without the comments and the `;` around it, and never closing
+/// the parenthesis it is wrapped in. The error says what is wrong with the text.
+pub(crate) fn subquery(sql: &str, backend: Backend) -> std::result::Result<&str, String> {
+    let dialect = match backend {
+        Backend::Postgres => Dialect::Postgres,
+        Backend::Mysql => Dialect::Mysql,
+        Backend::Sqlite => Dialect::Sqlite,
+    };
+    let script = split(sql, dialect);
+    let statement = match script.statements.as_slice() {
+        [] => return Err("it holds no query".into()),
+        [one] => one,
+        many => {
+            return Err(format!(
+                "it holds {} statements; it must be one query (a second one would run unchecked, or not at all)",
+                many.len()
+            ));
         }
-        text = text[..last_line].trim_end();
+    };
+    let mut open: u32 = 0;
+    for token in &statement.tokens {
+        if token.is_punct('(') {
+            open += 1;
+        } else if token.is_punct(')') {
+            open = open.checked_sub(1).ok_or_else(|| {
+                format!(
+                    "it closes a parenthesis it never opened (at byte {}): it must be one query",
+                    token.offset
+                )
+            })?;
+        }
     }
-    text.trim_end_matches(';').trim()
+    let last = statement.tokens.last().expect("a statement has tokens");
+    Ok(&sql[statement.start..last.offset + last.text.len()])
+}
+
+/// An invariant's query as a subquery; one that is not exactly one query is bad
+/// configuration (exit 2), named.
+pub(super) fn query_of(invariant: &Invariant, backend: Backend) -> Result<&str> {
+    subquery(&invariant.sql, backend).map_err(|e| {
+        Error::Usage(format!(
+            "invariant `{}`: {e}. Fix its SQL in dbsafe.toml",
+            invariant.name
+        ))
+    })
 }
 
 /// What the query returns, as the expectation needs it: its first value, or its row count.
-fn observe(db: &mut Database, invariant: &Invariant) -> Result<String> {
-    // The query is wrapped in a subquery; the newline before its closing parenthesis ends a
-    // `-- comment` on its last line.
-    let query = body(&invariant.sql);
+/// The query runs with the target's `lock-timeout` and `statement-timeout` (`apply`), set
+/// for its transaction only where the backend allows.
+fn observe(db: &mut Database, invariant: &Invariant, apply: &ApplyConfig) -> Result<String> {
+    let query = query_of(invariant, db.backend())?;
     let text = if db.backend() == Backend::Mysql {
         "CHAR"
     } else {
@@ -44,10 +81,14 @@ fn observe(db: &mut Database, invariant: &Invariant) -> Result<String> {
     };
     // Whatever the query does, nothing of it stays.
     let mut seen = None;
+    let timeouts = crate::step::timeouts_sql(db.backend(), apply, true);
     let outcome = db.conn.transaction::<(), diesel::result::Error, _>(|conn| {
+        conn.batch_execute(&timeouts)?;
         seen = Some(connection::texts(conn, &sql));
         Err(diesel::result::Error::RollbackTransaction)
     });
+    let backend = db.backend();
+    crate::step::reset_timeouts(&mut db.conn, backend);
     match (seen, outcome) {
         (Some(Ok(rows)), _) => Ok(rows
             .into_iter()
@@ -67,8 +108,12 @@ fn truthy(value: &str) -> Option<bool> {
 }
 
 /// Runs one invariant.
-pub(super) fn check(db: &mut Database, invariant: &Invariant) -> Result<Finding> {
-    let observed = observe(db, invariant)?;
+pub(super) fn check(
+    db: &mut Database,
+    invariant: &Invariant,
+    apply: &ApplyConfig,
+) -> Result<Finding> {
+    let observed = observe(db, invariant, apply)?;
     let holds = match invariant.expect {
         Expectation::Value(op, expected) | Expectation::Rows(op, expected) => observed
             .trim()
@@ -93,16 +138,36 @@ pub(super) fn check(db: &mut Database, invariant: &Invariant) -> Result<Finding>
 
 #[cfg(test)]
 mod tests {
-    use super::body;
+    use super::subquery;
+    use crate::target::Backend;
 
     #[test]
-    fn body_drops_the_final_semicolon_and_comment_lines() {
-        assert_eq!(body("SELECT 1;\n"), "SELECT 1");
-        assert_eq!(
-            body("-- why\nSELECT 1 -- one\n;\n-- end\n\n  -- really\n"),
-            "-- why\nSELECT 1 -- one"
-        );
-        assert_eq!(body("SELECT '--' AS v"), "SELECT '--' AS v");
-        assert_eq!(body("-- nothing\n"), "");
+    fn one_statement_without_its_semicolon_and_comments() {
+        for backend in [Backend::Postgres, Backend::Mysql, Backend::Sqlite] {
+            assert_eq!(subquery("SELECT 1;\n", backend).unwrap(), "SELECT 1");
+            assert_eq!(
+                subquery(
+                    "-- why\nSELECT 1 -- one\n;\n-- end\n\n  -- really\n",
+                    backend
+                )
+                .unwrap(),
+                "SELECT 1"
+            );
+            assert_eq!(
+                subquery("SELECT '--' AS v -- trailing", backend).unwrap(),
+                "SELECT '--' AS v"
+            );
+            assert_eq!(
+                subquery("SELECT count(*) = 0 FROM (SELECT ';' AS x) q", backend).unwrap(),
+                "SELECT count(*) = 0 FROM (SELECT ';' AS x) q"
+            );
+            assert!(subquery("-- nothing\n", backend).is_err());
+            let two = subquery("SELECT 1; DROP TABLE t", backend).unwrap_err();
+            assert!(two.contains("2 statements"), "{two}");
+            let closes = subquery("SELECT 1) x; DROP TABLE t; --", backend).unwrap_err();
+            assert!(closes.contains("statements"), "{closes}");
+            let paren = subquery("SELECT 1) AS x, (SELECT 2", backend).unwrap_err();
+            assert!(paren.contains("parenthesis"), "{paren}");
+        }
     }
 }

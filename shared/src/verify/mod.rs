@@ -6,6 +6,8 @@
 mod builtins;
 mod drift;
 mod invariants;
+
+pub(crate) use invariants::subquery;
 mod junit;
 
 use std::time::Instant;
@@ -124,6 +126,17 @@ pub fn selected_builtins(config: &Config, options: &VerifyOptions) -> Vec<&'stat
     names
 }
 
+/// Refuses, before anything runs, an invariant of `target` whose SQL is not exactly one
+/// query (a second statement, SQL that closes the subquery it is wrapped in): exit 2.
+pub fn validate_invariants(config: &Config, target: &Target) -> Result<()> {
+    let backend = target.url.backend();
+    config
+        .invariants
+        .iter()
+        .filter(|i| i.applies_to(&target.name))
+        .try_for_each(|i| invariants::query_of(i, backend).map(|_| ()))
+}
+
 /// Runs the checks on `target`. A check that cannot run is an `error` result; the others
 /// still run.
 pub fn verify(
@@ -143,6 +156,7 @@ pub fn verify(
             known.join(", ")
         )));
     }
+    validate_invariants(config, target)?;
     let mut results = Vec::new();
     let phase = options.phase.unwrap_or(Phase::After);
     if phase == Phase::After {
@@ -193,7 +207,7 @@ pub fn verify(
             continue;
         }
         let started = Instant::now();
-        let finding = invariants::check(db, invariant);
+        let finding = invariants::check(db, invariant, &config.apply);
         results.push(result(
             invariant.name.clone(),
             "invariant",
