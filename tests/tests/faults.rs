@@ -3,13 +3,10 @@
 //! Afterwards the schema, diesel's table and dbsafe's ledger must agree, and the next
 //! apply must converge.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::Child;
-use std::sync::{Arc, Mutex};
-use std::thread::{JoinHandle, sleep};
+use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use dbsafe_tests::{Backend, Project, TestDb, each_backend};
+use dbsafe_tests::{Backend, Project, TestDb, Watched, each_backend, wait_until};
 
 each_backend!(
     migration_failing_half_way,
@@ -274,72 +271,11 @@ fn on_failure_stop_keeps_earlier_migrations(backend: Backend) {
     }
 }
 
-/// A process the test watches: its stdout lines as they come.
-struct Watched {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: JoinHandle<()>,
-}
-
-impl Watched {
-    fn start(p: &Project, args: &[&str]) -> Watched {
-        let mut child = p.spawn_dbsafe(args);
-        let stdout = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Watched {
-            child,
-            lines,
-            reader,
-        }
-    }
-
-    fn saw(&self, needle: &str) -> bool {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains(needle))
-    }
-
-    /// The run id from the `run.started` line.
-    fn run_id(&self) -> String {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|e| e["type"] == "run.started")
-            .and_then(|e| e["run_id"].as_str().map(str::to_owned))
-            .expect("a run.started event")
-    }
-
-    /// Waits for the process; returns the exit code (None when killed by a signal),
-    /// stdout and stderr.
-    fn wait(mut self) -> (Option<i32>, String, String) {
-        let mut stderr = String::new();
-        if let Some(mut err) = self.child.stderr.take() {
-            let _ = err.read_to_string(&mut stderr);
-        }
-        let status = self.child.wait().expect("wait");
-        self.reader.join().unwrap();
-        let stdout = self.lines.lock().unwrap().join("\n");
-        (status.code(), stdout, stderr)
-    }
-}
-
-/// Polls `ready` every 50ms for up to `limit`; panics with `what` on timeout.
-fn wait_until(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        sleep(Duration::from_millis(50));
-    }
+/// `cargo dbsafe ARGS` started and watched.
+fn watch(p: &Project, args: &[&str]) -> Watched {
+    let mut cmd = p.command("cargo-dbsafe");
+    cmd.arg("dbsafe").args(args);
+    Watched::start(cmd)
 }
 
 const SLOW: &str = "2024-06-01-000002_slow";
@@ -383,7 +319,7 @@ fn kill_9_during_long_migration(backend: Backend) {
         Some("DROP TABLE before_t;"),
     )
     .migration(SLOW, slow_up(backend), Some("DROP TABLE slow_t;"));
-    let watched = Watched::start(&p, &["apply", "--message-format", "json"]);
+    let watched = watch(&p, &["apply", "--message-format", "json"]);
     let limit = Duration::from_secs(20);
     match backend {
         // The sleep is running: the CREATE TABLE before it has run, uncommitted.
@@ -420,8 +356,8 @@ fn kill_9_during_long_migration(backend: Backend) {
     let journal = format!("{}-journal", p.db.name);
     let mut watched = watched;
     watched.child.kill().expect("SIGKILL");
-    let (code, stdout, _) = watched.wait();
-    assert_eq!(code, None, "killed by a signal\n{stdout}");
+    let out = watched.wait();
+    assert_eq!(out.code, -1, "killed by a signal\n{}", out.stdout);
     if backend == Backend::Sqlite {
         // The big insert was in flight: its rollback journal is left behind, hot.
         assert!(std::path::Path::new(&journal).exists(), "{journal}");
@@ -524,7 +460,7 @@ fn connection_terminated_mid_migration() {
         "CREATE TABLE doomed_t (id INTEGER PRIMARY KEY);\nINSERT INTO doomed_t (id) VALUES (1);\nSELECT pg_sleep(30);\n",
         Some("DROP TABLE doomed_t;"),
     );
-    let watched = Watched::start(&p, &["apply", "--message-format", "json"]);
+    let watched = watch(&p, &["apply", "--message-format", "json"]);
     wait_until(Duration::from_secs(20), "pg_sleep running", || {
         !sessions_running(&p.db, "pg_sleep(30)").is_empty()
     });
@@ -535,12 +471,16 @@ fn connection_terminated_mid_migration() {
     assert_eq!(terminated, ["true"]);
     let started = Instant::now();
     let run_id = watched.run_id();
-    let (code, stdout, stderr) = watched.wait();
+    let dbsafe_tests::Run {
+        code,
+        stdout,
+        stderr,
+    } = watched.wait();
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "dbsafe did not notice promptly"
     );
-    let code = code.expect("exited, not killed");
+    assert_ne!(code, -1, "exited, not killed");
     assert!(code == 1 || code == 4, "exit {code}\n{stdout}\n{stderr}");
     assert!(
         !stderr.contains("panicked") && !stderr.contains("backtrace"),

@@ -4,13 +4,9 @@
 //! empty: before the swap it is exactly as it was, after it the restored snapshot; `status`
 //! says what happened; the same command run again finishes the job.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use dbsafe_tests::{Backend, Project, Run, each_backend, finish, table_text};
+use dbsafe_tests::{Backend, Project, Run, Watched, each_backend, finish, table_text, wait_until};
 use serde_json::Value;
 
 each_backend!(
@@ -39,7 +35,7 @@ fn killed_during_the_postgres_rename() {
 fn killed_while_pg_restore_runs() {
     let p = Project::new(Backend::Postgres);
     let a = two_runs(&p, 200_000);
-    let mut child = spawn_restore(&p, &a, None);
+    let mut child = p.spawn_dbrollback(&[&a, "--restore", "--yes", "--message-format", "json"]);
     let pid = child.id();
     wait_until(Duration::from_secs(60), "pg_restore to run", || {
         child_named(pid, "pg_restore")
@@ -163,7 +159,9 @@ fn two_runs(p: &Project, extra: u32) -> String {
     a.run_id()
 }
 
-fn spawn_restore(p: &Project, run: &str, point: Option<&str>) -> Child {
+/// Runs `dbrollback RUN --restore` until it pauses at `point`, then kills it with SIGKILL.
+/// Returns what it printed and the id of the restore run it was.
+fn kill_at(p: &Project, run: &str, point: &str) -> (Run, String) {
     let mut cmd = p.command("cargo-dbrollback");
     cmd.args([
         "dbrollback",
@@ -173,39 +171,16 @@ fn spawn_restore(p: &Project, run: &str, point: Option<&str>) -> Child {
         "--message-format",
         "json",
     ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    if let Some(point) = point {
-        cmd.env("DBSAFE_TEST_PAUSE_AT", point);
-    }
-    cmd.spawn().expect("spawn cargo-dbrollback")
-}
-
-/// Runs `dbrollback RUN --restore` until it pauses at `point`, then kills it with SIGKILL.
-/// Returns what it printed and the id of the restore run it was.
-fn kill_at(p: &Project, run: &str, point: &str) -> (Run, String) {
-    let mut child = spawn_restore(p, run, Some(point));
-    let stderr = child.stderr.take().expect("piped");
-    let seen = Arc::new(Mutex::new(String::new()));
-    let writer = Arc::clone(&seen);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            writer.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
+    .env("DBSAFE_TEST_PAUSE_AT", point);
+    let watched = Watched::start(cmd);
     let marker = format!("paused at {point}");
     wait_until(Duration::from_secs(60), &marker, || {
-        seen.lock().unwrap().contains(&marker)
+        watched.saw_on_stderr(&marker)
     });
-    child.kill().expect("SIGKILL");
-    let out = finish(child);
+    watched.signal("KILL");
+    let killed = watched.run_id();
+    let out = watched.wait();
     assert_eq!(out.code, -1, "killed by a signal: {out:?}");
-    let killed = out
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find_map(|e| e["run_id"].as_str().map(str::to_owned))
-        .expect("the restore run's id in its output");
     (out, killed)
 }
 
@@ -313,12 +288,4 @@ fn child_named(parent: u32, name: &str) -> bool {
             .and_then(|v| v.parse::<u32>().ok());
         comm == name && ppid == Some(parent)
     })
-}
-
-fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        sleep(Duration::from_millis(10));
-    }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use dbsafe_tests::{Backend, Project, Run, TestDb, each_backend, finish, table_text};
+use dbsafe_tests::{Backend, Project, Run, TestDb, each_backend, finish, table_text, wait_until};
 use serde_json::Value;
 
 each_backend!(
@@ -163,15 +163,6 @@ fn drop_index(backend: Backend, index: &str, table: &str) -> String {
     match backend {
         Backend::Mysql => format!("DROP INDEX {index} ON {table};\n"),
         _ => format!("DROP INDEX {index};\n"),
-    }
-}
-
-/// Polls `ready` every 50ms for up to `limit`; panics with `what` on timeout.
-fn wait_until(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        sleep(Duration::from_millis(50));
     }
 }
 

@@ -1547,13 +1547,38 @@ fn postgres_strategy_mismatch_and_old_pg_dump() {
     )
     .unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // First on PATH it is passed over for the newest pg_dump that fits the server, which
+    // the manifest names.
     let path = path_with(bin.path());
+    let chosen = dbsafe_with_path(
+        &p,
+        &path,
+        &["snapshot", "create", "--message-format", "json"],
+    );
+    chosen.expect_code(0);
+    let manifest = chosen
+        .events()
+        .into_iter()
+        .find(|e| e["type"] == "snapshot")
+        .expect("the manifest");
+    let tools = manifest["client_tools"].as_str().unwrap_or_default();
+    assert!(
+        tools.starts_with("pg_dump ") && !tools.contains(&bin.path().display().to_string()),
+        "{manifest}"
+    );
+    std::fs::remove_dir_all(
+        p.path()
+            .join(".dbsafe/snapshots")
+            .join(manifest["id"].as_str().unwrap()),
+    )
+    .unwrap();
+    // Named as the tools to use, it is refused, and pg_dump is not run.
+    let named = bin.path().display().to_string();
     for format in ["human", "json"] {
-        let run = dbsafe_with_path(
-            &p,
-            &path,
-            &["snapshot", "create", "--message-format", format],
-        );
+        let mut cmd = p.command("cargo-dbsafe");
+        cmd.args(["dbsafe", "snapshot", "create", "--message-format", format])
+            .env("DBSAFE_PG_BIN_DIR", &named);
+        let run = dbsafe_tests::run(cmd);
         run.expect_code(2);
         let text = printed(&run);
         assert!(
@@ -1578,7 +1603,10 @@ fn postgres_strategy_mismatch_and_old_pg_dump() {
         "CREATE TABLE more_things (id INTEGER PRIMARY KEY);",
         Some("DROP TABLE more_things;"),
     );
-    let apply = dbsafe_with_path(&p, &path, &["apply"]);
+    let mut cmd = p.command("cargo-dbsafe");
+    cmd.args(["dbsafe", "apply"])
+        .env("DBSAFE_PG_BIN_DIR", &named);
+    let apply = dbsafe_tests::run(cmd);
     apply.expect_code(2);
     assert!(apply.stderr.contains("older than the server"), "{apply:?}");
     assert!(!p.db.has_table("more_things"));
