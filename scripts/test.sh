@@ -20,6 +20,8 @@ if [[ ${DBSAFE_SKIP_ENSURE:-0} != 1 ]]; then
     step "scripts/ensure-services.sh"
     scripts/ensure-services.sh
 fi
+pg_versions=$(scripts/ensure-pg-versions.sh --stop-after $$) # PostgreSQL 16 and 18 for tests/tests/pg_versions.rs
+eval "$pg_versions"
 
 step "cargo build --workspace --locked"
 cargo build --workspace --locked

@@ -134,23 +134,7 @@ impl TestDb {
                     name: path.display().to_string(),
                 }
             }
-            Backend::Postgres => {
-                let mut admin = PgConnection::establish(&format!("{}/postgres", pg_server()))
-                    .unwrap_or_else(|e| {
-                        panic!(
-                            "PostgreSQL at {} is not reachable ({e}); run scripts/test.sh",
-                            pg_server()
-                        )
-                    });
-                admin
-                    .batch_execute(&format!("CREATE DATABASE {name}"))
-                    .expect("create database");
-                TestDb {
-                    backend,
-                    url: format!("{}/{name}", pg_server()),
-                    name,
-                }
-            }
+            Backend::Postgres => TestDb::postgres_on(&pg_server()),
             Backend::Mysql => {
                 let mut admin = MysqlConnection::establish(&format!("{}/mysql", mysql_server()))
                     .unwrap_or_else(|e| {
@@ -168,6 +152,24 @@ impl TestDb {
                     name,
                 }
             }
+        }
+    }
+
+    /// Creates a fresh database on the PostgreSQL server at `server` (a URL without a
+    /// database, as [`pg_server`] returns); it is dropped there again.
+    pub fn postgres_on(server: &str) -> TestDb {
+        let name = unique_name();
+        let mut admin =
+            PgConnection::establish(&format!("{server}/postgres")).unwrap_or_else(|e| {
+                panic!("PostgreSQL at {server} is not reachable ({e}); run scripts/test.sh")
+            });
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create database");
+        TestDb {
+            backend: Backend::Postgres,
+            url: format!("{server}/{name}"),
+            name,
         }
     }
 
@@ -237,8 +239,12 @@ impl Drop for TestDb {
         match self.backend {
             Backend::Sqlite => {}
             Backend::Postgres => {
-                if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", pg_server()))
-                {
+                // The server this database is on: its URL without the database name.
+                let server = self
+                    .url
+                    .strip_suffix(&format!("/{}", self.name))
+                    .map_or_else(pg_server, str::to_owned);
+                if let Ok(mut admin) = PgConnection::establish(&format!("{server}/postgres")) {
                     let _ = admin.batch_execute(&format!(
                         "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                         self.name
@@ -333,6 +339,19 @@ impl Project {
     pub fn new(backend: Backend) -> Project {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = TestDb::new(backend, dir.path());
+        Project::with_db(dir, db)
+    }
+
+    /// A project with a target `test` on a fresh database of the PostgreSQL server at
+    /// `server` (a URL without a database).
+    pub fn on_postgres(server: &str) -> Project {
+        Project::with_db(
+            tempfile::tempdir().expect("temp dir"),
+            TestDb::postgres_on(server),
+        )
+    }
+
+    fn with_db(dir: tempfile::TempDir, db: TestDb) -> Project {
         let project = Project { dir, db };
         project.write_config("");
         std::fs::create_dir_all(project.path().join("migrations")).unwrap();

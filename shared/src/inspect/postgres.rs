@@ -222,14 +222,19 @@ fn columns(pg: &mut PgConnection, out: &mut Vec<String>) -> Result<()> {
             "d" => detail.push_str(" identity by default"),
             _ => {}
         }
+        // attgenerated: `s` stored, `v` virtual (PostgreSQL 18), else a plain default.
         let expr = r.non_empty(8);
-        if r.text(7) == "s" {
-            detail.push_str(&format!(
+        match (r.text(7).as_str(), expr) {
+            ("s", expr) => detail.push_str(&format!(
                 " generated always as ({}) stored",
                 expr.unwrap_or_default()
-            ));
-        } else if let Some(default) = expr {
-            detail.push_str(&format!(" default {default}"));
+            )),
+            ("v", expr) => detail.push_str(&format!(
+                " generated always as ({}) virtual",
+                expr.unwrap_or_default()
+            )),
+            (_, Some(default)) => detail.push_str(&format!(" default {default}")),
+            (_, None) => {}
         }
         out.push(line("column", &format!("{table}.{column}"), &detail));
         order.entry(table).or_default().push(column);
@@ -240,6 +245,8 @@ fn columns(pg: &mut PgConnection, out: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
+/// Table constraints; from PostgreSQL 18 on NOT NULL constraints too (`n`: rows of
+/// pg_constraint with a name, NO INHERIT and NOT VALID), which older servers do not have.
 fn constraints(pg: &mut PgConnection, out: &mut Vec<String>) -> Result<()> {
     let sql = format!(
         "SELECT json_build_array(n.nspname, c.relname, con.conname, \
@@ -247,7 +254,7 @@ fn constraints(pg: &mut PgConnection, out: &mut Vec<String>) -> Result<()> {
          FROM pg_catalog.pg_constraint con \
          JOIN pg_catalog.pg_class c ON c.oid = con.conrelid \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         WHERE con.contype IN ('p', 'u', 'f', 'c', 'x') AND {SCOPE} AND {}",
+         WHERE con.contype IN ('p', 'u', 'f', 'c', 'x', 'n') AND {SCOPE} AND {}",
         not_extension("pg_catalog.pg_class", "c.oid")
     );
     for r in rows(pg, &sql)? {
@@ -572,6 +579,12 @@ struct Column {
     not_null: bool,
 }
 
+/// A NOT VALID NOT NULL constraint on column `a` (PostgreSQL 18): `attnotnull` is set
+/// though old rows may still hold NULLs, so the column is hashed as nullable.
+const NOT_VALIDATED: &str = "SELECT 1 FROM pg_catalog.pg_constraint nn \
+     WHERE nn.conrelid = a.attrelid AND nn.contype = 'n' AND nn.conkey[1] = a.attnum \
+     AND NOT nn.convalidated";
+
 /// The plain tables of the database (partitions included, partitioned parents and foreign
 /// tables not: their rows live elsewhere), with their columns.
 fn data_tables(pg: &mut PgConnection, only: Option<&str>) -> Result<Vec<Table>> {
@@ -607,7 +620,8 @@ fn data_tables(pg: &mut PgConnection, only: Option<&str>) -> Result<Vec<Table>> 
     let sql = format!(
         "SELECT json_build_array(a.attrelid::bigint, a.attname, \
            CASE WHEN bn.nspname = 'pg_catalog' THEN bt.typname END, \
-           CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END, a.attnotnull)::text AS v \
+           CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END, \
+           a.attnotnull AND NOT EXISTS ({NOT_VALIDATED}))::text AS v \
          FROM pg_catalog.pg_attribute a \
          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
          JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
