@@ -77,10 +77,18 @@ ensure_wheel() {
         return
     fi
     local python
-    python=$(command -v python3 || command -v python) ||
+    python=$(command -v python3 || command -v python) || python=
+    [[ -n $python ]] && "$python" -m pip --version >/dev/null 2>&1 ||
         die "python3 with pip is needed to install PostgreSQL $version ($requirement): install python3-pip"
-    log "installing PostgreSQL $version: pip install $requirement into $cache/$version"
     mkdir -p "$cache"
+    # One installer at a time (test runs in other worktrees share the cache).
+    exec 9>"$cache/.lock"
+    flock -w 900 9 || die "timed out waiting for $cache/.lock"
+    if [[ -x $bin/pg_ctl && -x $bin/pg_dump ]]; then
+        printf '%s\n' "$bin"
+        return
+    fi
+    log "installing PostgreSQL $version: pip install $requirement into $cache/$version"
     local staging
     staging=$(mktemp -d "$cache/.$version.XXXXXX")
     if ! PIP_ROOT_USER_ACTION=ignore timeout 600 "$python" -m pip install --quiet --no-input \
@@ -137,7 +145,7 @@ stop_later() {
 # Starts a cluster of version $1 from bin directory $2; prints its URL.
 start_cluster() {
     local version=$1 bin=$2
-    local dir port
+    local dir
     dir=$(mktemp -d "${TMPDIR:-/tmp}/dbsafe-pg$version.XXXXXX")
     chmod 755 "$dir"
     [[ $EUID -eq 0 ]] && chown "$user" "$dir"
@@ -146,13 +154,20 @@ start_cluster() {
         cat "$dir/initdb.log" >&2
         die "initdb of PostgreSQL $version failed (log above)"
     }
-    port=$(free_port "$((5400 + version))")
-    as_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t "$WAIT_SECS" \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-        start >/dev/null || {
-        cat "$dir/server.log" >&2
-        die "PostgreSQL $version did not start on port $port (log above)"
-    }
+    # A port another run takes between the check and the start: the next one (5 tries).
+    local try=0 port=$((5400 + version))
+    while :; do
+        port=$(free_port "$port")
+        as_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t "$WAIT_SECS" \
+            -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+            start >/dev/null && break
+        try=$((try + 1))
+        if ((try == 5)) || ! grep -q "could not bind\|already in use" "$dir/server.log"; then
+            cat "$dir/server.log" >&2
+            die "PostgreSQL $version did not start on port $port (log above)"
+        fi
+        port=$((port + 1))
+    done
     stop_later "$dir" "$bin"
     log "PostgreSQL $version on 127.0.0.1:$port (cluster $dir, stopped when process $watch_pid ends)"
     echo "postgres://postgres@127.0.0.1:$port"
