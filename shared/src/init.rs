@@ -15,6 +15,14 @@ pub struct InitOutcome {
     pub gitignore_updated: bool,
 }
 
+/// What to do after `init`, one command per line, for the CLI to print.
+pub const NEXT_STEPS: &[&str] = &[
+    "set DATABASE_URL (or write it in a .env file), as for diesel",
+    "cargo dbsafe setup      # create the database if it is missing, then apply",
+    "cargo dbsafe status     # what is applied, what is pending",
+    "cargo dbsafe check --update-lock   # record the migrations in dbsafe.lock; commit it",
+];
+
 /// Writes `root/dbsafe.toml`, refusing to replace an existing one.
 pub fn init(root: &Path) -> Result<InitOutcome> {
     let config = root.join("dbsafe.toml");
@@ -97,6 +105,10 @@ lock-wait = "60s"
 # lock_timeout of each migration statement; a lock timeout is retried lock-retries times.
 lock-timeout = "5s"
 lock-retries = 3
+# statement_timeout of each migration statement: a migration that runs longer fails (and is
+# reverted) instead of holding its locks for hours. Raise it for long data migrations; "0"
+# means no limit. Setting it turns squawk's require-statement-timeout lint off.
+statement-timeout = "5m"
 "#
     )
 }
@@ -112,7 +124,8 @@ mod tests {
         let outcome = init(dir.path()).unwrap();
         assert!(outcome.gitignore_updated);
         let text = fs::read_to_string(&outcome.config).unwrap();
-        crate::config::Config::parse(&outcome.config, &text).unwrap();
+        let config = crate::config::Config::parse(&outcome.config, &text).unwrap();
+        assert!(config.apply.statement_timeout.is_some_and(|t| !t.is_zero()));
         assert_eq!(
             fs::read_to_string(dir.path().join(".gitignore")).unwrap(),
             "/target\n# dbsafe's local snapshots, journal and target bindings\n.dbsafe/\n"

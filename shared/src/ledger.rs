@@ -485,6 +485,16 @@ pub fn runs(db: &mut Database, limit: i64) -> Result<Vec<RunRow>> {
         .map_err(|e| Error::db("reading dbsafe_runs", e))
 }
 
+/// How many migration steps each run recorded, by run id (runs without steps are absent).
+pub fn step_counts(db: &mut Database) -> Result<BTreeMap<String, i64>> {
+    let rows: Vec<(String, i64)> = dbsafe_steps::table
+        .group_by(dbsafe_steps::run_id)
+        .select((dbsafe_steps::run_id, diesel::dsl::count_star()))
+        .load(&mut db.conn)
+        .map_err(|e| Error::db("reading dbsafe_steps", e))?;
+    Ok(rows.into_iter().collect())
+}
+
 /// One run by id.
 pub fn run(db: &mut Database, id: &str) -> Result<Option<RunRow>> {
     dbsafe_runs::table

@@ -29,6 +29,7 @@ pub mod roundtrip;
 pub mod run;
 pub mod runs;
 pub mod seed;
+pub mod setup;
 pub mod snapshot;
 pub mod status;
 pub mod step;

@@ -75,3 +75,35 @@ pub fn show(target: &Target, id: &str) -> Result<RunDetail> {
     let events = ledger::events(&mut db, &run.id)?;
     Ok(RunDetail { run, steps, events })
 }
+
+/// A run in a listing, with the number of migration steps it recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunListing {
+    /// The run.
+    #[serde(flatten)]
+    pub run: RunRow,
+    /// Its migration steps (applied, reverted or failed).
+    pub migrations: i64,
+}
+
+impl RunListing {
+    /// An apply that found nothing to do.
+    pub fn is_noop(&self) -> bool {
+        self.migrations == 0 && self.run.kind == "apply" && self.run.status == "succeeded"
+    }
+}
+
+/// [`list`] with each run's number of migration steps.
+pub fn list_with_steps(target: &Target, limit: i64) -> Result<Vec<RunListing>> {
+    let Some(mut db) = open(target)? else {
+        return Ok(Vec::new());
+    };
+    let counts = ledger::step_counts(&mut db)?;
+    Ok(ledger::runs(&mut db, limit)?
+        .into_iter()
+        .map(|run| RunListing {
+            migrations: counts.get(&run.id).copied().unwrap_or(0),
+            run,
+        })
+        .collect())
+}

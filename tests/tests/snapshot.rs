@@ -427,7 +427,7 @@ fn create_list_verify_and_restore_match_the_live_fingerprints(backend: Backend) 
     version.expect_code(0);
     assert_eq!(
         manifest["tool_version"].as_str().unwrap(),
-        version.stdout.split_whitespace().last().unwrap()
+        version.stdout.split_whitespace().nth(1).unwrap()
     );
     let created_at = manifest["created_at"].as_str().unwrap();
     assert!(

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser};
 
-use super::{GlobalArgs, Output, cargo_args, exit};
+use super::{GlobalArgs, Output, exit};
 use crate::error::{Error, Result};
 use crate::rollback::{self, RollbackOptions, RollbackPlan};
 
@@ -50,17 +50,21 @@ struct DbrollbackArgs {
     dry_run: bool,
 }
 
-/// Runs `cargo dbrollback` with the process arguments; returns the exit code.
-pub fn main() -> ExitCode {
+/// Runs `cargo dbrollback` with the process arguments; returns the exit code. `version` is
+/// the binary's, with its git commit.
+pub fn main(version: &'static str) -> ExitCode {
     crate::interrupt::install();
-    let argv = cargo_args("dbrollback");
-    let Cargo::Dbrollback(args) =
-        Cargo::try_parse_from(&argv).unwrap_or_else(|e| super::usage_error(e, &argv));
+    let (Cargo::Dbrollback(args), _) = super::parse_cargo::<Cargo>("dbrollback", version);
     let mut output = Output::new(&args.global);
     match run(&args, &mut output) {
         Ok(code) => ExitCode::from(code),
         Err(error) => ExitCode::from(output.error(&error)),
     }
+}
+
+/// The command line of `cargo-dbrollback` (for shell completions).
+pub(crate) fn command() -> clap::Command {
+    <DbrollbackArgs as clap::Args>::augment_args(clap::Command::new("cargo-dbrollback"))
 }
 
 fn run(args: &DbrollbackArgs, output: &mut Output) -> Result<u8> {

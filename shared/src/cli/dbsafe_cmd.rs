@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::snapshot_cmd::SnapshotCommand;
-use super::{GlobalArgs, Output, cargo_args, report};
+use super::{GlobalArgs, Output, report};
 use crate::apply::{ApplyOptions, apply};
 use crate::error::{Error, Result};
 use crate::resolve::{ResolvedState, resolve};
@@ -24,7 +24,7 @@ enum Cargo {
 /// (protected target, identity changed, dirty target, lock held, edited migration);
 /// 4 the database needs attention (a failure dbsafe could not undo).
 #[derive(Debug, Args)]
-#[command(version)]
+#[command(version, after_help = EXAMPLES)]
 struct DbsafeArgs {
     #[command(flatten)]
     global: GlobalArgs,
@@ -32,12 +32,26 @@ struct DbsafeArgs {
     command: Command,
 }
 
+const EXAMPLES: &str = "\
+Examples:
+  cargo dbsafe init                      write dbsafe.toml, then follow the steps it prints
+  cargo dbsafe setup                     create the database when missing, then apply
+  cargo dbsafe status                    what is applied and pending, and what to run next
+  cargo dbsafe plan --rehearse           try the pending migrations on a throwaway clone
+  cargo dbsafe apply --target production --yes
+  cargo dbsafe runs show --last          the newest run with its steps and events
+  cargo dbsafe snapshot verify --last --deep
+  cargo dbsafe --database-url sqlite://dev.db --migration-dir migrations status
+  cargo dbsafe completions bash > ~/.local/share/bash-completion/completions/cargo-dbsafe";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Write a commented dbsafe.toml for this repository and add .dbsafe/ to .gitignore.
     Init,
     /// Show the target, its identity, applied and pending migrations, dirty steps, last runs.
     Status,
+    /// Create the target's database when it does not exist (as `diesel setup`), then apply.
+    Setup(ApplyArgs),
     /// What apply would do, touching nothing; --rehearse runs it on a throwaway clone.
     Plan(PlanArgs),
     /// Apply pending migrations as one recorded run: preflight, lock, migrations, status.
@@ -53,6 +67,23 @@ enum Command {
     Fingerprint(FingerprintArgs),
     /// Check migrations offline (layout, dbsafe.lock, lint) for pre-commit hooks and CI.
     Check(super::check_cmd::CheckArgs),
+    /// Print shell completions for cargo-dbsafe, cargo-dbverify and cargo-dbrollback.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
+}
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  cargo dbsafe completions bash > ~/.local/share/bash-completion/completions/cargo-dbsafe
+  cargo dbsafe completions zsh > ~/.zfunc/_cargo-dbsafe
+  cargo dbsafe completions fish > ~/.config/fish/completions/cargo-dbsafe.fish
+They complete the binaries' own names (`cargo-dbsafe status`, which runs the same command).";
+
+#[derive(Debug, Args)]
+struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +121,9 @@ struct RunsArgs {
     /// How many runs to list.
     #[arg(long, default_value_t = 20)]
     limit: i64,
+    /// Also list the no-op runs (an apply with nothing to apply), folded by default.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,7 +131,11 @@ enum RunsCommand {
     /// One run with its steps and events.
     Show {
         /// The run id (or a unique prefix of it).
-        run: String,
+        #[arg(required_unless_present = "last")]
+        run: Option<String>,
+        /// The newest run.
+        #[arg(long, conflicts_with = "run")]
+        last: bool,
     },
 }
 
@@ -123,7 +161,7 @@ enum StateArg {
 fn validate_ids(command: &Command) -> Result<()> {
     match command {
         Command::Runs(RunsArgs {
-            show: Some(RunsCommand::Show { run }),
+            show: Some(RunsCommand::Show { run: Some(run), .. }),
             ..
         }) => crate::run::validate_id_prefix(run, "run id").map(drop),
         Command::Snapshot(snapshot) => super::snapshot_cmd::validate_ids(snapshot),
@@ -131,12 +169,11 @@ fn validate_ids(command: &Command) -> Result<()> {
     }
 }
 
-/// Runs `cargo dbsafe` with the process arguments; returns the exit code.
-pub fn main() -> ExitCode {
+/// Runs `cargo dbsafe` with the process arguments; returns the exit code. `version` is the
+/// binary's, with its git commit.
+pub fn main(version: &'static str) -> ExitCode {
     crate::interrupt::install();
-    let argv = cargo_args("dbsafe");
-    let Cargo::Dbsafe(args) =
-        Cargo::try_parse_from(&argv).unwrap_or_else(|e| super::usage_error(e, &argv));
+    let (Cargo::Dbsafe(args), _) = super::parse_cargo::<Cargo>("dbsafe", version);
     let mut output = Output::new(&args.global);
     match run(&args, &mut output) {
         Ok(code) => ExitCode::from(code),
@@ -144,40 +181,44 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The command line of `cargo-dbsafe` (for shell completions).
+pub(crate) fn command() -> clap::Command {
+    <DbsafeArgs as Args>::augment_args(clap::Command::new("cargo-dbsafe"))
+}
+
 fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
     let global = &args.global;
     validate_ids(&args.command)?;
-    if let Command::Init = args.command {
-        let root = match &global.manifest_path {
-            Some(_) => global.load_config()?.root,
-            None => std::env::current_dir().map_err(|e| Error::io(".", e))?,
-        };
-        let outcome = crate::init::init(&root)?;
-        if output.is_json() {
-            output.json_typed("init", &serde_json::json!({"config": outcome.config, "gitignore_updated": outcome.gitignore_updated}));
-        } else {
-            output.note(&format!("wrote {}", outcome.config.display()));
-            if outcome.gitignore_updated {
-                output.note("added .dbsafe/ to .gitignore");
-            }
-        }
-        return Ok(super::exit::SUCCESS);
-    }
-    if let Command::Check(check_args) = &args.command {
+    match &args.command {
+        Command::Init => return init(global, output),
         // Offline: no target URL is resolved.
-        return super::check_cmd::run(check_args, global, output);
+        Command::Check(check_args) => return super::check_cmd::run(check_args, global, output),
+        Command::Completions(completions) => {
+            super::completions::write(completions.shell);
+            return Ok(super::exit::SUCCESS);
+        }
+        _ => {}
     }
     let config = global.load_config()?;
     let target = global.resolve_target(&config)?;
     match &args.command {
-        Command::Init | Command::Check(_) => unreachable!("handled above"),
+        Command::Init | Command::Check(_) | Command::Completions(_) => {
+            unreachable!("handled above")
+        }
         Command::Status => {
-            let status = crate::status::status(&config, &target)?;
+            let status = crate::status::status(&config, &target)
+                .map_err(|e| missing_database(e, &target))?;
             if output.is_json() {
                 output.json_typed("status", &status);
             } else {
                 output.data(&report::status(&status));
             }
+        }
+        Command::Setup(apply_args) => {
+            if crate::setup::create_if_missing(&target.url)? {
+                output.note(&format!("created database {}", target.url.redacted()));
+            }
+            apply_command(global, &config, &target, apply_args, output)?;
         }
         Command::Plan(plan_args) => {
             let plan = crate::plan::plan(&config, &target, plan_args.rehearse)?;
@@ -193,24 +234,23 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
             }
         }
         Command::Apply(apply_args) => {
-            let options = ApplyOptions {
-                confirmation: global.confirm(&target, "apply migrations")?,
-                target_version: apply_args.target_version.clone(),
-                rebind: apply_args.rebind,
-            };
-            apply(&config, &target, &options, output)?;
+            apply_command(global, &config, &target, apply_args, output)?;
         }
         Command::Runs(runs_args) => match &runs_args.show {
             None => {
-                let runs = crate::runs::list(&target, runs_args.limit)?;
+                let runs = crate::runs::list_with_steps(&target, runs_args.limit)?;
                 if output.is_json() {
                     runs.iter().for_each(|r| output.json_typed("run", r));
                 } else {
-                    output.data(&report::runs(&runs));
+                    output.data(&report::runs_listing(&runs, runs_args.all));
                 }
             }
-            Some(RunsCommand::Show { run }) => {
-                let detail = crate::runs::show(&target, run)?;
+            Some(RunsCommand::Show { run, .. }) => {
+                let id = match run {
+                    Some(run) => run.clone(),
+                    None => newest_run(&target)?,
+                };
+                let detail = crate::runs::show(&target, &id)?;
                 if output.is_json() {
                     output.json_typed("run", &detail);
                 } else {
@@ -264,4 +304,66 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
         }
     }
     Ok(super::exit::SUCCESS)
+}
+
+fn init(global: &GlobalArgs, output: &mut Output) -> Result<u8> {
+    let root = match &global.manifest_path {
+        Some(_) => global.load_config()?.root,
+        None => std::env::current_dir().map_err(|e| Error::io(".", e))?,
+    };
+    let outcome = crate::init::init(&root)?;
+    if output.is_json() {
+        output.json_typed("init", &serde_json::json!({"config": outcome.config, "gitignore_updated": outcome.gitignore_updated, "next_steps": crate::init::NEXT_STEPS}));
+    } else {
+        output.note(&format!("wrote {}", outcome.config.display()));
+        if outcome.gitignore_updated {
+            output.note("added .dbsafe/ to .gitignore");
+        }
+        output.note("next:");
+        crate::init::NEXT_STEPS
+            .iter()
+            .for_each(|step| output.note(&format!("  {step}")));
+    }
+    Ok(super::exit::SUCCESS)
+}
+
+fn apply_command(
+    global: &GlobalArgs,
+    config: &crate::config::Config,
+    target: &crate::target::Target,
+    apply_args: &ApplyArgs,
+    output: &mut Output,
+) -> Result<()> {
+    let options = ApplyOptions {
+        confirmation: global.confirm(target, "apply migrations")?,
+        target_version: apply_args.target_version.clone(),
+        rebind: apply_args.rebind,
+    };
+    apply(config, target, &options, output).map(drop)
+}
+
+/// The id of the target's newest run (`--last`).
+fn newest_run(target: &crate::target::Target) -> Result<String> {
+    crate::runs::list(target, 1)?
+        .into_iter()
+        .next()
+        .map(|r| r.id)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--last: the ledger of target `{}` has no runs yet",
+                target.name
+            ))
+        })
+}
+
+/// A connection error on a database that does not exist says how to create it.
+fn missing_database(error: Error, target: &crate::target::Target) -> Error {
+    if !matches!(error, Error::Connect { .. })
+        || crate::setup::database_exists(&target.url).unwrap_or(true)
+    {
+        return error;
+    }
+    Error::Failed(format!(
+        "{error}\n  the database does not exist yet: `cargo dbsafe setup` creates it and applies the migrations"
+    ))
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser};
 use console::Style;
 
-use super::{GlobalArgs, Output, cargo_args, exit};
+use super::{GlobalArgs, Output, exit};
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::verify::{self, CheckResult, Status, VerifyOptions};
@@ -42,17 +42,21 @@ struct DbverifyArgs {
     junit: Option<PathBuf>,
 }
 
-/// Runs `cargo dbverify` with the process arguments; returns the exit code.
-pub fn main() -> ExitCode {
+/// Runs `cargo dbverify` with the process arguments; returns the exit code. `version` is
+/// the binary's, with its git commit.
+pub fn main(version: &'static str) -> ExitCode {
     crate::interrupt::install();
-    let argv = cargo_args("dbverify");
-    let Cargo::Dbverify(args) =
-        Cargo::try_parse_from(&argv).unwrap_or_else(|e| super::usage_error(e, &argv));
+    let (Cargo::Dbverify(args), _) = super::parse_cargo::<Cargo>("dbverify", version);
     let mut output = Output::new(&args.global);
     match run(&args, &mut output) {
         Ok(code) => ExitCode::from(code),
         Err(error) => ExitCode::from(output.error(&error)),
     }
+}
+
+/// The command line of `cargo-dbverify` (for shell completions).
+pub(crate) fn command() -> clap::Command {
+    <DbverifyArgs as clap::Args>::augment_args(clap::Command::new("cargo-dbverify"))
 }
 
 fn run(args: &DbverifyArgs, output: &mut Output) -> Result<u8> {

@@ -2,6 +2,7 @@
 //! target, the confirmation prompt, output (human or JSON Lines) and exit codes.
 
 mod check_cmd;
+mod completions;
 mod dbrollback_cmd;
 mod dbsafe_cmd;
 mod dbverify_cmd;
@@ -48,12 +49,23 @@ pub enum ColorChoice {
     Never,
 }
 
+/// The heading of the flags every command takes, apart from the command's own.
+pub const GLOBAL_HEADING: &str = "Global options";
+
 /// Flags every dbsafe command takes.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = GLOBAL_HEADING)]
 pub struct GlobalArgs {
     /// The target in dbsafe.toml (default: `default-target`, or the only one).
     #[arg(long, global = true, value_name = "NAME")]
     pub target: Option<String>,
+    /// Use this database instead of the target's `url` / `url-env` (as diesel's
+    /// --database-url; a relative SQLite path is relative to the current directory).
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Use this migration directory instead of `migrations-dir` (as diesel's --migration-dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub migration_dir: Option<PathBuf>,
     /// Use this dbsafe.toml instead of searching for one.
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -81,14 +93,45 @@ impl GlobalArgs {
     /// Finds and loads dbsafe.toml (and `.env`) from the working directory.
     pub fn load_config(&self) -> Result<Config> {
         let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
-        let config = Config::discover(&cwd, self.config.as_deref(), self.manifest_path.as_deref())?;
+        let mut config =
+            Config::discover(&cwd, self.config.as_deref(), self.manifest_path.as_deref())?;
         config.load_dotenv();
+        if let Some(dir) = &self.migration_dir {
+            let dir = cwd.join(dir);
+            if !dir.is_dir() {
+                return Err(Error::Usage(format!(
+                    "--migration-dir {}: no such directory",
+                    dir.display()
+                )));
+            }
+            let default_lock = config
+                .migrations_dir
+                .parent()
+                .map(|p| p.join(crate::check::LOCK_FILE_NAME));
+            if default_lock.as_ref() == Some(&config.check.lock_file) {
+                config.check.lock_file = dir
+                    .parent()
+                    .unwrap_or(&cwd)
+                    .join(crate::check::LOCK_FILE_NAME);
+            }
+            config.migrations_dir = dir;
+        }
         Ok(config)
     }
 
-    /// Resolves the target to work on.
+    /// Resolves the target to work on; `--database-url` replaces its URL.
     pub fn resolve_target(&self, config: &Config) -> Result<Target> {
-        Target::resolve(config, self.target.as_deref())
+        let Some(raw) = &self.database_url else {
+            return Target::resolve(config, self.target.as_deref());
+        };
+        let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+        let target = config.target(self.target.as_deref())?;
+        Ok(Target {
+            name: target.name.clone(),
+            environment: target.environment,
+            protected: target.protected,
+            url: crate::target::DatabaseUrl::parse(raw, &cwd)?,
+        })
     }
 
     /// How the target was chosen and confirmed. For a protected target named explicitly
@@ -114,6 +157,21 @@ pub fn interactive() -> bool {
 /// Whether this runs in CI (the `CI` variable is set to anything but `false`/`0`).
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Parses the process arguments of `cargo NAME ...` (or `cargo-NAME ...`) into `C`, with
+/// `version` (the binary's, with its git commit) for `--version`; exits on bad usage.
+pub(crate) fn parse_cargo<C: clap::Parser>(
+    subcommand: &str,
+    version: &'static str,
+) -> (C, Vec<std::ffi::OsString>) {
+    let argv = cargo_args(subcommand);
+    let parsed = C::command()
+        .mut_subcommand(subcommand, |c| c.version(version))
+        .try_get_matches_from(&argv)
+        .and_then(|m| C::from_arg_matches(&m))
+        .unwrap_or_else(|e| usage_error(e, &argv));
+    (parsed, argv)
 }
 
 /// Lets a binary run both as `cargo NAME ...` (cargo passes NAME first) and directly as

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use console::Style;
 
 use crate::ledger::RunRow;
-use crate::runs::RunDetail;
+use crate::runs::{RunDetail, RunListing};
 use crate::status::StatusReport;
 
 /// `cargo dbsafe status` as text.
@@ -95,7 +95,88 @@ pub fn status(report: &StatusReport) -> String {
         let _ = writeln!(out, "{}", bold.apply_to("last runs:"));
         out.push_str(&runs(&report.last_runs));
     }
+    let _ = writeln!(out, "{} {}", bold.apply_to("next:"), next_command(report));
     out
+}
+
+/// The command to run next, given the status.
+fn next_command(report: &StatusReport) -> String {
+    if report.interrupted_restore.is_some() {
+        "cargo dbsafe apply   # finishes or undoes the interrupted restore first".into()
+    } else if let Some(dirty) = report.dirty.first() {
+        let version = dirty
+            .split("cargo dbsafe resolve ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or("VERSION");
+        format!(
+            "repair the dirty step by hand, then `cargo dbsafe resolve {version} --as applied|reverted`"
+        )
+    } else if report.binding_problem.is_some() {
+        "cargo dbsafe apply --rebind   # only if this target really is meant to reach this database now".into()
+    } else if report.migrations.iter().any(|m| m.edited) {
+        "write a new migration instead of editing an applied one (`cargo dbsafe check` names it)"
+            .into()
+    } else if report.pending() > 0 {
+        "cargo dbsafe plan   # what apply would do; then `cargo dbsafe apply`".into()
+    } else {
+        "nothing to apply; `cargo dbsafe runs` shows the history".into()
+    }
+}
+
+/// `cargo dbsafe runs`: a header, one line per run with its number of migrations, the no-op
+/// runs (an apply with nothing to apply) folded into one line unless `all`.
+pub fn runs_listing(listing: &[RunListing], all: bool) -> String {
+    if listing.is_empty() {
+        return "no runs yet\n".into();
+    }
+    let bold = Style::new().bold();
+    let dim = Style::new().dim();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}",
+        bold.apply_to(format!(
+            "  {:<21}  {:<8} {:<9} {:>10}  {:<12} {:<24} {}",
+            "RUN", "KIND", "STATUS", "MIGRATIONS", "TARGET", "STARTED", "OPERATOR"
+        ))
+    );
+    let mut folded = 0;
+    for item in listing {
+        if item.is_noop() && !all {
+            folded += 1;
+            continue;
+        }
+        let run = &item.run;
+        let _ = writeln!(
+            out,
+            "  {:<21}  {:<8} {} {:>10}  {:<12} {:<24} {}{}",
+            run.id,
+            run.kind,
+            colored_status(&run.status),
+            item.migrations,
+            run.target,
+            run.started_at,
+            run.operator,
+            first_line(run.error.as_deref())
+        );
+    }
+    if folded > 0 {
+        let _ = writeln!(
+            out,
+            "{}",
+            dim.apply_to(format!(
+                "  ({folded} no-op run(s) with nothing to apply not shown; --all shows them)"
+            ))
+        );
+    }
+    out
+}
+
+fn first_line(error: Option<&str>) -> String {
+    error
+        .map(|e| format!("  {}", e.lines().next().unwrap_or("")))
+        .unwrap_or_default()
 }
 
 /// A list of runs, one line each.
@@ -114,10 +195,7 @@ pub fn runs(runs: &[RunRow]) -> String {
             run.target,
             run.started_at,
             run.operator,
-            run.error
-                .as_deref()
-                .map(|e| format!("  {}", e.lines().next().unwrap_or("")))
-                .unwrap_or_default()
+            first_line(run.error.as_deref())
         );
     }
     out

@@ -16,7 +16,7 @@ use crate::target::Target;
 pub enum SnapshotCommand {
     /// Take a snapshot of the target now, with its manifest and fingerprints.
     Create(CreateArgs),
-    /// List the snapshots of the target, oldest first.
+    /// List the snapshots of the target, newest first.
     List,
     /// Check a snapshot's files against its manifest; --deep restores it into a scratch
     /// database and compares every fingerprint.
@@ -32,7 +32,11 @@ pub enum SnapshotCommand {
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// The snapshot id.
-    id: String,
+    #[arg(required_unless_present = "last")]
+    id: Option<String>,
+    /// The target's newest snapshot.
+    #[arg(long, conflicts_with = "id")]
+    last: bool,
     /// Say what would be restored and lost, touch nothing.
     #[arg(long)]
     dry_run: bool,
@@ -50,7 +54,11 @@ pub struct CreateArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The snapshot id.
-    id: String,
+    #[arg(required_unless_present = "last")]
+    id: Option<String>,
+    /// The target's newest snapshot.
+    #[arg(long, conflicts_with = "id")]
+    last: bool,
     /// Restore into a scratch database and compare fingerprints with the manifest.
     #[arg(long)]
     deep: bool,
@@ -73,12 +81,32 @@ pub struct PruneArgs {
 /// Refuses a snapshot id argument that does not have the form of an id (exit 2).
 pub fn validate_ids(command: &SnapshotCommand) -> Result<()> {
     match command {
-        SnapshotCommand::Verify(args) => crate::run::validate_id(&args.id, "snapshot id").map(drop),
-        SnapshotCommand::Restore(args) => {
-            crate::run::validate_id(&args.id, "snapshot id").map(drop)
+        SnapshotCommand::Verify(VerifyArgs { id: Some(id), .. })
+        | SnapshotCommand::Restore(RestoreArgs { id: Some(id), .. }) => {
+            crate::run::validate_id(id, "snapshot id").map(drop)
         }
         _ => Ok(()),
     }
+}
+
+/// The snapshot `id`, or the target's newest one for `--last`.
+fn chosen_id(id: &Option<String>, config: &Config, target: &Target) -> Result<String> {
+    if let Some(id) = id {
+        return Ok(id.clone());
+    }
+    SnapshotStore::new(config)
+        .list()?
+        .manifests
+        .into_iter()
+        .rfind(|m| m.target == target.name)
+        .map(|m| m.id)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--last: target `{}` has no snapshots in {}",
+                target.name,
+                config.snapshot_dir.display()
+            ))
+        })
 }
 
 fn bytes(manifest: &Manifest) -> u64 {
@@ -102,14 +130,15 @@ pub fn run(
                 output.json_typed("snapshot", &manifest);
             } else {
                 output.data(&format!(
-                    "snapshot {} of {} ({}, {} in {} file(s), {} table(s), {} ms)",
+                    "snapshot {} of {} ({}, {} in {} file(s), {} table(s), {} ms)\n  path: {}",
                     manifest.id,
                     manifest.target,
                     manifest.strategy,
                     indicatif::HumanBytes(bytes(&manifest)),
                     manifest.files.len(),
                     manifest.tables.len(),
-                    manifest.duration_ms
+                    manifest.duration_ms,
+                    SnapshotStore::new(config).path(&manifest.id)?.display()
                 ));
             }
             Ok(exit::SUCCESS)
@@ -120,6 +149,7 @@ pub fn run(
                 .manifests
                 .iter()
                 .filter(|m| m.target == target.name)
+                .rev()
                 .collect();
             if output.is_json() {
                 all.iter().for_each(|m| output.json_typed("snapshot", m));
@@ -153,7 +183,7 @@ pub fn run(
         }
         SnapshotCommand::Verify(args) => {
             let store = SnapshotStore::new(config);
-            let manifest = store.load(&args.id)?;
+            let manifest = store.load(&chosen_id(&args.id, config, target)?)?;
             let (problems, restore_ms) = if args.deep {
                 let (problems, ms) = snapshot::verify_deep(config, target, &manifest)?;
                 (problems, Some(ms))
@@ -185,8 +215,9 @@ pub fn run(
             }
         }
         SnapshotCommand::Restore(args) => {
+            let id = chosen_id(&args.id, config, target)?;
             let options = crate::rollback::RollbackOptions {
-                snapshot: Some(args.id.clone()),
+                snapshot: Some(id.clone()),
                 restore: true,
                 dry_run: args.dry_run,
                 confirmation: if args.dry_run {
@@ -207,7 +238,7 @@ pub fn run(
                 output.note(&format!(
                     "restore run {}: restored snapshot {} (the state before is in safety snapshot {})",
                     outcome.run_id,
-                    args.id,
+                    id,
                     outcome.safety_snapshot.as_deref().unwrap_or("?")
                 ));
             }

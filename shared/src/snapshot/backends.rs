@@ -31,12 +31,12 @@ pub fn server_version(db: &mut Database) -> Result<String> {
 }
 
 /// A PostgreSQL identifier, quoted.
-pub(super) fn pg_ident(name: &str) -> String {
+pub(crate) fn pg_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// A MySQL identifier, quoted (a backtick inside is doubled).
-pub(super) fn mysql_ident(name: &str) -> String {
+pub(crate) fn mysql_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
@@ -63,7 +63,7 @@ pub(super) fn derived_name(base: &str, tag: &str, id: &str) -> String {
 }
 
 /// A session on the server of `url` that is not on its database.
-pub(super) fn maintenance(url: &DatabaseUrl) -> Result<Database> {
+pub(crate) fn maintenance(url: &DatabaseUrl) -> Result<Database> {
     // On MySQL, `information_schema`: every user may open it, while the `mysql` system
     // database is refused to an application's own user.
     let name = if url.backend() == Backend::Postgres {

@@ -7,6 +7,7 @@ mod swap;
 mod tool;
 
 pub use backends::Scratch;
+pub(crate) use backends::{maintenance, mysql_ident, pg_ident};
 pub use swap::{Recovered, Staging, SwapPlan, discard, recover};
 
 use std::fs::{self, File, OpenOptions};

@@ -117,9 +117,14 @@ pub(super) fn lint(text: &str, run_in_transaction: bool, settings: &Settings, ou
         linter.settings.pg_version = version;
     }
     for violation in linter.lint(&parse, text) {
-        let help = violation
-            .help
-            .or_else(|| fallback_help(violation.code).map(str::to_owned));
+        let help = if violation.code == Rule::RequireStatementTimeout {
+            // dbsafe sets the timeout for each migration itself, once configured.
+            Some(STATEMENT_TIMEOUT_HELP.to_owned())
+        } else {
+            violation
+                .help
+                .or_else(|| fallback_help(violation.code).map(str::to_owned))
+        };
         out.push(Raw {
             rule: violation.code.to_string(),
             offset: usize::from(violation.text_range.start()),
@@ -128,6 +133,11 @@ pub(super) fn lint(text: &str, run_in_transaction: bool, settings: &Settings, ou
         });
     }
 }
+
+/// The help of `require-statement-timeout`: the setting that makes it go away.
+const STATEMENT_TIMEOUT_HELP: &str = "set `statement-timeout` in dbsafe.toml's [apply] (for \
+     example `statement-timeout = \"5m\"`, as `cargo dbsafe init` writes): dbsafe then sets \
+     statement_timeout for each migration and this rule is off";
 
 /// The safer way, for the rules squawk gives no help with.
 fn fallback_help(rule: Rule) -> Option<&'static str> {
