@@ -80,7 +80,9 @@ pub(super) fn run(args: &CheckArgs, global: &GlobalArgs, output: &mut Output) ->
         // named and confirmed like for apply.
         let confirmation = global.confirm(&target, "create a shadow database beside it")?;
         crate::preflight::guard_protected(&target, confirmation)?;
+        let phase = output.phase("round trip of the migrations on a shadow database");
         let problems = crate::roundtrip::roundtrip(&config, &target, args.all)?;
+        drop(phase);
         report.findings.extend(
             problems
                 .iter()

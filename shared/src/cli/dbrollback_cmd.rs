@@ -120,7 +120,9 @@ fn run(args: &DbrollbackArgs, output: &mut Output) -> Result<u8> {
             args.global.confirm(&target, "roll back")?
         },
     };
+    let phase = (!args.dry_run).then(|| output.phase("rolling back"));
     let outcome = rollback::rollback(&config, &target, &options, output)?;
+    drop(phase);
     if args.dry_run {
         if output.is_json() {
             output.json_typed("rollback.plan", &outcome.plan);

@@ -221,7 +221,13 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
             apply_command(global, &config, &target, apply_args, output)?;
         }
         Command::Plan(plan_args) => {
+            let phase = output.phase(if plan_args.rehearse {
+                "rehearsing the pending migrations on a throwaway clone"
+            } else {
+                "planning"
+            });
             let plan = crate::plan::plan(&config, &target, plan_args.rehearse)?;
+            drop(phase);
             if output.is_json() {
                 output.json_typed("plan", &plan);
             } else {
@@ -278,8 +284,10 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
                 &target.url,
                 crate::connection::Create::Never,
             )?;
+            let phase = output.phase("fingerprinting the schema and every table");
             let schema = crate::inspect::schema_fingerprint(&mut db)?;
             let tables = crate::inspect::data_fingerprints_parallel(&target.url, args.jobs)?;
+            drop(phase);
             if output.is_json() {
                 output.json(&serde_json::json!({"type": "fingerprint", "target": target.name, "schema": schema, "tables": tables}));
             } else {

@@ -72,7 +72,13 @@ fn run(args: &DbverifyArgs, output: &mut Output) -> Result<u8> {
         drift: args.drift,
         phase: None,
     };
+    let phase = output.phase(if args.drift {
+        "verifying (drift: building shadow databases)"
+    } else {
+        "verifying"
+    });
     let results = verify::verify(&config, &target, &mut db, &options)?;
+    drop(phase);
     if let Some(path) = &args.junit {
         std::fs::write(path, verify::junit_xml(&target.name, &results))
             .map_err(|e| Error::io(path, e))?;

@@ -89,12 +89,44 @@ impl Output {
         if self.quiet || self.is_json() {
             return;
         }
-        match &self.bar {
+        match self.bar.as_ref().filter(|bar| !bar.is_finished()) {
             Some(bar) => bar.println(text),
             None => {
                 let _ = writeln!(std::io::stderr(), "{text}");
             }
         }
+    }
+
+    /// A note that also becomes the message of the spinner or bar shown, if any.
+    fn note_phase(&self, text: &str) {
+        self.note(text);
+        if let Some(bar) = &self.bar {
+            bar.set_message(text.to_owned());
+        }
+    }
+
+    /// Shows `phase` with a spinner and the time elapsed on stderr while a long operation
+    /// runs (a snapshot, a restore, a rehearsal, a shadow database): only on a terminal, never
+    /// in CI, with JSON, with --quiet or when stderr is piped. Cleared when the returned
+    /// guard drops; events printed meanwhile go above it.
+    pub fn phase(&mut self, phase: &str) -> Phase {
+        if !self.progress_allowed {
+            return Phase(None);
+        }
+        let spinner = ProgressBar::with_draw_target(
+            None,
+            indicatif::ProgressDrawTarget::term(Term::stderr(), 10),
+        );
+        spinner.set_style(
+            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        spinner.set_message(phase.to_owned());
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        if self.bar.as_ref().is_none_or(ProgressBar::is_finished) {
+            self.bar = Some(spinner.clone());
+        }
+        Phase(Some(spinner))
     }
 
     /// Reports an error: on stderr always, and as a `{"type":"error"}` line in JSON mode.
@@ -144,10 +176,17 @@ impl Output {
                         indicatif::ProgressDrawTarget::term(Term::stderr(), 10),
                     );
                     bar.set_style(
-                        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
-                            .unwrap_or_else(|_| ProgressStyle::default_bar())
-                            .progress_chars("=> "),
+                        ProgressStyle::with_template(
+                            "{spinner} [{bar:30}] {pos}/{len} {msg} ({elapsed})",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
                     );
+                    bar.set_message("preflight, lock, snapshot");
+                    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                    if let Some(previous) = self.bar.take() {
+                        previous.finish_and_clear();
+                    }
                     self.bar = Some(bar);
                 }
             }
@@ -267,11 +306,16 @@ impl Output {
                 reverted_run,
                 duration_ms,
                 ..
-            } => self.note(&format!(
-                "  {} {name} of run {reverted_run} {}",
-                yellow.apply_to("reverted"),
-                dim.apply_to(format!("({duration_ms} ms)"))
-            )),
+            } => {
+                self.note(&format!(
+                    "  {} {name} of run {reverted_run} {}",
+                    yellow.apply_to("reverted"),
+                    dim.apply_to(format!("({duration_ms} ms)"))
+                ));
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+            }
             EventKind::SeedApplied { name, duration_ms } => self.note(&format!(
                 "  {} {name} {}",
                 green.apply_to("seeded"),
@@ -292,7 +336,7 @@ impl Output {
             )),
             EventKind::RestoreSwap {
                 snapshot_id, phase, ..
-            } => self.note(&if phase == "staging" {
+            } => self.note_phase(&if phase == "staging" {
                 format!(
                     "{} snapshot {snapshot_id} into a new database beside the target",
                     yellow.apply_to("restoring")
@@ -339,6 +383,17 @@ impl Output {
                     self.note(&format!("  {} {difference}", red.apply_to("differs:")));
                 }
             }
+        }
+    }
+}
+
+/// A phase shown by [`Output::phase`]; dropping it clears the spinner.
+pub struct Phase(Option<ProgressBar>);
+
+impl Drop for Phase {
+    fn drop(&mut self) {
+        if let Some(spinner) = self.0.take() {
+            spinner.finish_and_clear();
         }
     }
 }

@@ -125,7 +125,9 @@ pub fn run(
         SnapshotCommand::Create(args) => {
             let mut db = Database::connect(&target.url, Create::Never)?;
             let strategy = args.strategy.unwrap_or(config.snapshot.strategy);
+            let phase = output.phase(&format!("taking a snapshot of {}", target.name));
             let manifest = snapshot::create(config, target, &mut db, strategy, None)?;
+            drop(phase);
             if output.is_json() {
                 output.json_typed("snapshot", &manifest);
             } else {
@@ -184,12 +186,18 @@ pub fn run(
         SnapshotCommand::Verify(args) => {
             let store = SnapshotStore::new(config);
             let manifest = store.load(&chosen_id(&args.id, config, target)?)?;
+            let phase = output.phase(&if args.deep {
+                format!("restoring snapshot {} into a scratch database", manifest.id)
+            } else {
+                format!("checking the files of snapshot {}", manifest.id)
+            });
             let (problems, restore_ms) = if args.deep {
                 let (problems, ms) = snapshot::verify_deep(config, target, &manifest)?;
                 (problems, Some(ms))
             } else {
                 (snapshot::verify_stored(config, target, &manifest)?, None)
             };
+            drop(phase);
             if output.is_json() {
                 output.json(&serde_json::json!({
                     "type": "snapshot.verified", "snapshot_id": manifest.id, "ok": problems.is_empty(),
@@ -227,7 +235,9 @@ pub fn run(
                 },
                 ..Default::default()
             };
+            let phase = output.phase(&format!("restoring snapshot {id}"));
             let outcome = crate::rollback::rollback(config, target, &options, output)?;
+            drop(phase);
             if args.dry_run {
                 if output.is_json() {
                     output.json_typed("rollback.plan", &outcome.plan);
