@@ -1124,6 +1124,9 @@ fn transcript_apply_status_runs() {
     t.run(&["apply"]).expect_code(0);
     let runs = t.run(&["runs"]);
     runs.expect_code(0);
+    assert!(runs.stdout.contains("(1 no-op run(s)"), "{runs:?}");
+    let runs = t.run(&["runs", "--all"]);
+    runs.expect_code(0);
     let oldest = runs
         .stdout
         .lines()
@@ -1177,4 +1180,129 @@ fn transcript_failures_and_refusals() {
     t.run(&["apply", "--target", "prod"]).expect_code(3);
     snapshot!("transcript_failures_and_refusals", t.text);
     assert_eq!(p.db.count("dbsafe_runs"), 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// setup, --database-url, --migration-dir, --last, completions, --version
+
+each_backend!(setup_creates_the_missing_database_then_applies);
+
+/// `setup --database-url URL --migration-dir DIR` on a database that does not exist yet:
+/// `status` says to run setup (servers) or that apply creates it (SQLite); setup creates it
+/// and applies the migrations of DIR; the target's own database is untouched.
+fn setup_creates_the_missing_database_then_applies(backend: Backend) {
+    let p = Project::new(backend);
+    p.migration("2024-01-01-000001_users", USERS_UP, Some(USERS_DOWN));
+    std::fs::rename(p.path().join("migrations"), p.path().join("migs")).unwrap();
+    let fresh = format!("{}_fresh", p.db.name);
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", p.path().join("fresh.db").display()),
+        Backend::Postgres => format!("{}/{fresh}", dbsafe_tests::pg_server()),
+        Backend::Mysql => format!("{}/{fresh}", dbsafe_tests::mysql_server()),
+    };
+    let flags = ["--database-url", url.as_str(), "--migration-dir", "migs"];
+    let status = p.dbsafe(&[&["status"][..], &flags].concat());
+    if backend == Backend::Sqlite {
+        status.expect_code(0);
+        assert!(
+            status.stdout.contains("next: cargo dbsafe plan"),
+            "{status:?}"
+        );
+    } else {
+        status.expect_code(1);
+        assert!(
+            status.stderr.contains("`cargo dbsafe setup` creates it"),
+            "{status:?}"
+        );
+    }
+    p.dbsafe(&[&["setup"][..], &flags].concat()).expect_code(0);
+    let status = p.dbsafe(&[&["status", "--message-format", "json"][..], &flags].concat());
+    status.expect_code(0);
+    let report: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(report["migrations"][0]["state"], "applied", "{report}");
+    assert!(report["ledger"].as_bool().unwrap(), "{report}");
+    assert!(
+        !p.db.has_table("users"),
+        "the target's own database was touched"
+    );
+    // Run again: nothing to create, a no-op apply.
+    p.dbsafe(&[&["setup"][..], &flags].concat()).expect_code(0);
+    match backend {
+        Backend::Sqlite => assert!(p.path().join("fresh.db").is_file()),
+        Backend::Postgres => {
+            p.db.execute(&format!("DROP DATABASE \"{fresh}\" WITH (FORCE)"))
+        }
+        Backend::Mysql => p.db.execute(&format!("DROP DATABASE `{fresh}`")),
+    }
+}
+
+#[test]
+fn last_completions_init_and_version() {
+    let p = Project::new(Backend::Sqlite);
+    two_migrations(&p);
+    p.apply(&[]).expect_code(0);
+    let newest = p.apply(&[]).run_id();
+    let show = p.dbsafe(&["runs", "show", "--last", "--message-format", "json"]);
+    show.expect_code(0);
+    let shown: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(shown["run"]["id"], newest.as_str());
+    let listing = p.dbsafe(&["runs", "--message-format", "json"]);
+    let counts: Vec<i64> = listing
+        .events()
+        .iter()
+        .map(|r| r["migrations"].as_i64().unwrap())
+        .collect();
+    assert_eq!(counts, [0, 2]);
+
+    p.dbsafe(&["snapshot", "verify", "--last"]).expect_code(2);
+    let first = p.dbsafe(&["snapshot", "create"]);
+    first.expect_code(0);
+    assert!(first.stdout.contains("path: "), "{first:?}");
+    let second = p.dbsafe(&["snapshot", "create", "--message-format", "json"]);
+    let second_id = second.events()[0]["id"].as_str().unwrap().to_owned();
+    let verify = p.dbsafe(&["snapshot", "verify", "--last", "--message-format", "json"]);
+    verify.expect_code(0);
+    assert_eq!(verify.events()[0]["snapshot_id"], second_id.as_str());
+    let list = p.dbsafe(&["snapshot", "list"]);
+    assert!(
+        list.stdout.lines().next().unwrap().contains(&second_id),
+        "{list:?}"
+    );
+
+    for shell in ["bash", "zsh", "fish"] {
+        let out = p.dbsafe(&["completions", shell]);
+        out.expect_code(0);
+        for name in [
+            "cargo-dbsafe",
+            "cargo-dbverify",
+            "cargo-dbrollback",
+            "--database-url",
+        ] {
+            assert!(out.stdout.contains(name), "{shell}: {name}");
+        }
+    }
+
+    let root = p.path().join("fresh");
+    std::fs::create_dir_all(&root).unwrap();
+    let init = dbsafe_in(&root, &["init"], &[]);
+    init.expect_code(0);
+    assert!(init.stderr.contains("cargo dbsafe setup"), "{init:?}");
+    let config = std::fs::read_to_string(root.join("dbsafe.toml")).unwrap();
+    assert!(
+        config.contains("\nstatement-timeout = \"5m\"\n"),
+        "{config}"
+    );
+
+    let version = p.dbsafe(&["--version"]);
+    let in_git = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    if let Some(head) = in_git {
+        // Built from this checkout: the commit is in the version (build.rs).
+        let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+        assert!(version.stdout.contains(&format!("({head} ")), "{version:?}");
+    }
 }

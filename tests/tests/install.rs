@@ -118,7 +118,13 @@ fn clean_shell(dir: &Path, home: &Path, extra_path: Option<&Path>, script: &str)
 fn clean_clone(into: &Path) {
     let root = repo_root();
     let listed = Command::new("git")
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
         .current_dir(&root)
         .output()
         .expect("git ls-files");
@@ -172,7 +178,11 @@ fn readme_install_command_sets_up_everything_in_a_clean_clone() {
         out.stderr
     );
     // The quickstart ran through cargo: apply, a snapshot, dbverify, a rollback dry run.
-    assert!(out.stderr.contains("3 migration(s) applied"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("3 migration(s) applied"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stdout.contains("snapshot "), "{}", out.stdout);
     assert!(
         out.stdout.contains("migration-checksums  pass"),
@@ -190,7 +200,11 @@ fn readme_install_command_sets_up_everything_in_a_clean_clone() {
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
         .expect("read tmp")
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("dbsafe-quickstart"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("dbsafe-quickstart")
+        })
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
@@ -249,7 +263,8 @@ fn readme_quickstart_commands_run_as_written() {
         .count();
     assert_eq!(pending, 3, "{status}");
     assert!(
-        out.stdout.contains("(1 no-op run(s) with nothing to apply not shown"),
+        out.stdout
+            .contains("(1 no-op run(s) with nothing to apply not shown"),
         "{}",
         out.stdout
     );
@@ -318,7 +333,11 @@ fn docs_ci_workflow_passes_actionlint() {
         "actionlint could not run, so docs/ci.md's workflow is NOT checked: {}",
         out.stderr
     );
-    assert_eq!(out.code, 0, "actionlint findings:\n{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code, 0,
+        "actionlint findings:\n{}{}",
+        out.stdout, out.stderr
+    );
 
     // And it does find a broken workflow.
     std::fs::write(&file, workflow.replace("runs-on:", "runs_on:")).expect("write");
