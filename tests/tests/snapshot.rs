@@ -1258,7 +1258,8 @@ fn prune_keeps_what_the_policy_says(backend: Backend) {
         .iter()
         .map(|e| e["id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(listed, first, "list is oldest first");
+    let newest_first: Vec<String> = first.iter().rev().cloned().collect();
+    assert_eq!(listed, newest_first, "list is newest first, like runs");
 
     // No policy at all: bad usage, nothing deleted.
     let none = p.dbsafe(&["snapshot", "prune"]);
