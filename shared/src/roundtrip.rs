@@ -50,12 +50,14 @@ pub fn roundtrip(config: &Config, target: &Target, all: bool) -> Result<Vec<Stri
         .iter()
         .filter(|m| !applied.contains(&m.version))
     {
+        crate::progress::phase(&format!("{}: apply, revert, apply", migration.name));
         if let Err(problem) = roundtrip_one(&mut shadow, migration) {
             problems.push(problem);
             // What follows would be built on a broken schema.
             break;
         }
     }
+    crate::progress::phase("seeds, twice");
     problems.extend(crate::seed::check_idempotent(config, target, &mut shadow)?);
     drop(shadow);
     drop(scratch);

@@ -1306,3 +1306,71 @@ fn last_completions_init_and_version() {
         assert!(version.stdout.contains(&format!("({head} ")), "{version:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// progress
+
+/// On a terminal (a pseudo-terminal from `script`), `snapshot create` and `snapshot verify
+/// --deep` show their phase, the tables hashed and the time elapsed; piped, or in CI, nothing
+/// but the report.
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let p = Project::new(Backend::Sqlite);
+    two_migrations(&p);
+    p.apply(&[]).expect_code(0);
+    let exe = dbsafe_tests::binary("cargo-dbsafe");
+    let on_terminal = |args: &str| {
+        let mut cmd = std::process::Command::new("script");
+        cmd.args([
+            "-qec",
+            &format!("{} dbsafe {args}", exe.display()),
+            "/dev/null",
+        ])
+        .current_dir(p.path())
+        .env_remove("CI")
+        .env("COLUMNS", "200")
+        .env("DBSAFE_OPERATOR", "tester")
+        .stdin(std::process::Stdio::null());
+        run(cmd)
+    };
+    let created = on_terminal("snapshot create");
+    assert_eq!(created.code, 0, "{created:?}");
+    assert!(
+        created.stdout.contains("taking a snapshot of test")
+            && created.stdout.contains("table(s) hashed")
+            && shows_elapsed(&created.stdout),
+        "{created:?}"
+    );
+    let verified = on_terminal("snapshot verify --deep --last");
+    assert_eq!(verified.code, 0, "{verified:?}");
+    assert!(
+        verified
+            .stdout
+            .contains("restoring into a scratch database")
+            && verified
+                .stdout
+                .contains("comparing fingerprints with the manifest"),
+        "{verified:?}"
+    );
+
+    // Piped (and CI=true, as Project::command sets): the report alone, no progress.
+    let piped = p.dbsafe(&["snapshot", "create"]);
+    piped.expect_code(0);
+    assert!(piped.stderr.is_empty(), "{piped:?}");
+    assert!(!piped.stdout.contains("hashed"), "{piped:?}");
+    let mut no_ci = p.command("cargo-dbsafe");
+    no_ci
+        .env_remove("CI")
+        .args(["dbsafe", "snapshot", "verify", "--deep", "--last"]);
+    let no_ci = run(no_ci);
+    assert_eq!(no_ci.code, 0, "{no_ci:?}");
+    assert!(no_ci.stderr.is_empty(), "{no_ci:?}");
+}
+
+/// Whether a terminal transcript shows an elapsed time, as `(3s)`.
+fn shows_elapsed(text: &str) -> bool {
+    text.split('(').any(|part| {
+        part.split_once("s)")
+            .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    })
+}

@@ -8,6 +8,7 @@ mod dbsafe_cmd;
 mod dbverify_cmd;
 pub mod exit;
 pub mod output;
+mod progress;
 pub mod report;
 mod snapshot_cmd;
 

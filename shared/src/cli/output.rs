@@ -42,14 +42,18 @@ impl Output {
         };
         console::set_colors_enabled(colors);
         console::set_colors_enabled_stderr(colors);
+        let progress_allowed = args.message_format == MessageFormat::Human
+            && !args.quiet
+            && std::io::stderr().is_terminal()
+            && !in_ci();
+        if progress_allowed {
+            super::progress::install();
+        }
         Output {
             format: args.message_format,
             quiet: args.quiet,
             verbose: args.verbose > 0,
-            progress_allowed: args.message_format == MessageFormat::Human
-                && !args.quiet
-                && std::io::stderr().is_terminal()
-                && !in_ci(),
+            progress_allowed,
             bar: None,
             run_kind: String::new(),
         }
@@ -101,7 +105,7 @@ impl Output {
     fn note_phase(&self, text: &str) {
         self.note(text);
         if let Some(bar) = &self.bar {
-            bar.set_message(text.to_owned());
+            super::progress::attach(bar, text);
         }
     }
 
@@ -123,6 +127,7 @@ impl Output {
         );
         spinner.set_message(phase.to_owned());
         spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        super::progress::attach(&spinner, phase);
         if self.bar.as_ref().is_none_or(ProgressBar::is_finished) {
             self.bar = Some(spinner.clone());
         }
@@ -182,8 +187,8 @@ impl Output {
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
                         .progress_chars("=> "),
                     );
-                    bar.set_message("preflight, lock, snapshot");
                     bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                    super::progress::attach(&bar, "preflight, lock, snapshot");
                     if let Some(previous) = self.bar.take() {
                         previous.finish_and_clear();
                     }
@@ -208,7 +213,7 @@ impl Output {
                 ..
             } => {
                 if let Some(bar) = &self.bar {
-                    bar.set_message(name.clone());
+                    super::progress::attach(bar, name);
                 } else if self.verbose {
                     let tx = if *transactional {
                         "in a transaction"
@@ -393,6 +398,7 @@ pub struct Phase(Option<ProgressBar>);
 impl Drop for Phase {
     fn drop(&mut self) {
         if let Some(spinner) = self.0.take() {
+            super::progress::detach();
             spinner.finish_and_clear();
         }
     }

@@ -187,7 +187,7 @@ pub fn run(
             let store = SnapshotStore::new(config);
             let manifest = store.load(&chosen_id(&args.id, config, target)?)?;
             let phase = output.phase(&if args.deep {
-                format!("restoring snapshot {} into a scratch database", manifest.id)
+                format!("verifying snapshot {}", manifest.id)
             } else {
                 format!("checking the files of snapshot {}", manifest.id)
             });

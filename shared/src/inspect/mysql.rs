@@ -446,6 +446,7 @@ fn fingerprint(
     let row = found
         .first()
         .ok_or_else(|| Error::Failed(format!("{context}: no result")))?;
+    crate::progress::table_done(&display);
     Ok(TableFingerprint {
         rows: u64::try_from(row.int(0)).unwrap_or(0),
         hash: decimal_sum_hex(&row.text(1), &display)?,

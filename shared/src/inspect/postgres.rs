@@ -749,6 +749,7 @@ fn fingerprint(pg: &mut PgConnection, table: &Table) -> Result<TableFingerprint>
     let row = found
         .first()
         .ok_or_else(|| Error::Failed(format!("{context}: no result")))?;
+    crate::progress::table_done(&table.display);
     Ok(TableFingerprint {
         table: table.display.clone(),
         rows: u64::try_from(row.int(0)).unwrap_or(0),

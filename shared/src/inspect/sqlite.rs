@@ -324,6 +324,7 @@ fn fingerprint(
         sum += u128::from(prefix60(&row.v));
         rows += 1;
     }
+    crate::progress::table_done(&display);
     Ok(TableFingerprint {
         table: display,
         rows,

@@ -101,6 +101,8 @@ pub fn dump(
             } else {
                 "mysqldump"
             };
+            crate::progress::phase(program);
+            crate::progress::writing(&file);
             Tool::mysql(program, db.url())
                 .args([
                     "--single-transaction",
@@ -117,6 +119,8 @@ pub fn dump(
         }
         SnapshotStrategy::SqliteBackup => {
             let file = dir.join(SQLITE_FILE);
+            crate::progress::phase("copying (VACUUM INTO)");
+            crate::progress::writing(&file);
             db.execute(&format!("VACUUM INTO {}", quote(&file.to_string_lossy())))
                 .map_err(|e| Error::db("copying the SQLite database (VACUUM INTO)", e))?;
             restrict(&file)?;
@@ -170,6 +174,8 @@ pub fn pg_dump(
     if let Some(id) = snapshot {
         tool = tool.args([format!("--snapshot={id}")]);
     }
+    crate::progress::phase("pg_dump");
+    crate::progress::writing(&file);
     tool.args(["--file"]).args([&file]).run(None, None)?;
     Ok(PG_DUMP_FILE.to_owned())
 }
@@ -268,6 +274,7 @@ pub fn restore(
                 .map_or(2, |n| n.get().clamp(2, 8))
                 .to_string();
             let tools = pg_tools(&mut Database::connect(url, Create::Never)?, pg_bin_dir)?;
+            crate::progress::phase("pg_restore");
             Tool::postgres(&tools, "pg_restore", url)
                 .args([
                     "--exit-on-error",
@@ -315,6 +322,7 @@ pub fn restore(
         }
         "mysqldump" => {
             let program = if which("mariadb") { "mariadb" } else { "mysql" };
+            crate::progress::phase("loading the dump");
             Tool::mysql(program, url)
                 .args([format!("--database={}", database_name(url))])
                 .run(Some(&dir.join(MYSQL_DUMP_FILE)), None)?;

@@ -588,7 +588,9 @@ pub fn verify_deep(
     let scratch = backends::Scratch::create(&target.url, &manifest.id)?;
     let started = Instant::now();
     let result = (|| -> Result<Problems> {
+        crate::progress::phase("restoring into a scratch database");
         restore_into(config, manifest, scratch.url())?;
+        crate::progress::phase("comparing fingerprints with the manifest");
         let elapsed_problems = compare(scratch.url(), manifest)?;
         Ok(elapsed_problems)
     })();
