@@ -1268,6 +1268,17 @@ fn last_completions_init_and_version() {
         list.stdout.lines().next().unwrap().contains(&second_id),
         "{list:?}"
     );
+    // dbverify --last compares with the newest snapshot: a row added since shows.
+    p.db.execute("INSERT INTO users (id, name) VALUES (1, 'a')");
+    let mut verify = p.command("cargo-dbverify");
+    verify.args(["dbverify", "--last", "--message-format", "json"]);
+    let verify = run(verify);
+    let row_counts = verify
+        .events()
+        .into_iter()
+        .find(|e| e["name"] == "row-counts")
+        .unwrap_or_else(|| panic!("no row-counts check: {verify:?}"));
+    assert!(row_counts.to_string().contains("users"), "{row_counts}");
 
     for shell in ["bash", "zsh", "fish"] {
         let out = p.dbsafe(&["completions", shell]);

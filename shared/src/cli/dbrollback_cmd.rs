@@ -23,7 +23,7 @@ enum Cargo {
 /// --cascade, edited down.sql, protected target, dirty target, lock held, damaged
 /// snapshot); 4 a down.sql failed part-way: the message says exactly what is left.
 #[derive(Debug, Args)]
-#[command(version)]
+#[command(version, after_help = EXAMPLES)]
 struct DbrollbackArgs {
     #[command(flatten)]
     global: GlobalArgs,
@@ -49,6 +49,15 @@ struct DbrollbackArgs {
     #[arg(long)]
     dry_run: bool,
 }
+
+const EXAMPLES: &str = "\
+Examples:
+  cargo dbrollback --list                the runs that can be rolled back
+  cargo dbrollback --last --dry-run      the down.sql that would run, in order
+  cargo dbrollback --last                revert the newest run, recorded as a rollback run
+  cargo dbrollback RUN --to VERSION      revert only the run's migrations newer than VERSION
+  cargo dbrollback RUN --restore         restore the snapshot taken before RUN
+  cargo dbrollback --target production --yes --last";
 
 /// Runs `cargo dbrollback` with the process arguments; returns the exit code. `version` is
 /// the binary's, with its git commit.

@@ -24,7 +24,7 @@ enum Cargo {
 /// Exit codes: 0 every `error` check passed; 1 an `error` check failed or could not run;
 /// 2 bad usage or configuration; 3 refused by a guard.
 #[derive(Debug, Args)]
-#[command(version)]
+#[command(version, after_help = EXAMPLES)]
 struct DbverifyArgs {
     #[command(flatten)]
     global: GlobalArgs,
@@ -34,6 +34,9 @@ struct DbverifyArgs {
     /// Compare row counts and checksums with this snapshot, or with this run's pre-run snapshot.
     #[arg(long, value_name = "RUN|SNAPSHOT")]
     against: Option<String>,
+    /// Compare with the target's newest snapshot (as --against with its id).
+    #[arg(long, conflicts_with = "against")]
+    last: bool,
     /// Check drift: build a shadow database from the applied migrations and diff schemas.
     #[arg(long)]
     drift: bool,
@@ -41,6 +44,14 @@ struct DbverifyArgs {
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
 }
+
+const EXAMPLES: &str = "\
+Examples:
+  cargo dbverify                         every configured check and invariant
+  cargo dbverify --drift                 also compare the live schema with the migrations
+  cargo dbverify --last                  row counts and checksums against the newest snapshot
+  cargo dbverify --only fk-orphans --junit verify.xml
+  cargo dbverify --target staging --message-format json";
 
 /// Runs `cargo dbverify` with the process arguments; returns the exit code. `version` is
 /// the binary's, with its git commit.
@@ -65,10 +76,14 @@ fn run(args: &DbverifyArgs, output: &mut Output) -> Result<u8> {
     }
     let config = args.global.load_config()?;
     let target = args.global.resolve_target(&config)?;
+    let against = match args.last {
+        true => Some(super::snapshot_cmd::chosen_id(&None, &config, &target)?),
+        false => args.against.clone(),
+    };
     let mut db = Database::connect(&target.url, Create::Never)?;
     let options = VerifyOptions {
         only: args.only.clone(),
-        against: args.against.clone(),
+        against,
         drift: args.drift,
         phase: None,
     };

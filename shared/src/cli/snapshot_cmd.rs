@@ -90,7 +90,7 @@ pub fn validate_ids(command: &SnapshotCommand) -> Result<()> {
 }
 
 /// The snapshot `id`, or the target's newest one for `--last`.
-fn chosen_id(id: &Option<String>, config: &Config, target: &Target) -> Result<String> {
+pub(super) fn chosen_id(id: &Option<String>, config: &Config, target: &Target) -> Result<String> {
     if let Some(id) = id {
         return Ok(id.clone());
     }
