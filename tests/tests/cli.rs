@@ -1280,6 +1280,17 @@ fn last_completions_init_and_version() {
         .unwrap_or_else(|| panic!("no row-counts check: {verify:?}"));
     assert!(row_counts.to_string().contains("users"), "{row_counts}");
 
+    // Bad --migration-dir and --database-url: exit 2 naming the problem, nothing touched.
+    let bad_dir = p.dbsafe(&["status", "--migration-dir", "no-such-dir"]);
+    bad_dir.expect_code(2);
+    assert!(
+        bad_dir.stderr.contains("no-such-dir: no such directory"),
+        "{bad_dir:?}"
+    );
+    let bad_url = p.dbsafe(&["status", "--database-url", "postgress://u:secret@h/db"]);
+    bad_url.expect_code(2);
+    assert!(!bad_url.stderr.contains("secret"), "{bad_url:?}");
+
     for shell in ["bash", "zsh", "fish"] {
         let out = p.dbsafe(&["completions", shell]);
         out.expect_code(0);
