@@ -1315,17 +1315,32 @@ fn last_completions_init_and_version() {
         "{config}"
     );
 
+    // Built from this checkout: `cargo-dbsafe 0.1.0 (1a2b3c4d5e6f 2026-11-30)`, a commit of
+    // this repository (build.rs; the newest one unless committed since the last build).
     let version = p.dbsafe(&["--version"]);
+    version.expect_code(0);
+    let words: Vec<&str> = version.stdout.split_whitespace().collect();
+    assert_eq!(words[..2], ["cargo-dbsafe", env!("CARGO_PKG_VERSION")]);
     let in_git = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
+        .args(["rev-parse", "--git-dir"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
-        .ok()
-        .filter(|o| o.status.success());
-    if let Some(head) = in_git {
-        // Built from this checkout: the commit is in the version (build.rs).
-        let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
-        assert!(version.stdout.contains(&format!("({head} ")), "{version:?}");
+        .is_ok_and(|o| o.status.success());
+    if in_git {
+        let commit = words[2].trim_start_matches('(');
+        assert!(
+            commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit()),
+            "{version:?}"
+        );
+        let known = std::process::Command::new("git")
+            .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(
+            known.success(),
+            "{commit} is not a commit of this repository"
+        );
     }
 }
 
