@@ -345,3 +345,56 @@ fn docs_ci_workflow_passes_actionlint() {
     cmd.arg(&file);
     assert_eq!(run(cmd).code, 1);
 }
+
+/// `cargo install --locked --path cargo-dbsafe` (and `cargo install cargo-dbsafe` for a
+/// release) installs every binary target of that one package: the three subcommands.
+#[test]
+fn one_package_builds_the_three_subcommands() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(repo_root())
+        .output()
+        .expect("cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let packages = metadata["packages"].as_array().expect("packages");
+    let bins_of = |package: &serde_json::Value| -> Vec<String> {
+        let mut bins: Vec<String> = package["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .filter(|t| t["kind"] == serde_json::json!(["bin"]))
+            .map(|t| t["name"].as_str().expect("name").to_owned())
+            .collect();
+        bins.sort();
+        bins
+    };
+    let dbsafe = packages
+        .iter()
+        .find(|p| p["name"] == "cargo-dbsafe")
+        .expect("package cargo-dbsafe");
+    assert_eq!(
+        bins_of(dbsafe),
+        ["cargo-dbrollback", "cargo-dbsafe", "cargo-dbverify"]
+    );
+    // No other package builds a binary of the same name (cargo would warn of a collision).
+    let others: Vec<String> = packages
+        .iter()
+        .filter(|p| p["name"] != "cargo-dbsafe")
+        .flat_map(bins_of)
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
+    // And the README says so.
+    assert!(read("README.md").contains("`cargo install --locked cargo-dbsafe`"));
+}
