@@ -1215,6 +1215,24 @@ fn setup_creates_the_missing_database_then_applies(backend: Backend) {
             "{status:?}"
         );
     }
+    // A protected target is confirmed before anything is created.
+    p.file(
+        "prod.toml",
+        "[targets.prod]\nurl-env = \"PROD_URL\"\nenvironment = \"production\"\n",
+    );
+    let refused = p.dbsafe(
+        &[
+            &["setup", "--config", "prod.toml", "--target", "prod"][..],
+            &flags,
+        ]
+        .concat(),
+    );
+    refused.expect_code(3);
+    let still_missing = p.dbsafe(&[&["status"][..], &flags].concat());
+    assert_eq!(still_missing.code, status.code, "{still_missing:?}");
+    if backend == Backend::Sqlite {
+        assert!(!p.path().join("fresh.db").exists());
+    }
     p.dbsafe(&[&["setup"][..], &flags].concat()).expect_code(0);
     let status = p.dbsafe(&[&["status", "--message-format", "json"][..], &flags].concat());
     status.expect_code(0);

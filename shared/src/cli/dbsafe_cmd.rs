@@ -215,10 +215,13 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
             }
         }
         Command::Setup(apply_args) => {
+            // A protected target is confirmed before its database is created.
+            let confirmation = global.confirm(&target, "set up (create the database, apply)")?;
+            crate::preflight::guard_protected(&target, confirmation)?;
             if crate::setup::create_if_missing(&target.url)? {
                 output.note(&format!("created database {}", target.url.redacted()));
             }
-            apply_command(global, &config, &target, apply_args, output)?;
+            apply_command(confirmation, &config, &target, apply_args, output)?;
         }
         Command::Plan(plan_args) => {
             let phase = output.phase(if plan_args.rehearse {
@@ -240,7 +243,8 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
             }
         }
         Command::Apply(apply_args) => {
-            apply_command(global, &config, &target, apply_args, output)?;
+            let confirmation = global.confirm(&target, "apply migrations")?;
+            apply_command(confirmation, &config, &target, apply_args, output)?;
         }
         Command::Runs(runs_args) => match &runs_args.show {
             None => {
@@ -336,14 +340,14 @@ fn init(global: &GlobalArgs, output: &mut Output) -> Result<u8> {
 }
 
 fn apply_command(
-    global: &GlobalArgs,
+    confirmation: crate::preflight::Confirmation,
     config: &crate::config::Config,
     target: &crate::target::Target,
     apply_args: &ApplyArgs,
     output: &mut Output,
 ) -> Result<()> {
     let options = ApplyOptions {
-        confirmation: global.confirm(target, "apply migrations")?,
+        confirmation,
         target_version: apply_args.target_version.clone(),
         rebind: apply_args.rebind,
     };
