@@ -27,7 +27,7 @@ svg text{font:12px system-ui,sans-serif;fill:#1f2328}svg .axis{stroke:#d0d7de}
 .bar.up{fill:#2da44e}.bar.down{fill:#8250df}.bar.snapshot{fill:#0969da}.bar.seed{fill:#57606a}
 .bar.failed{fill:#cf222e}.bar.retried{stroke:#bf8700;stroke-width:3}
 .mark.failed{fill:#cf222e;font-weight:bold}.mark.retried{fill:#9a6700}
-.error{color:#cf222e}.pass{color:#1a7f37}.fail{color:#cf222e}.muted{color:#57606a}
+.error{color:#cf222e;white-space:pre-wrap}.pass{color:#1a7f37}.fail{color:#cf222e}.muted{color:#57606a}
 ";
 
 /// Renders the report as a complete HTML document.

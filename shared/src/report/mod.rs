@@ -45,8 +45,8 @@ pub fn append_step_summary(markdown: &str) -> Result<Option<std::path::PathBuf>>
         .append(true)
         .open(&path)
         .map_err(|e| Error::io(&path, e))?;
-    file.write_all(markdown.as_bytes())
-        .and_then(|_| file.write_all(b"\n"))
+    // A blank line after it: whatever is appended next starts a new block.
+    file.write_all(format!("{}\n\n", markdown.trim_end()).as_bytes())
         .map_err(|e| Error::io(&path, e))?;
     Ok(Some(path))
 }

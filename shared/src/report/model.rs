@@ -50,7 +50,8 @@ pub struct Bar {
     pub label: String,
     /// Its status as recorded (`applied`, `reverted`, `failed`, `started`, `created`, ...).
     pub status: String,
-    /// When it started, in milliseconds after the run started.
+    /// When it started, in milliseconds after the timeline's start (the run's start, or
+    /// the snapshot taken just before it).
     pub start_ms: i64,
     /// How long it took.
     pub duration_ms: i64,
@@ -140,6 +141,15 @@ impl RunReport {
             .map(|(end, start)| end - start);
         let mut timeline = snapshot_and_seed_bars(detail, start);
         timeline.extend(detail.steps.iter().map(|s| step_bar(s, start)));
+        // The snapshot is taken before the run row is written: start the timeline at the
+        // earliest bar.
+        let origin = timeline
+            .iter()
+            .map(|b| b.start_ms)
+            .min()
+            .unwrap_or(0)
+            .min(0);
+        timeline.iter_mut().for_each(|b| b.start_ms -= origin);
         timeline.sort_by_key(|b| b.start_ms);
         RunReport {
             duration_ms,
@@ -147,7 +157,7 @@ impl RunReport {
             locks: Vec::new(),
             checks: checks(detail),
             rows: Vec::new(),
-            rollback: rollback(&run),
+            rollback: rollback(&run, &detail.steps),
             run,
         }
     }
@@ -207,7 +217,7 @@ fn snapshot_and_seed_bars(detail: &RunDetail, run_start: Option<i64>) -> Vec<Bar
             } else {
                 "created".into()
             },
-            start_ms: (offset(&event.at, run_start) - duration).max(0),
+            start_ms: offset(&event.at, run_start) - duration,
             duration_ms: duration,
             attempts: 1,
             failed: false,
@@ -238,13 +248,19 @@ fn checks(detail: &RunDetail) -> Vec<Check> {
         .collect()
 }
 
-fn rollback(run: &RunRow) -> Rollback {
+fn rollback(run: &RunRow, steps: &[StepRow]) -> Rollback {
     let target = &run.target;
     let id = &run.id;
     let none = |note: String| Rollback {
         commands: Vec::new(),
         note: Some(note),
     };
+    if let Some(dirty) = steps.iter().find(|s| s.status == "started") {
+        return none(format!(
+            "the target is dirty: migration {} ran without a transaction and may be partly applied. Inspect it, finish or undo it by hand, then record what you did: cargo dbsafe resolve {} --as applied|reverted --target {target}",
+            dirty.name, dirty.version
+        ));
+    }
     if let Some(by) = &run.restored_by {
         return none(format!(
             "restore run {by} already rewound this run's changes"
@@ -290,10 +306,10 @@ fn rollback(run: &RunRow) -> Rollback {
     }
 }
 
-/// Milliseconds after `run_start` (0 when a time cannot be read).
+/// Milliseconds after `run_start`, negative before it (0 when a time cannot be read).
 fn offset(at: &str, run_start: Option<i64>) -> i64 {
     match (millis(at), run_start) {
-        (Some(at), Some(start)) => (at - start).max(0),
+        (Some(at), Some(start)) => at - start,
         _ => 0,
     }
 }
