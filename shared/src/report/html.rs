@@ -240,8 +240,9 @@ fn rows(report: &RunReport, out: &mut String) {
         return;
     }
     out.push_str("<h2>Row counts</h2>\n<table class=\"rows\"><tr><th>table</th><th>before</th><th>after</th><th>change</th></tr>");
-    let count = |n: Option<i64>| n.map_or("–".to_owned(), |n| n.to_string());
     for change in &report.rows {
+        let approx = if change.estimated { "≈ " } else { "" };
+        let count = |n: Option<i64>| n.map_or("–".to_owned(), |n| format!("{approx}{n}"));
         let _ = write!(
             out,
             "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",

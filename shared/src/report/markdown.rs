@@ -153,8 +153,9 @@ fn rows(report: &RunReport, out: &mut String) {
         out,
         "#### Row counts\n\n| table | before | after | change |\n| --- | ---: | ---: | ---: |"
     );
-    let count = |n: Option<i64>| n.map_or("–".to_owned(), |n| n.to_string());
     for change in &report.rows {
+        let approx = if change.estimated { "≈ " } else { "" };
+        let count = |n: Option<i64>| n.map_or("–".to_owned(), |n| format!("{approx}{n}"));
         let delta = change.delta().map_or("–".to_owned(), |d| format!("{d:+}"));
         let _ = writeln!(
             out,

@@ -56,13 +56,25 @@ mod tests {
     use super::*;
     use crate::event::{Event, EventKind};
     use crate::ledger::{RunRow, StepRow};
-    use crate::runs::RunDetail;
 
     fn hostile() -> &'static str {
         "<script>alert(1)</script> | **bold** `tick` [link](http://x) & \"q\" 'a'\nline2"
     }
 
-    fn detail() -> RunDetail {
+    /// A run's row, steps and events as the ledger holds them.
+    struct Detail {
+        run: RunRow,
+        steps: Vec<StepRow>,
+        events: Vec<Event>,
+    }
+
+    impl Detail {
+        fn report(&self) -> RunReport {
+            RunReport::new(&self.run, &self.steps, &self.events)
+        }
+    }
+
+    fn detail() -> Detail {
         let run = RunRow {
             id: "20261121T153012Z-7f3a".into(),
             kind: "apply".into(),
@@ -102,7 +114,7 @@ mod tests {
             attempts,
             error: (status == "failed").then(|| hostile().to_owned()),
         };
-        RunDetail {
+        Detail {
             steps: vec![
                 step(
                     1,
@@ -150,7 +162,7 @@ mod tests {
 
     #[test]
     fn model_places_every_step_on_the_timeline() {
-        let report = RunReport::from_detail(&detail());
+        let report = detail().report();
         assert_eq!(report.duration_ms, Some(2000));
         let kinds: Vec<_> = report
             .timeline
@@ -168,7 +180,7 @@ mod tests {
 
     #[test]
     fn renderers_escape_what_the_run_recorded() {
-        let report = RunReport::from_detail(&detail());
+        let report = detail().report();
         let page = html::render(&report);
         assert!(!page.contains("<script"), "{page}");
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
@@ -189,10 +201,38 @@ mod tests {
     }
 
     #[test]
+    fn row_counts_render_with_their_change() {
+        let rows = vec![
+            model::RowChange {
+                table: "users".into(),
+                before: Some(40_000),
+                after: Some(38_800),
+                estimated: false,
+            },
+            model::RowChange {
+                table: "<b>new</b>".into(),
+                before: None,
+                after: Some(3),
+                estimated: true,
+            },
+        ];
+        let report = detail().report().with_rows(rows);
+        let md = markdown::render(&report);
+        assert!(md.contains("| users | 40000 | 38800 | -1200 |"), "{md}");
+        assert!(
+            md.contains("| &lt;b&gt;new&lt;/b&gt; | – | ≈ 3 | – |"),
+            "{md}"
+        );
+        let page = html::render(&report);
+        assert!(page.contains("<td class=\"num\">-1200</td>"), "{page}");
+        assert!(page.contains("&lt;b&gt;new&lt;/b&gt;"), "{page}");
+    }
+
+    #[test]
     fn an_applied_run_names_its_rollback_commands() {
         let mut detail = detail();
         detail.run.status = "succeeded".into();
-        let report = RunReport::from_detail(&detail);
+        let report = detail.report();
         let commands: Vec<&str> = report
             .rollback
             .commands

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::event::EventKind;
+use crate::event::{Event, EventKind};
 use crate::ledger::{RunRow, StepRow};
 use crate::runs::RunDetail;
 
@@ -101,6 +101,8 @@ pub struct RowChange {
     pub before: Option<i64>,
     /// Rows after the run (None: the table is gone or was not counted).
     pub after: Option<i64>,
+    /// Whether either count is the planner's estimate rather than a count.
+    pub estimated: bool,
 }
 
 impl RowChange {
@@ -131,7 +133,13 @@ pub struct RollbackCommand {
 impl RunReport {
     /// Builds the report of one run from its ledger record.
     pub fn from_detail(detail: &RunDetail) -> RunReport {
-        let run = detail.run.clone();
+        RunReport::new(&detail.run, &detail.steps, &detail.events)
+    }
+
+    /// Builds the report of a run from its row, steps and events; row counts and locks are
+    /// added by [`RunReport::with_rows`] / [`RunReport::with_locks`] where recorded.
+    pub fn new(run: &RunRow, steps: &[StepRow], events: &[Event]) -> RunReport {
+        let run = run.clone();
         let start = millis(&run.started_at);
         let duration_ms = run
             .finished_at
@@ -139,8 +147,8 @@ impl RunReport {
             .and_then(millis)
             .zip(start)
             .map(|(end, start)| end - start);
-        let mut timeline = snapshot_and_seed_bars(detail, start);
-        timeline.extend(detail.steps.iter().map(|s| step_bar(s, start)));
+        let mut timeline = snapshot_and_seed_bars(events, start);
+        timeline.extend(steps.iter().map(|s| step_bar(s, start)));
         // The snapshot is taken before the run row is written: start the timeline at the
         // earliest bar.
         let origin = timeline
@@ -155,11 +163,23 @@ impl RunReport {
             duration_ms,
             timeline,
             locks: Vec::new(),
-            checks: checks(detail),
+            checks: checks(events),
             rows: Vec::new(),
-            rollback: rollback(&run, &detail.steps),
+            rollback: rollback(&run, steps),
             run,
         }
+    }
+
+    /// The row counts the run recorded, per table.
+    pub fn with_rows(mut self, rows: Vec<RowChange>) -> RunReport {
+        self.rows = rows;
+        self
+    }
+
+    /// The locks a rehearsal of the run saw.
+    pub fn with_locks(mut self, locks: Vec<LockSeen>) -> RunReport {
+        self.locks = locks;
+        self
     }
 
     /// The wall time the timeline spans (at least 1 ms): the run's, or its last bar's end.
@@ -194,9 +214,9 @@ fn step_bar(step: &StepRow, run_start: Option<i64>) -> Bar {
 
 /// The snapshot and seeds, which have no step row: placed by their event's time (the end)
 /// and duration.
-fn snapshot_and_seed_bars(detail: &RunDetail, run_start: Option<i64>) -> Vec<Bar> {
+fn snapshot_and_seed_bars(events: &[Event], run_start: Option<i64>) -> Vec<Bar> {
     let mut bars = Vec::new();
-    for event in &detail.events {
+    for event in events {
         let (kind, label, duration) = match &event.kind {
             EventKind::SnapshotCreated {
                 snapshot_id,
@@ -229,9 +249,8 @@ fn snapshot_and_seed_bars(detail: &RunDetail, run_start: Option<i64>) -> Vec<Bar
 
 /// The verification the run recorded: each `verify.failed`; a succeeded run whose
 /// migrations had a `verify.sql` records them passed by having applied them.
-fn checks(detail: &RunDetail) -> Vec<Check> {
-    detail
-        .events
+fn checks(events: &[Event]) -> Vec<Check> {
+    events
         .iter()
         .filter_map(|event| match &event.kind {
             EventKind::VerifyFailed { version, message } => Some(Check {
