@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dbsafe_tests::{Backend, Project, Run, each_backend, run};
+use dbsafe_tests::{Backend, Project, Run, Watched, each_backend, run, wait_until};
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
 
 each_backend!(markdown_and_html_reports_of_a_reverted_run);
 
@@ -296,4 +298,55 @@ fn html_report_renders_in_headless_chromium() {
         png.len(),
         blank.len()
     );
+}
+
+#[test]
+fn a_migration_retried_after_a_lock_timeout_is_marked_on_the_timeline() {
+    let p = Project::new(Backend::Postgres);
+    p.write_config("[apply]\nlock-timeout = \"200ms\"\nlock-retries = 3\n");
+    p.migration(
+        "2024-10-02-000001_users",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY);",
+        Some("DROP TABLE users;"),
+    );
+    p.apply(&[]).expect_code(0);
+    p.migration(
+        "2024-10-02-000002_email",
+        "ALTER TABLE users ADD COLUMN email TEXT;",
+        Some("ALTER TABLE users DROP COLUMN email;"),
+    );
+    // Another session reads the table in an open transaction: the ALTER waits for it.
+    let mut reader = PgConnection::establish(&p.db.url).expect("connect");
+    reader
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS SHARE MODE;")
+        .expect("lock users");
+    let mut cmd = p.command("cargo-dbsafe");
+    cmd.args(["dbsafe", "apply", "--message-format", "json"]);
+    let apply = Watched::start(cmd);
+    wait_until(Duration::from_secs(30), "a migration.retry event", || {
+        apply.saw("\"type\":\"migration.retry\"")
+    });
+    reader.batch_execute("COMMIT").expect("release users");
+    let out = apply.wait();
+    out.expect_code(0);
+    let id = out.run_id();
+
+    let md = show(&p, &id, "markdown", None);
+    md.expect_code(0);
+    assert!(
+        md.stdout
+            .contains("| up | 2024-10-02-000002\\_email | applied ↻ 1 retries |"),
+        "{}",
+        md.stdout
+    );
+    let html = show(&p, &id, "html", None);
+    assert_eq!(
+        html.stdout
+            .matches("<rect class=\"bar up retried\"")
+            .count(),
+        1,
+        "{}",
+        html.stdout
+    );
+    assert!(html.stdout.contains("↻ 1 retries"), "{}", html.stdout);
 }
