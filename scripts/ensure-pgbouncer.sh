@@ -13,7 +13,8 @@
 #   3. waits until it answers a query, and fails with a clear message otherwise.
 #
 # Tests find it through DBSAFE_TEST_PGBOUNCER_URL (default postgres://postgres@127.0.0.1:6433).
-# When that variable is set, this script only checks that it answers (it manages nothing).
+# When that variable is set, this script only checks that it answers (it manages nothing);
+# with another DBSAFE_PGBOUNCER_PORT, point DBSAFE_TEST_PGBOUNCER_URL at it for the tests.
 # The server behind it is DBSAFE_TEST_PG_URL's host and port (default 127.0.0.1:5432).
 #
 # Usage: scripts/ensure-pgbouncer.sh [--stop]
@@ -62,8 +63,16 @@ if [[ -n ${DBSAFE_TEST_PGBOUNCER_URL:-} ]]; then
 fi
 
 url="postgres://postgres@127.0.0.1:$PORT/postgres"
+# The pool mode, from PgBouncer's admin console (empty when that is not a PgBouncer).
+pool_mode() {
+    psql -X -w "postgres://postgres@127.0.0.1:$PORT/pgbouncer" -Atc 'SHOW CONFIG' </dev/null 2>/dev/null |
+        awk -F'|' '$1 == "pool_mode" { print $2 }'
+}
 if answers "$url"; then
-    log "PgBouncer answers on 127.0.0.1:$PORT"
+    mode=$(pool_mode || true)
+    [[ $mode == transaction ]] ||
+        die "something answers on 127.0.0.1:$PORT but it is not a PgBouncer in transaction mode (pool_mode: ${mode:-unknown}); stop it or set DBSAFE_PGBOUNCER_PORT"
+    log "PgBouncer answers on 127.0.0.1:$PORT (pool_mode transaction)"
     exit 0
 fi
 

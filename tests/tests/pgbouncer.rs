@@ -225,3 +225,17 @@ fn concurrent_applies_behind_pgbouncer_apply_once() {
         "{expected:#?}"
     );
 }
+
+#[test]
+fn a_direct_url_variable_that_is_not_set_is_a_usage_error() {
+    let p = pooled_project(true);
+    p.file(".env", "");
+    migrations(&p, false);
+    let out = p.apply(&[]);
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("target `test` has no direct database URL: set the environment variable DBSAFE_DIRECT_URL"),
+        "{out:?}"
+    );
+    assert!(!p.db.has_table("dbsafe_runs"));
+}

@@ -167,6 +167,8 @@ fn render(page: &Path, png: Option<&Path>, profile: &Path) -> Rendered {
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
+        // Containers often have a tiny /dev/shm.
+        "--disable-dev-shm-usage",
         "--enable-logging=stderr",
         "--v=0",
         "--window-size=1100,900",
