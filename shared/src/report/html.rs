@@ -27,7 +27,9 @@ svg text{font:12px system-ui,sans-serif;fill:#1f2328}svg .axis{stroke:#d0d7de}
 .bar.up{fill:#2da44e}.bar.down{fill:#8250df}.bar.snapshot{fill:#0969da}.bar.seed{fill:#57606a}
 .bar.failed{fill:#cf222e}.bar.retried{stroke:#bf8700;stroke-width:3}
 .mark.failed{fill:#cf222e;font-weight:bold}.mark.retried{fill:#9a6700}
-.error{color:#cf222e;white-space:pre-wrap}.pass{color:#1a7f37}.fail{color:#cf222e}.muted{color:#57606a}
+.error{color:#cf222e;white-space:pre-wrap}
+.swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;vertical-align:-.1em;margin-right:.3em;background:#57606a}
+.swatch.up{background:#2da44e}.swatch.down{background:#8250df}.swatch.snapshot{background:#0969da}.swatch.failed{background:#cf222e}.swatch.retried{background:#fff;border:3px solid #bf8700;box-sizing:border-box}.pass{color:#1a7f37}.fail{color:#cf222e}.muted{color:#57606a}
 ";
 
 /// Renders the report as a complete HTML document.
@@ -134,6 +136,22 @@ fn timeline(report: &RunReport, out: &mut String) {
         bar_svg(bar, i as i64, span, out);
     }
     out.push_str("</svg>\n");
+    legend(out);
+}
+
+/// What the bars' colours and marks mean.
+fn legend(out: &mut String) {
+    out.push_str("<p class=\"legend muted\">");
+    for (class, text) in [
+        ("snapshot", "snapshot"),
+        ("up", "migration applied"),
+        ("down", "migration reverted"),
+        ("seed", "seed"),
+        ("failed", "failed or unfinished (✗)"),
+    ] {
+        let _ = write!(out, "<span class=\"swatch {class}\"></span>{text} &nbsp; ");
+    }
+    out.push_str("<span class=\"swatch retried\"></span>retried after a lock timeout (↻)</p>\n");
 }
 
 fn bar_svg(bar: &Bar, row: i64, span: i64, out: &mut String) {
