@@ -230,9 +230,10 @@ impl DatabaseUrl {
             backend: self.backend,
             connect: parsed.to_string(),
             sqlite_path: None,
-            // Another database (scratch, shadow, staging copy): reached the same way as the
-            // target, which was checked.
-            pooler_check: None,
+            // Another database on the same server (scratch, shadow, staging copy), reached
+            // the same way as the target: checked too, so that a command that starts with
+            // one (check --roundtrip) is refused behind a pooler like the others.
+            pooler_check: self.pooler_check.clone(),
         }
     }
 }
