@@ -118,6 +118,11 @@ pub struct TargetConfig {
     pub url: Option<String>,
     /// The environment variable holding the URL (`url-env`, default `DATABASE_URL`).
     pub url_env: String,
+    /// A URL that reaches PostgreSQL directly, bypassing a connection pooler (`direct-url`):
+    /// when it (or `direct_url_env`) is set, dbsafe does all its work through it.
+    pub direct_url: Option<String>,
+    /// The environment variable holding the direct URL (`direct-url-env`).
+    pub direct_url_env: Option<String>,
     /// What kind of database this is (`environment`).
     pub environment: Environment,
     /// Whether the target is only touched when named with `--target` and confirmed
@@ -487,6 +492,8 @@ impl Config {
                 name: DEFAULT_TARGET.to_owned(),
                 url: None,
                 url_env: DEFAULT_URL_ENV.to_owned(),
+                direct_url: None,
+                direct_url_env: None,
                 environment: Environment::Development,
                 protected: false,
             };

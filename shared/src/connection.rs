@@ -83,6 +83,7 @@ impl Database {
                      WHERE name = 'client_connection_check_interval'",
                 )
                 .map_err(|e| Error::db("setting up the PostgreSQL session", e))?;
+                crate::pooler::ensure_direct(&mut pg, url)?;
                 AnyConnection::Postgresql(pg)
             }
             Backend::Mysql => AnyConnection::Mysql(

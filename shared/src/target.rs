@@ -37,6 +37,18 @@ pub struct DatabaseUrl {
     /// What the driver is given (for SQLite: the file path).
     connect: String,
     sqlite_path: Option<PathBuf>,
+    /// Set on a target's PostgreSQL URL: connections to it are first checked for a
+    /// connection pooler in transaction mode ([`crate::pooler`]).
+    pooler_check: Option<PoolerCheck>,
+}
+
+/// Where a target's URL came from, for the message that refuses a pooled one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolerCheck {
+    /// The target's name.
+    pub target: String,
+    /// Whether the URL is the target's `direct-url` (or `direct-url-env`).
+    pub direct: bool,
 }
 
 impl fmt::Debug for DatabaseUrl {
@@ -70,6 +82,7 @@ impl DatabaseUrl {
                 backend,
                 connect,
                 sqlite_path: None,
+                pooler_check: None,
             })
         };
         if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
@@ -126,6 +139,7 @@ impl DatabaseUrl {
             backend: Backend::Sqlite,
             connect: path.to_string_lossy().into_owned(),
             sqlite_path: Some(path),
+            pooler_check: None,
         })
     }
 
@@ -142,6 +156,12 @@ impl DatabaseUrl {
     /// For SQLite, the database file.
     pub fn sqlite_path(&self) -> Option<&Path> {
         self.sqlite_path.as_deref()
+    }
+
+    /// Whether connections to this URL are checked for a connection pooler first, and for
+    /// which target.
+    pub fn pooler_check(&self) -> Option<&PoolerCheck> {
+        self.pooler_check.as_ref()
     }
 
     /// The URL with any password replaced by `***`, safe to print and store.
@@ -210,6 +230,10 @@ impl DatabaseUrl {
             backend: self.backend,
             connect: parsed.to_string(),
             sqlite_path: None,
+            // Another database on the same server (scratch, shadow, staging copy), reached
+            // the same way as the target: checked too, so that a command that starts with
+            // one (check --roundtrip) is refused behind a pooler like the others.
+            pooler_check: self.pooler_check.clone(),
         }
     }
 }
@@ -296,17 +320,41 @@ pub struct Target {
 
 impl Target {
     /// Resolves the target `name` (or the default one): reads `url` or the `url-env`
-    /// variable (after loading `.env`) and parses it.
+    /// variable (after loading `.env`) and parses it. A target with `direct-url` (or
+    /// `direct-url-env`) is worked on through that URL only: its pooled `url` is the
+    /// application's and is not read. A PostgreSQL target's URL is checked for a
+    /// connection pooler when dbsafe connects ([`crate::pooler`]).
     pub fn resolve(config: &Config, name: Option<&str>) -> Result<Target> {
         let target: &TargetConfig = config.target(name)?;
-        let raw = match &target.url {
-            Some(url) => url.clone(),
-            None => std::env::var(&target.url_env).map_err(|_| Error::NoUrl {
+        let direct = target.direct_url.is_some() || target.direct_url_env.is_some();
+        let raw = match (&target.direct_url, &target.direct_url_env, &target.url) {
+            (Some(url), _, _) => url.clone(),
+            (None, Some(var), _) => std::env::var(var).map_err(|_| {
+                Error::Usage(format!(
+                    "target `{}` has no direct database URL: set the environment variable {var} (its `direct-url-env` in dbsafe.toml; a .env file beside dbsafe.toml works too) to a URL that reaches PostgreSQL directly, not through the pooler",
+                    target.name
+                ))
+            })?,
+            (None, None, Some(url)) => url.clone(),
+            (None, None, None) => std::env::var(&target.url_env).map_err(|_| Error::NoUrl {
                 target: target.name.clone(),
                 var: target.url_env.clone(),
             })?,
         };
-        let url = DatabaseUrl::parse(&raw, &config.root)?;
+        let mut url = DatabaseUrl::parse(&raw, &config.root)?;
+        if direct && url.backend != Backend::Postgres {
+            return Err(Error::Usage(format!(
+                "the direct URL of target `{}` ({}) is not a PostgreSQL URL: `direct-url` / `direct-url-env` bypass a PostgreSQL connection pooler and take a postgres:// URL",
+                target.name,
+                url.redacted()
+            )));
+        }
+        if url.backend == Backend::Postgres {
+            url.pooler_check = Some(PoolerCheck {
+                target: target.name.clone(),
+                direct,
+            });
+        }
         Ok(Target {
             name: target.name.clone(),
             environment: target.environment,

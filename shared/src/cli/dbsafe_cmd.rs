@@ -136,7 +136,22 @@ enum RunsCommand {
         /// The newest run.
         #[arg(long, conflicts_with = "run")]
         last: bool,
+        /// `markdown` for a pull-request comment (also appended to $GITHUB_STEP_SUMMARY in
+        /// GitHub Actions), `html` for one self-contained page with the run's timeline.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text, value_name = "FORMAT")]
+        format: ReportFormat,
     },
+}
+
+/// How `runs show` writes the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    /// Text (or JSON with --message-format json).
+    Text,
+    /// GitHub-flavoured Markdown.
+    Markdown,
+    /// One HTML page, no network needed.
+    Html,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +182,26 @@ fn validate_ids(command: &Command) -> Result<()> {
         Command::Snapshot(snapshot) => super::snapshot_cmd::validate_ids(snapshot),
         _ => Ok(()),
     }
+}
+
+/// `runs show --format markdown|html`: the report on stdout; Markdown is also appended to
+/// the GitHub Actions job summary when `GITHUB_STEP_SUMMARY` is set.
+fn show_report(
+    detail: &crate::runs::RunDetail,
+    format: ReportFormat,
+    output: &Output,
+) -> Result<()> {
+    let model = crate::report::RunReport::from_detail(detail);
+    if format == ReportFormat::Html {
+        output.data(&crate::report::html::render(&model));
+        return Ok(());
+    }
+    let markdown = crate::report::markdown::render(&model);
+    output.data(&markdown);
+    if let Some(path) = crate::report::append_step_summary(&markdown)? {
+        output.note(&format!("appended the report to {}", path.display()));
+    }
+    Ok(())
 }
 
 /// Runs `cargo dbsafe` with the process arguments; returns the exit code. `version` is the
@@ -255,16 +290,18 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
                     output.data(&report::runs_listing(&runs, runs_args.all));
                 }
             }
-            Some(RunsCommand::Show { run, .. }) => {
+            Some(RunsCommand::Show { run, format, .. }) => {
                 let id = match run {
                     Some(run) => run.clone(),
                     None => newest_run(&target)?,
                 };
                 let detail = crate::runs::show(&target, &id)?;
-                if output.is_json() {
-                    output.json_typed("run", &detail);
-                } else {
-                    output.data(&report::run_detail(&detail));
+                match format {
+                    ReportFormat::Text if output.is_json() => output.json_typed("run", &detail),
+                    ReportFormat::Text => output.data(&report::run_detail(&detail)),
+                    ReportFormat::Markdown | ReportFormat::Html => {
+                        show_report(&detail, *format, output)?;
+                    }
                 }
             }
         },

@@ -34,7 +34,14 @@ pub(super) const CHECK_KEYS: &[&str] = &["require-down", "lock-file"];
 /// Keys allowed in `[lint]`.
 pub(super) const LINT_KEYS: &[&str] = &["dialect", "pg-version", "allow", "warn", "deny"];
 /// Keys allowed in a `[targets.NAME]` table.
-pub(super) const TARGET_KEYS: &[&str] = &["url", "url-env", "environment", "protected"];
+pub(super) const TARGET_KEYS: &[&str] = &[
+    "url",
+    "url-env",
+    "direct-url",
+    "direct-url-env",
+    "environment",
+    "protected",
+];
 /// Keys allowed in `[apply]`.
 pub(super) const APPLY_KEYS: &[&str] = &[
     "on-failure",
@@ -540,19 +547,9 @@ impl Checker<'_> {
     /// Checks one `[targets.NAME]` table, whose header is at `span`.
     fn target(&mut self, name: &str, section: &Section, span: Range<usize>) -> TargetConfig {
         self.unknown_keys(section, TARGET_KEYS);
-        let url = self.non_empty(section, "url");
-        let url_env = self.non_empty(section, "url-env");
-        if let (Some(_), Some(item)) = (url, section.get("url-env")) {
-            let message = "both `url` and `url-env` are set: keep only one (prefer `url-env`, \
-                           which keeps the URL and its password out of the repository)";
-            self.problem(item.span(), section.path("url-env"), message.to_owned());
-        }
-        if let (Some(env), Some(item)) = (url_env, section.get("url-env"))
-            && env.contains(['=', '\0'])
-        {
-            let message = format!("{env:?} is not a valid environment variable name");
-            self.problem(item.span(), section.path("url-env"), message);
-        }
+        let (url, url_env) = self.url_pair(section, "url", "url-env");
+        let (direct_url, direct_url_env) = self.url_pair(section, "direct-url", "direct-url-env");
+        self.direct_url_scheme(section, url, direct_url);
         let environment = self.choice(section, "environment");
         if section.get("environment").is_none() {
             let allowed: Vec<&str> = Environment::ALL.iter().map(|e| e.as_str()).collect();
@@ -570,8 +567,65 @@ impl Checker<'_> {
             name: name.to_owned(),
             url: url.map(str::to_owned),
             url_env: url_env.unwrap_or(DEFAULT_URL_ENV).to_owned(),
+            direct_url: direct_url.map(str::to_owned),
+            direct_url_env: direct_url_env.map(str::to_owned),
             environment,
             protected,
+        }
+    }
+
+    /// Checks a URL written in the file (`url_key`) and the environment variable holding
+    /// one (`env_key`): each non-empty, not both, the variable's name valid.
+    fn url_pair<'a>(
+        &mut self,
+        section: &Section<'a, '_>,
+        url_key: &str,
+        env_key: &str,
+    ) -> (Option<&'a str>, Option<&'a str>) {
+        let url = self.non_empty(section, url_key);
+        let url_env = self.non_empty(section, env_key);
+        if let (Some(_), Some(item)) = (url, section.get(env_key)) {
+            let message = format!(
+                "both `{url_key}` and `{env_key}` are set: keep only one (prefer `{env_key}`, \
+                 which keeps the URL and its password out of the repository)"
+            );
+            self.problem(item.span(), section.path(env_key), message);
+        }
+        if let (Some(env), Some(item)) = (url_env, section.get(env_key))
+            && env.contains(['=', '\0'])
+        {
+            let message = format!("{env:?} is not a valid environment variable name");
+            self.problem(item.span(), section.path(env_key), message);
+        }
+        (url, url_env)
+    }
+
+    /// `direct-url` bypasses a PostgreSQL connection pooler: it must be a PostgreSQL URL,
+    /// on a target whose written `url` (if any) is one too.
+    fn direct_url_scheme(&mut self, section: &Section, url: Option<&str>, direct: Option<&str>) {
+        let is_pg = |u: &str| {
+            let lower = u.trim().to_ascii_lowercase();
+            lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+        };
+        if let (Some(direct), Some(item)) = (direct, section.get("direct-url"))
+            && !is_pg(direct)
+        {
+            let message = "must be a postgres:// URL that reaches the server directly, \
+                           not through a connection pooler (PgBouncer in transaction mode)"
+                .to_owned();
+            self.problem(item.span(), section.path("direct-url"), message);
+        }
+        let direct_key = ["direct-url", "direct-url-env"]
+            .into_iter()
+            .find(|key| section.get(key).is_some());
+        if let (Some(key), Some(url)) = (direct_key, url)
+            && !is_pg(url)
+            && let Some(item) = section.get(key)
+        {
+            let message = format!(
+                "`{key}` is for PostgreSQL targets behind a connection pooler, but `url` is not a postgres:// URL: remove `{key}`"
+            );
+            self.problem(item.span(), section.path(key), message);
         }
     }
 

@@ -396,6 +396,48 @@ fn url_and_url_env_together_are_refused() {
 }
 
 #[test]
+fn direct_url_keys_are_checked() {
+    let found = problem(
+        "[targets.p]\nenvironment = \"production\"\nurl-env = \"APP_URL\"\ndirect-url = \"postgres://h/db\"\ndirect-url-env = \"DIRECT_URL\"\n",
+    );
+    assert_eq!(
+        (found.line, found.key.as_str()),
+        (5, "targets.p.direct-url-env")
+    );
+    assert!(found.message.contains("keep only one"), "{found:?}");
+
+    let found = problem("[targets.p]\nenvironment = \"test\"\ndirect-url = \"mysql://h/db\"\n");
+    assert_eq!(
+        (found.line, found.key.as_str()),
+        (3, "targets.p.direct-url")
+    );
+    assert!(found.message.contains("postgres://"), "{found:?}");
+
+    let found = problem(
+        "[targets.p]\nenvironment = \"test\"\nurl = \"sqlite://a.db\"\ndirect-url-env = \"D\"\n",
+    );
+    assert_eq!(
+        (found.line, found.key.as_str()),
+        (4, "targets.p.direct-url-env")
+    );
+    assert!(found.message.contains("not a postgres:// URL"), "{found:?}");
+
+    let found = problem("[targets.p]\nenvironment = \"test\"\ndirect_url = \"postgres://h/db\"\n");
+    assert_eq!(found.key, "targets.p.direct_url");
+    assert!(found.message.contains("direct-url"), "{found:?}");
+
+    let config = parse(
+        "[targets.p]\nenvironment = \"test\"\nurl-env = \"APP_URL\"\ndirect-url-env = \"DIRECT_URL\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        config.targets["p"].direct_url_env.as_deref(),
+        Some("DIRECT_URL")
+    );
+    assert_eq!(config.targets["p"].direct_url, None);
+}
+
+#[test]
 fn target_checks() {
     let found = problem("[targets.Prod]\nenvironment = \"production\"\n");
     assert_eq!((found.line, found.key.as_str()), (1, "targets.Prod"));
@@ -512,7 +554,15 @@ fn reference_file_is_valid_and_complete() {
     assert!(prod.protected);
     assert_eq!(
         config.targets["ci"].url.as_deref(),
-        Some("postgres://dbsafe@localhost/app_ci")
+        Some("postgres://dbsafe@localhost:6432/app_ci")
+    );
+    assert_eq!(
+        config.targets["ci"].direct_url.as_deref(),
+        Some("postgres://dbsafe@localhost:5432/app_ci")
+    );
+    assert_eq!(
+        prod.direct_url_env.as_deref(),
+        Some("PRODUCTION_DIRECT_URL")
     );
     let apply = &config.apply;
     assert_eq!(apply.on_failure, FailurePolicy::Revert);
