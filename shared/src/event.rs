@@ -149,6 +149,19 @@ pub enum EventKind {
         /// Wall time in milliseconds.
         duration_ms: u64,
     },
+    /// A rollback ran a down.sql that differs from the one recorded when the migration was
+    /// applied, accepted with `--allow-edit NAME`.
+    #[serde(rename = "rollback.down_edited")]
+    RollbackDownEdited {
+        /// Migration version.
+        version: String,
+        /// Migration directory name.
+        name: String,
+        /// SHA-256 of the down.sql recorded when the migration was applied (`None`: none).
+        recorded_checksum: Option<String>,
+        /// SHA-256 of the down.sql that runs now.
+        checksum: String,
+    },
     /// A seed ran at the end of the run.
     #[serde(rename = "seed.applied")]
     SeedApplied {

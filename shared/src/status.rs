@@ -29,6 +29,9 @@ pub struct MigrationState {
     pub applied_by: Option<String>,
     /// True when up.sql changed since dbsafe applied it.
     pub edited: bool,
+    /// Why its down.sql cannot revert it (`no down.sql`, `an empty down.sql`, `a down.sql of
+    /// comments only, no SQL`); `None` when it can, or when the directory is missing.
+    pub missing_down: Option<String>,
 }
 
 /// Everything `status` shows.
@@ -114,6 +117,7 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
                     _ => "diesel".to_owned(),
                 }),
                 edited: edited.contains(&m.version),
+                missing_down: m.missing_down().map(|d| d.describe().to_owned()),
             }
         })
         .collect();
@@ -123,6 +127,7 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
         state: "missing-from-disk".into(),
         applied_by: latest.get(v).map(|s| s.run_id.clone()),
         edited: false,
+        missing_down: None,
     }));
     migrations.sort_by(|a, b| a.version.cmp(&b.version));
 
@@ -173,6 +178,7 @@ fn not_created(target: &Target, set: &MigrationSet, path: &std::path::Path) -> S
                 state: "pending".into(),
                 applied_by: None,
                 edited: false,
+                missing_down: m.missing_down().map(|d| d.describe().to_owned()),
             })
             .collect(),
         dirty: Vec::new(),

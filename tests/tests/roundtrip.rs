@@ -4,6 +4,7 @@
 //! to run twice.
 
 use dbsafe::config::Config;
+use dbsafe::roundtrip::Problem;
 use dbsafe::target::Target;
 use dbsafe_tests::{Backend, Project, each_backend};
 
@@ -15,11 +16,17 @@ each_backend!(
     applied_migrations_are_not_round_tripped_unless_all,
 );
 
-fn roundtrip(p: &Project, all: bool) -> Vec<String> {
+/// The round trip's problems, in migration order.
+fn problems(p: &Project, all: bool) -> Vec<Problem> {
     let file = p.path().join("dbsafe.toml");
     let config = Config::parse(&file, &std::fs::read_to_string(&file).unwrap()).unwrap();
     let target = Target::resolve(&config, Some("test")).unwrap();
     dbsafe::roundtrip::roundtrip(&config, &target, all).unwrap()
+}
+
+/// The messages of the round trip's problems.
+fn roundtrip(p: &Project, all: bool) -> Vec<String> {
+    problems(p, all).into_iter().map(|p| p.message).collect()
 }
 
 fn drop_index(backend: Backend, index: &str, table: &str) -> String {

@@ -272,6 +272,10 @@ impl Output {
                 yellow.apply_to("reverted"),
                 dim.apply_to(format!("({duration_ms} ms)"))
             )),
+            EventKind::RollbackDownEdited { name, .. } => self.note(&format!(
+                "  {} {name}: running its edited down.sql (--allow-edit), recorded as rollback.down_edited",
+                yellow.apply_to("edited")
+            )),
             EventKind::SeedApplied { name, duration_ms } => self.note(&format!(
                 "  {} {name} {}",
                 green.apply_to("seeded"),

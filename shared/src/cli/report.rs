@@ -73,7 +73,11 @@ pub fn status(report: &StatusReport) -> String {
         } else {
             &m.name
         };
-        let _ = writeln!(out, "  {name}  {state}{by}{edited}");
+        let down = match &m.missing_down {
+            Some(missing) => format!("  (has {missing}: cannot be reverted)"),
+            None => String::new(),
+        };
+        let _ = writeln!(out, "  {name}  {state}{by}{edited}{down}");
     }
     if let Some(restore) = &report.interrupted_restore {
         let _ = writeln!(out, "{} {restore}", red.apply_to("interrupted:"));
