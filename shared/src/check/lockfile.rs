@@ -63,6 +63,8 @@ pub struct LockOutcome {
     pub file: String,
     /// Whether the file was written.
     pub written: bool,
+    /// Whether it was written for the first time (adopting dbsafe on a history).
+    pub created: bool,
     /// New migrations recorded.
     pub added: Vec<String>,
     /// Edited, deleted or out-of-order migrations accepted with `--allow-edit`.
@@ -129,6 +131,7 @@ fn check_lock(
             outcome.added = entries.iter().map(|e| e.name.clone()).collect();
             write(path, &entries)?;
             outcome.written = true;
+            outcome.created = true;
         } else if !migrations.is_empty() {
             findings.push(
                 Finding::new(

@@ -187,6 +187,14 @@ fn lock_notes(output: &Output, report: &CheckReport) {
             lock.added.len()
         ));
     }
+    if lock.created && !lock.added.is_empty() {
+        output.note(&format!(
+            "{}: from now on `cargo dbsafe check` lints only migrations that are not recorded \
+             in it (new or edited); the recorded history shipped already (`check --all` lints \
+             it too)",
+            lock.file
+        ));
+    }
     for name in &lock.accepted {
         output.note(&format!(
             "{}: accepted the change to {name}; databases that already applied it ran the old \
