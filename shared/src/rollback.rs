@@ -252,13 +252,12 @@ fn plan_with(
         .as_deref()
         .map(|to| resolve_to(&set, &runs, to))
         .transpose()?;
-    let mut reverts = Vec::new();
-    let mut no_down = Vec::new();
     let chosen = if options.cascade {
         &runs[..=index]
     } else {
         &runs[index..=index]
     };
+    let mut planned_steps: Vec<(&RunRow, &StepRow)> = Vec::new();
     for (chosen_run, steps) in chosen {
         let mut steps: Vec<&StepRow> = steps.iter().collect();
         if chosen_run.id == run.id
@@ -266,11 +265,31 @@ fn plan_with(
         {
             steps.retain(|s| s.version > *to);
         }
-        for step in steps.into_iter().rev() {
-            match planned(&set, chosen_run, step, &options.allow_edit)? {
-                Ok(revert) => reverts.push(revert),
-                Err(missing) => no_down.push(missing),
-            }
+        planned_steps.extend(steps.into_iter().rev().map(|step| (chosen_run, step)));
+    }
+    let unknown: Vec<&str> = options
+        .allow_edit
+        .iter()
+        .filter(|a| {
+            let digits = crate::migrations::normalise_version(a);
+            !planned_steps
+                .iter()
+                .any(|(_, s)| s.name == **a || digits.as_deref() == Some(s.version.as_str()))
+        })
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Error::Usage(format!(
+            "--allow-edit {}: not a migration this rollback reverts (see --dry-run)",
+            unknown.join(", ")
+        )));
+    }
+    let mut reverts = Vec::new();
+    let mut no_down = Vec::new();
+    for (chosen_run, step) in planned_steps {
+        match planned(&set, chosen_run, step, &options.allow_edit)? {
+            Ok(revert) => reverts.push(revert),
+            Err(missing) => no_down.push(missing),
         }
     }
     if !no_down.is_empty() {
@@ -280,21 +299,6 @@ fn plan_with(
              down.sql and roll back with --allow-edit NAME",
             no_down.len(),
             no_down.join("; ")
-        )));
-    }
-    let unused: Vec<&String> = options
-        .allow_edit
-        .iter()
-        .filter(|a| !reverts.iter().any(|r| r.name == **a || r.version == **a))
-        .collect();
-    if !unused.is_empty() {
-        return Err(Error::Usage(format!(
-            "--allow-edit {}: not a migration this rollback reverts (see --dry-run)",
-            unused
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
         )));
     }
     if reverts.is_empty() {
@@ -366,9 +370,10 @@ fn planned(
             migration.dir.display()
         )));
     };
-    let allowed = allow_edit
-        .iter()
-        .any(|a| *a == migration.name || *a == migration.version);
+    let allowed = allow_edit.iter().any(|a| {
+        *a == migration.name
+            || crate::migrations::normalise_version(a).as_deref() == Some(&migration.version)
+    });
     let down_edited = migration.down_checksum != step.down_checksum;
     if down_edited && !allowed {
         return Err(Error::Refused(format!(

@@ -295,7 +295,11 @@ fn special(w: &mut Writer<'_>, kind: &str, v: &str, i: usize) {
         }
         "empty-down" | "blank-down" => {
             let name = format!("{v}_normalise_{t}_{i}");
-            let down = if kind == "empty-down" { "" } else { "  \n\n\t\n" };
+            let down = if kind == "empty-down" {
+                ""
+            } else {
+                "  \n\n\t\n"
+            };
             w.write(&name, &plain_up, Some(down));
             w.history.empty_down.push(name);
         }

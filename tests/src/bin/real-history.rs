@@ -4,7 +4,9 @@
 fn main() {
     let mut args = std::env::args().skip(1);
     let Some(dir) = args.next() else {
-        eprintln!("usage: real-history DIR [COUNT]  (writes DIR/migrations; COUNT >= 200, default 300)");
+        eprintln!(
+            "usage: real-history DIR [COUNT]  (writes DIR/migrations; COUNT >= 200, default 300)"
+        );
         std::process::exit(2);
     };
     let count = args.next().map_or(300, |c| {
@@ -13,7 +15,12 @@ fn main() {
             std::process::exit(2)
         })
     });
-    let history =
-        dbsafe_tests::real_history::write_history(&std::path::Path::new(&dir).join("migrations"), count);
-    println!("{} migrations in {dir}/migrations", history.migrations.len());
+    let history = dbsafe_tests::real_history::write_history(
+        &std::path::Path::new(&dir).join("migrations"),
+        count,
+    );
+    println!(
+        "{} migrations in {dir}/migrations",
+        history.migrations.len()
+    );
 }
