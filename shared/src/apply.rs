@@ -131,6 +131,12 @@ fn apply_locked(
     findings.refuse_unsafe()?;
     check_preconditions(config, target, db)?;
 
+    // The first dbsafe apply on a database `diesel migration run` stamped adopts what it found.
+    let adopted: Vec<String> = if ledger::exists(db)? {
+        Vec::new()
+    } else {
+        applied.clone()
+    };
     ledger::ensure(db)?;
     db.conn
         .setup()
@@ -196,8 +202,12 @@ fn apply_locked(
                 target: target.name.clone(),
                 previous: binding.previous.clone(),
                 identity: binding.identity.clone(),
+                automatic: binding.automatic,
             },
         )?;
+    }
+    if !adopted.is_empty() {
+        recorder.emit(db, EventKind::Adopt { versions: adopted })?;
     }
     let mut warnings: Vec<String> = Vec::new();
     for id in ledger::mark_interrupted(db, &interrupted)? {

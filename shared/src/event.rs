@@ -190,6 +190,13 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         still_applied: Vec<String>,
     },
+    /// The first dbsafe apply on a database that `diesel migration run` had stamped: the
+    /// versions it found applied outside dbsafe, now part of the record.
+    #[serde(rename = "adopt")]
+    Adopt {
+        /// The versions in diesel's table when dbsafe first ran.
+        versions: Vec<String>,
+    },
     /// The target was bound to a new database identity.
     #[serde(rename = "ledger.rebind")]
     LedgerRebind {
@@ -199,6 +206,10 @@ pub enum EventKind {
         previous: Option<String>,
         /// The identity it is bound to now.
         identity: String,
+        /// Whether dbsafe re-bound it on its own (an unprotected target whose URL now
+        /// reaches another database on this machine), not `--rebind`.
+        #[serde(default)]
+        automatic: bool,
     },
     /// A snapshot was taken.
     #[serde(rename = "snapshot.created")]

@@ -61,6 +61,8 @@ pub struct StatusReport {
     pub last_runs: Vec<RunRow>,
     /// A restore that was interrupted (from the journal), what it left and what to run.
     pub interrupted_restore: Option<String>,
+    /// Versions applied by diesel outside dbsafe (`diesel migration run`).
+    pub outside_dbsafe: Vec<String>,
 }
 
 impl StatusReport {
@@ -140,7 +142,6 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
         identity: identity_now,
         binding_problem,
         ledger: has_ledger,
-        migrations,
         dirty: findings
             .dirty
             .iter()
@@ -152,6 +153,12 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
             Vec::new()
         },
         interrupted_restore,
+        outside_dbsafe: migrations
+            .iter()
+            .filter(|m| m.applied_by.as_deref() == Some("diesel"))
+            .map(|m| m.version.clone())
+            .collect(),
+        migrations,
     })
 }
 
@@ -184,5 +191,6 @@ fn not_created(target: &Target, set: &MigrationSet, path: &std::path::Path) -> S
         dirty: Vec::new(),
         last_runs: Vec::new(),
         interrupted_restore: None,
+        outside_dbsafe: Vec::new(),
     }
 }

@@ -307,6 +307,8 @@ each_backend!(
     target_version_takes_the_directory_form,
     missing_down_means_one_thing_everywhere,
     fixed_down_sql_is_accepted_for_one_rollback_with_allow_edit,
+    database_stamped_by_diesel_is_adopted_by_the_first_apply,
+    dev_target_follows_its_url_to_another_local_database,
 );
 
 fn table(p: &Project, name: &str) -> (String, String) {
@@ -626,4 +628,152 @@ fn roundtrip_of_the_history_reports_every_problem_in_one_pass() {
     assert_eq!(summary["roundtrip_warnings"], 1);
     // Nothing was applied to the target itself.
     assert!(db.diesel_versions().is_empty());
+}
+
+fn database_stamped_by_diesel_is_adopted_by_the_first_apply(backend: Backend) {
+    let p = Project::new(backend);
+    let a = add_table(&p, "2024-01-01-000001", "a");
+    let b = add_table(&p, "2024-01-01-000002", "b");
+    // `diesel migration run` outside dbsafe.
+    assert_eq!(p.diesel_migration_run().len(), 2);
+    let status = p.dbsafe(&["status"]);
+    status.expect_code(0);
+    assert_eq!(
+        status.stdout.matches("outside dbsafe").count(),
+        1,
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains(
+            "note: 2 migration(s) were applied by diesel outside dbsafe (`diesel migration run`): `cargo dbverify --drift` checks the schema matches them; the first `cargo dbsafe apply` records them as found"
+        ),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains(&format!("{a}  applied by diesel\n")),
+        "{}",
+        status.stdout
+    );
+    let json = p.dbsafe(&["status", "--message-format", "json"]);
+    let report = json
+        .events()
+        .into_iter()
+        .find(|e| e["type"] == "status")
+        .unwrap();
+    assert_eq!(
+        report["outside_dbsafe"],
+        serde_json::json!(["20240101000001", "20240101000002"])
+    );
+
+    add_table(&p, "2024-01-01-000003", "c");
+    let first = p.apply(&[]);
+    first.expect_code(0);
+    let adopt: Vec<Value> = first
+        .events()
+        .into_iter()
+        .filter(|e| e["type"] == "adopt")
+        .collect();
+    assert_eq!(adopt.len(), 1, "{first:?}");
+    assert_eq!(
+        adopt[0]["versions"],
+        serde_json::json!(["20240101000001", "20240101000002"])
+    );
+    let recorded = ledger_payloads(&p.db, "adopt");
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0]["versions"], adopt[0]["versions"]);
+    assert_eq!(p.db.diesel_versions().len(), 3);
+    // Only the first apply adopts.
+    add_table(&p, "2024-01-01-000004", "d");
+    let second = p.apply(&[]);
+    second.expect_code(0);
+    assert!(!second.event_types().contains(&"adopt".to_owned()));
+    assert_eq!(ledger_payloads(&p.db, "adopt").len(), 1);
+    let _ = b;
+}
+
+fn dev_config(p: &Project, extra: &str) {
+    p.file(
+        "dbsafe.toml",
+        &format!(
+            "[targets.dev]\nurl-env = \"DATABASE_URL\"\nenvironment = \"development\"\n{extra}"
+        ),
+    );
+}
+
+fn apply_with_url(p: &Project, url: &str, args: &[&str]) -> Run {
+    let mut cmd = p.command("cargo-dbsafe");
+    cmd.args(["dbsafe", "apply", "--message-format", "json"])
+        .args(args)
+        .env("DATABASE_URL", url);
+    dbsafe_tests::run(cmd)
+}
+
+fn dev_target_follows_its_url_to_another_local_database(backend: Backend) {
+    let p = Project::new(backend);
+    dev_config(&p, "");
+    add_table(&p, "2024-01-01-000001", "a");
+    apply_with_url(&p, &p.db.url, &[]).expect_code(0);
+
+    // DATABASE_URL now points at another database on this machine: the target follows.
+    let other = TestDb::new(backend, p.path());
+    let moved = apply_with_url(&p, &other.url, &[]);
+    moved.expect_code(0);
+    let rebind: Vec<Value> = moved
+        .events()
+        .into_iter()
+        .filter(|e| e["type"] == "ledger.rebind")
+        .collect();
+    assert_eq!(rebind.len(), 1, "{moved:?}");
+    assert_eq!(rebind[0]["automatic"], true);
+    assert!(rebind[0]["previous"].is_string());
+    assert!(other.has_table("a"));
+    assert_eq!(ledger_payloads(&other, "ledger.rebind").len(), 1);
+    let human = {
+        let mut cmd = p.command("cargo-dbsafe");
+        cmd.args(["dbsafe", "apply"]).env("DATABASE_URL", &p.db.url);
+        dbsafe_tests::run(cmd)
+    };
+    human.expect_code(0);
+    assert!(
+        human.stderr.contains("re-bound")
+            && human.stderr.contains("another database on this machine"),
+        "{human:?}"
+    );
+
+    // A protected target never follows.
+    dev_config(&p, "protected = true\n");
+    let refused = apply_with_url(&p, &other.url, &["--target", "dev", "--yes"]);
+    refused.expect_code(3);
+    assert!(refused.stdout.contains("--rebind"), "{refused:?}");
+
+    // Nor does a target reaching a database whose ledger belongs to another target.
+    p.file(
+        "dbsafe.toml",
+        "[targets.dev]\nurl-env = \"DATABASE_URL\"\nenvironment = \"development\"\n\
+         [targets.dev2]\nurl-env = \"OTHER_URL\"\nenvironment = \"development\"\n",
+    );
+    let mut cmd = p.command("cargo-dbsafe");
+    cmd.args([
+        "dbsafe",
+        "apply",
+        "--message-format",
+        "json",
+        "--target",
+        "dev2",
+    ])
+    .env("OTHER_URL", &p.db.url);
+    let stranger = dbsafe_tests::run(cmd);
+    stranger.expect_code(3);
+    assert!(
+        stranger.stdout.contains("belongs to target `dev`"),
+        "{stranger:?}"
+    );
+    // And a test target (not development) is still refused, as before.
+    p.file(
+        "dbsafe.toml",
+        "[targets.dev]\nurl-env = \"DATABASE_URL\"\nenvironment = \"test\"\n",
+    );
+    apply_with_url(&p, &other.url, &[]).expect_code(3);
 }
