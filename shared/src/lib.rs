@@ -21,6 +21,7 @@ pub mod migrations;
 pub mod pause;
 pub mod plan;
 pub mod preflight;
+pub mod print_schema;
 pub mod recorder;
 pub mod resolve;
 pub mod restore;

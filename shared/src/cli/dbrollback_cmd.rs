@@ -122,6 +122,9 @@ fn run(args: &DbrollbackArgs, output: &mut Output) -> Result<u8> {
         },
     };
     let outcome = rollback::rollback(&config, &target, &options, output)?;
+    if !args.dry_run {
+        super::regenerate_schema(&config, &target, output);
+    }
     if args.dry_run {
         if output.is_json() {
             output.json_typed("rollback.plan", &outcome.plan);

@@ -198,7 +198,10 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
                 target_version: apply_args.target_version.clone(),
                 rebind: apply_args.rebind,
             };
-            apply(&config, &target, &options, output)?;
+            let outcome = apply(&config, &target, &options, output)?;
+            if !outcome.applied.is_empty() {
+                super::regenerate_schema(&config, &target, output);
+            }
         }
         Command::Runs(runs_args) => match &runs_args.show {
             None => {
