@@ -786,17 +786,36 @@ fn schema_project() -> Project {
     p
 }
 
+/// PATH with the directory of the diesel CLI (on PATH, or where `cargo install` puts it).
+fn path_with_diesel() -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let cargo_bin = std::env::var("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|_| std::env::var("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .map(|home| home.join("bin"))
+        .unwrap_or_default();
+    let path = format!("{path}:{}", cargo_bin.display());
+    let found = std::env::split_paths(&path).any(|dir| dir.join("diesel").is_file());
+    assert!(
+        found,
+        "this test runs the real diesel CLI: cargo install diesel_cli --no-default-features --features postgres"
+    );
+    path
+}
+
 #[test]
 fn schema_rs_is_regenerated_by_diesel_print_schema() {
     let p = schema_project();
-    let diesel = std::process::Command::new("diesel")
-        .arg("--version")
-        .output();
-    assert!(
-        diesel.is_ok_and(|o| o.status.success()),
-        "this test runs the real diesel CLI: cargo install diesel_cli --no-default-features --features postgres"
+    let path = path_with_diesel();
+    let with_diesel = |binary: &str, args: &[&str]| {
+        let mut cmd = p.command(binary);
+        cmd.args(args).env("PATH", &path);
+        dbsafe_tests::run(cmd)
+    };
+    let applied = with_diesel(
+        "cargo-dbsafe",
+        &["dbsafe", "apply", "--message-format", "json"],
     );
-    let applied = p.apply(&[]);
     applied.expect_code(0);
     let report = applied
         .events()
@@ -811,13 +830,13 @@ fn schema_rs_is_regenerated_by_diesel_print_schema() {
     );
     // A rollback regenerates it too.
     add_table(&p, "2024-01-01-000002", "orders");
-    p.apply(&[]).expect_code(0);
+    with_diesel("cargo-dbsafe", &["dbsafe", "apply"]).expect_code(0);
     assert!(
         std::fs::read_to_string(p.path().join("src/schema.rs"))
             .unwrap()
             .contains("orders (id)")
     );
-    let rolled = p.dbrollback(&["--last"]);
+    let rolled = with_diesel("cargo-dbrollback", &["dbrollback", "--last"]);
     rolled.expect_code(0);
     assert!(
         rolled
