@@ -19,7 +19,7 @@ use crate::identity;
 use crate::journal::Journal;
 use crate::ledger::{self, run_status, step_status};
 use crate::lock;
-use crate::migrations::{Migration, MigrationSet};
+use crate::migrations::{Migration, MigrationSet, is_diesel_setup};
 use crate::preflight::{self, Confirmation};
 use crate::recorder::Recorder;
 use crate::restore::{self, RestoreRequest, restore_snapshot};
@@ -62,14 +62,19 @@ pub fn apply(
     let set = MigrationSet::load(&config.migrations_dir)?;
     preflight::guard_protected(target, options.confirmation)?;
     verify::validate_invariants(config, target)?;
-    if let Some(version) = &options.target_version
-        && set.get(version).is_none()
-    {
-        return Err(Error::Usage(format!(
-            "--target-version {version}: no migration with that version in {}",
-            set.dir.display()
-        )));
+    // `--target-version` as digits, as in the directory name (`2024-10-24-134209`) or the
+    // whole name: from here on, the version's digits.
+    let mut options = options.clone();
+    if let Some(version) = &options.target_version {
+        let Some(migration) = set.get(version) else {
+            return Err(Error::Usage(format!(
+                "--target-version {version}: no migration with that version in {}",
+                set.dir.display()
+            )));
+        };
+        options.target_version = Some(migration.version.clone());
     }
+    let options = &options;
     restore::report_finished(config, target, sink)?;
     // A refused apply leaves nothing behind: not even the empty SQLite file that opening
     // the connection created.
@@ -128,6 +133,12 @@ fn apply_locked(
     findings.refuse_unsafe()?;
     check_preconditions(config, target, db)?;
 
+    // The first dbsafe apply on a database `diesel migration run` stamped adopts what it found.
+    let adopted: Vec<String> = if ledger::exists(db)? {
+        Vec::new()
+    } else {
+        applied.clone()
+    };
     ledger::ensure(db)?;
     db.conn
         .setup()
@@ -193,8 +204,12 @@ fn apply_locked(
                 target: target.name.clone(),
                 previous: binding.previous.clone(),
                 identity: binding.identity.clone(),
+                automatic: binding.automatic,
             },
         )?;
+    }
+    if !adopted.is_empty() {
+        recorder.emit(db, EventKind::Adopt { versions: adopted })?;
     }
     let mut warnings: Vec<String> = Vec::new();
     for id in ledger::mark_interrupted(db, &interrupted)? {
@@ -206,7 +221,11 @@ fn apply_locked(
         format!("version {v} is applied but has no directory in {}: diesel ignores it; restore it if it was deleted by mistake", set.dir.display())
     }));
     if let Some(newest) = &newest_applied {
-        warnings.extend(pending.iter().filter(|m| m.version < *newest).map(|m| {
+        // diesel's setup migration sorts first by design, whenever `diesel setup` added it.
+        let out_of_order = pending
+            .iter()
+            .filter(|m| m.version < *newest && !is_diesel_setup(&m.name));
+        warnings.extend(out_of_order.map(|m| {
             format!("{} is older than the newest applied migration {newest}: it runs out of order (merged from an older branch?)", m.name)
         }));
     }

@@ -79,6 +79,20 @@ pub struct CheckConfig {
     /// The lock file of the migrations' checksums (`lock-file`, default `dbsafe.lock` in
     /// the migrations directory's parent).
     pub lock_file: PathBuf,
+    /// How the round trip reports a down.sql that restores every column but in another
+    /// order (`roundtrip-column-order`, default warning).
+    pub roundtrip_column_order: Severity,
+}
+
+/// How a finding that may be tolerated is reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Reported, does not fail the check.
+    #[default]
+    Warning,
+    /// Fails the check.
+    Error,
 }
 
 /// The SQL dialect `cargo dbsafe check` lints in when no target URL says.
@@ -485,6 +499,7 @@ impl Config {
         let check = CheckConfig {
             require_down: settings.check.require_down,
             lock_file,
+            roundtrip_column_order: settings.check.roundtrip_column_order,
         };
         let mut targets = settings.targets;
         if targets.is_empty() {
@@ -728,6 +743,7 @@ choice!(Environment {
 });
 choice!(InvariantSeverity { Error => "error", Warn => "warn" });
 choice!(Phase { Before => "before", After => "after" });
+choice!(Severity { Warning => "warning", Error => "error" });
 choice!(FailurePolicy { Stop => "stop", Revert => "revert", Restore => "restore" });
 choice!(SnapshotPolicy { Always => "always", Protected => "protected", Never => "never" });
 choice!(Dialect { Postgres => "postgres", Mysql => "mysql", Sqlite => "sqlite" });

@@ -149,6 +149,19 @@ pub enum EventKind {
         /// Wall time in milliseconds.
         duration_ms: u64,
     },
+    /// A rollback ran a down.sql that differs from the one recorded when the migration was
+    /// applied, accepted with `--allow-edit NAME`.
+    #[serde(rename = "rollback.down_edited")]
+    RollbackDownEdited {
+        /// Migration version.
+        version: String,
+        /// Migration directory name.
+        name: String,
+        /// SHA-256 of the down.sql recorded when the migration was applied (`None`: none).
+        recorded_checksum: Option<String>,
+        /// SHA-256 of the down.sql that runs now.
+        checksum: String,
+    },
     /// A seed ran at the end of the run.
     #[serde(rename = "seed.applied")]
     SeedApplied {
@@ -177,6 +190,13 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         still_applied: Vec<String>,
     },
+    /// The first dbsafe apply on a database that `diesel migration run` had stamped: the
+    /// versions it found applied outside dbsafe, now part of the record.
+    #[serde(rename = "adopt")]
+    Adopt {
+        /// The versions in diesel's table when dbsafe first ran.
+        versions: Vec<String>,
+    },
     /// The target was bound to a new database identity.
     #[serde(rename = "ledger.rebind")]
     LedgerRebind {
@@ -186,6 +206,10 @@ pub enum EventKind {
         previous: Option<String>,
         /// The identity it is bound to now.
         identity: String,
+        /// Whether dbsafe re-bound it on its own (an unprotected target whose URL now
+        /// reaches another database on this machine), not `--rebind`.
+        #[serde(default)]
+        automatic: bool,
     },
     /// A snapshot was taken.
     #[serde(rename = "snapshot.created")]

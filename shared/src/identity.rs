@@ -61,6 +61,9 @@ pub struct Binding {
     pub previous: Option<String>,
     /// Whether nothing was recorded yet (first use).
     pub first_use: bool,
+    /// Whether dbsafe re-bound the target on its own: an unprotected target whose URL now
+    /// reaches another database on this machine (a dev DATABASE_URL pointed elsewhere).
+    pub automatic: bool,
 }
 
 impl Binding {
@@ -115,10 +118,21 @@ pub fn check(
         (None, None)
     };
     let mut previous = None;
+    let mut automatic = false;
+    // A development database moves all the time: an unprotected development target that
+    // now reaches another database on this machine, one no other target's ledger claims,
+    // follows it.
+    let follows = !target.protected
+        && target.environment == crate::config::Environment::Development
+        && is_local(&target.url)
+        && ledger_target
+            .as_ref()
+            .is_none_or(|bound| *bound == target.name);
     if let Some(local) = &local
         && *local != identity
     {
-        if !rebind {
+        automatic = !rebind && follows;
+        if !rebind && !automatic {
             return Err(Error::Refused(format!(
                 "target `{}` is bound to database {local}, but its URL now reaches {identity}.\n  \
                  If the URL points at the wrong database (staging config aimed at production?), fix it.\n  \
@@ -149,7 +163,33 @@ pub fn check(
         first_use: local.is_none() || ledger_target.is_none(),
         identity,
         previous,
+        automatic,
     })
+}
+
+/// Whether a URL reaches a database on this machine: SQLite, or a server on localhost,
+/// a loopback address or a Unix socket.
+fn is_local(url: &crate::target::DatabaseUrl) -> bool {
+    if url.backend() == Backend::Sqlite {
+        return true;
+    }
+    let text = url.connection_string();
+    let rest = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = if let Some(bracketed) = host_port.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    let host = host.to_ascii_lowercase();
+    host.is_empty()
+        || host.starts_with('%')
+        || host == "localhost"
+        || host == "::1"
+        || host.starts_with("127.")
 }
 
 /// Records the binding locally and in the ledger (which must exist).
@@ -179,4 +219,22 @@ pub fn record(
     }
     ledger::meta_set(db, "bound_target", &target.name)?;
     ledger::meta_set(db, "identity", &binding.identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::DatabaseUrl;
+
+    #[test]
+    fn local_urls() {
+        let local = |url: &str| is_local(&DatabaseUrl::parse(url, Path::new("/")).unwrap());
+        assert!(local("postgres://app:pw@localhost:5432/app"));
+        assert!(local("postgres://127.0.0.1/app"));
+        assert!(local("mysql://root@[::1]:3306/app"));
+        assert!(local("postgres:///app"));
+        assert!(local("sqlite://dev.db"));
+        assert!(!local("postgres://app:pw@db.example.com:5432/app"));
+        assert!(!local("mysql://root@10.0.0.7/app"));
+    }
 }

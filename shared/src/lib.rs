@@ -22,6 +22,7 @@ pub mod pause;
 pub mod plan;
 pub mod pooler;
 pub mod preflight;
+pub mod print_schema;
 pub mod progress;
 pub mod recorder;
 pub mod report;

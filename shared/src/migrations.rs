@@ -22,7 +22,8 @@ pub struct Migration {
     pub dir: PathBuf,
     /// Contents of up.sql.
     pub up_sql: String,
-    /// Contents of down.sql, when present and not blank.
+    /// Contents of down.sql, when present and not blank (it may still hold only comments:
+    /// [`Migration::missing_down`] says whether it can revert the migration).
     pub down_sql: Option<String>,
     /// Contents of verify.sql, when present.
     pub verify_sql: Option<String>,
@@ -34,6 +35,7 @@ pub struct Migration {
     pub up_checksum: String,
     /// SHA-256 of down.sql, when present.
     pub down_checksum: Option<String>,
+    missing_down: Option<MissingDown>,
     diesel_name: DieselName,
 }
 
@@ -51,6 +53,53 @@ pub fn checksum(text: &str) -> String {
     let normalised = text.replace("\r\n", "\n");
     let digest = Sha256::digest(normalised.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why a migration has no down.sql that can revert it. Everything that asks whether a
+/// migration can be reverted (check, status, plan, rollback, the round trip) asks this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingDown {
+    /// There is no down.sql.
+    NoFile,
+    /// down.sql is empty or whitespace.
+    Empty,
+    /// down.sql holds only comments (`-- Not reversible`).
+    CommentsOnly,
+}
+
+impl MissingDown {
+    /// What is wrong, as the end of "NAME has ...": `no down.sql`, `an empty down.sql`, ...
+    pub fn describe(self) -> &'static str {
+        match self {
+            MissingDown::NoFile => "no down.sql",
+            MissingDown::Empty => "an empty down.sql",
+            MissingDown::CommentsOnly => "a down.sql of comments only, no SQL",
+        }
+    }
+
+    /// Why a down.sql text (`None`: no file) cannot revert a migration; `None` when it holds SQL.
+    pub fn of(down: Option<&str>) -> Option<MissingDown> {
+        match down {
+            None => Some(MissingDown::NoFile),
+            Some(text) if text.trim().is_empty() => Some(MissingDown::Empty),
+            Some(text) if !holds_sql(text) => Some(MissingDown::CommentsOnly),
+            Some(_) => None,
+        }
+    }
+}
+
+/// Whether `text` holds anything but whitespace, comments and empty statements.
+pub fn holds_sql(text: &str) -> bool {
+    // The dialect only matters for `#` comments and quotes, which a file of comments lacks.
+    !crate::check::lint::sql::split(text, crate::config::Dialect::Postgres)
+        .statements
+        .is_empty()
+}
+
+/// diesel's setup migration (`diesel setup` adds it, after other migrations may exist): its
+/// all-zero version sorts first by design, so it is never "out of order".
+pub fn is_diesel_setup(name: &str) -> bool {
+    version_of(name).bytes().all(|b| b == b'0') && name.contains("diesel_initial_setup")
 }
 
 /// diesel's version of a migration directory name.
@@ -111,11 +160,13 @@ impl MigrationSet {
         })
     }
 
-    /// The migration with this version (or directory name).
+    /// The migration with this version, written as digits (`20241024134209`), as in its
+    /// directory name (`2024-10-24-134209`), or its whole directory name.
     pub fn get(&self, version: &str) -> Option<&Migration> {
+        let digits = normalise_version(version);
         self.migrations
             .iter()
-            .find(|m| m.version == version || m.name == version)
+            .find(|m| m.name == version || digits.as_deref() == Some(m.version.as_str()))
     }
 }
 
@@ -141,7 +192,28 @@ pub fn read_migration_file(path: &Path) -> Result<Option<String>> {
     })
 }
 
+/// A version written as digits or as in a directory name (`2024-10-24-134209`), as digits;
+/// `None` for text that is not a version.
+pub fn normalise_version(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'-'))
+        .then(|| text.replace('-', ""))
+        .filter(|digits| !digits.is_empty())
+}
+
 impl Migration {
+    /// Why this migration's down.sql cannot revert it; `None` when it holds SQL.
+    pub fn missing_down(&self) -> Option<MissingDown> {
+        self.missing_down
+    }
+
+    /// The down.sql that reverts this migration, when it holds SQL.
+    pub fn revertible_down(&self) -> Option<&str> {
+        self.down_sql
+            .as_deref()
+            .filter(|_| self.missing_down().is_none())
+    }
+
     fn load(dir: &Path, name: &str) -> Result<Migration> {
         let read = |file: &str| read_migration_file(&dir.join(file));
         let up_sql = read("up.sql")?.unwrap_or_default();
@@ -151,7 +223,9 @@ impl Migration {
                 problem: "is empty: write the migration's SQL, or delete the directory".into(),
             });
         }
-        let down_sql = read("down.sql")?.filter(|s| !s.trim().is_empty());
+        let down_file = read("down.sql")?;
+        let missing_down = MissingDown::of(down_file.as_deref());
+        let down_sql = down_file.filter(|s| !s.trim().is_empty());
         let verify_sql = read("verify.sql")?.filter(|s| !s.trim().is_empty());
         let (run_in_transaction, metadata_warning) = match read("metadata.toml")? {
             None => (true, None),
@@ -165,6 +239,7 @@ impl Migration {
             },
             up_checksum: checksum(&up_sql),
             down_checksum: down_sql.as_deref().map(checksum),
+            missing_down,
             version,
             name: name.to_owned(),
             dir: dir.to_owned(),
@@ -240,9 +315,14 @@ impl<DB: DieselBackend> diesel::migration::Migration<DB> for Migration {
     }
 
     fn revert(&self, conn: &mut dyn BoxableConnection<DB>) -> migration::Result<()> {
-        match &self.down_sql {
-            Some(sql) => Ok(conn.batch_execute(sql)?),
-            None => Err(format!("{} has no down.sql", self.name).into()),
+        match (self.revertible_down(), self.missing_down()) {
+            (Some(sql), _) => Ok(conn.batch_execute(sql)?),
+            (None, missing) => Err(format!(
+                "{} has {}",
+                self.name,
+                missing.unwrap_or(MissingDown::NoFile).describe()
+            )
+            .into()),
         }
     }
 
@@ -313,6 +393,36 @@ mod tests {
             "20240101000000"
         );
         assert_eq!(version_of("00001_x_y"), "00001");
+    }
+
+    #[test]
+    fn missing_down_has_one_meaning() {
+        assert_eq!(MissingDown::of(None), Some(MissingDown::NoFile));
+        assert_eq!(MissingDown::of(Some(" \n\t")), Some(MissingDown::Empty));
+        for comments in ["-- Not reversible\n", "/* no */ ;\n", "-- a\n-- b\n"] {
+            assert_eq!(
+                MissingDown::of(Some(comments)),
+                Some(MissingDown::CommentsOnly),
+                "{comments}"
+            );
+        }
+        assert_eq!(MissingDown::of(Some("-- undo\nDROP TABLE t;")), None);
+    }
+
+    #[test]
+    fn versions_in_either_form() {
+        assert_eq!(
+            normalise_version("2024-10-24-134209").as_deref(),
+            Some("20241024134209")
+        );
+        assert_eq!(
+            normalise_version("20241024134209").as_deref(),
+            Some("20241024134209")
+        );
+        assert_eq!(normalise_version("2024_x"), None);
+        assert_eq!(normalise_version("-"), None);
+        assert!(is_diesel_setup("00000000000000_diesel_initial_setup"));
+        assert!(!is_diesel_setup("2024-01-01-000000_diesel_initial_setup"));
     }
 
     #[test]

@@ -220,7 +220,7 @@ pub fn plan(config: &Config, target: &Target, rehearse: bool) -> Result<Plan> {
                 version: m.version.clone(),
                 name: m.name.clone(),
                 transactional: is_transactional(backend, m),
-                reversible: m.down_sql.is_some(),
+                reversible: m.missing_down().is_none(),
             })
             .collect(),
         snapshot,

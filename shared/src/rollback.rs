@@ -41,6 +41,9 @@ pub struct RollbackOptions {
     pub cascade: bool,
     /// Report the plan, touch nothing.
     pub dry_run: bool,
+    /// `--allow-edit NAME`: accept these migrations' down.sql although it changed since the
+    /// run applied them (the fixed one after a failure); recorded as `rollback.down_edited`.
+    pub allow_edit: Vec<String>,
     /// How the target was chosen and confirmed.
     pub confirmation: Confirmation,
 }
@@ -65,6 +68,13 @@ pub struct PlannedRevert {
     pub name: String,
     /// The down.sql that will run.
     pub down_sql: String,
+    /// When the down.sql changed since the run applied the migration and `--allow-edit`
+    /// accepts it: the checksum recorded then (`None`: no down.sql was recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down_edited: Option<Option<String>>,
+    /// SHA-256 of the down.sql that will run.
+    #[serde(skip)]
+    pub down_checksum: String,
 }
 
 /// What a rollback will do (or did).
@@ -257,27 +267,59 @@ fn plan_with(
         )));
     }
     let set = MigrationSet::load(&config.migrations_dir)?;
-    let mut reverts = Vec::new();
+    let to = options
+        .to
+        .as_deref()
+        .map(|to| resolve_to(&set, &runs, to))
+        .transpose()?;
     let chosen = if options.cascade {
         &runs[..=index]
     } else {
         &runs[index..=index]
     };
+    let mut planned_steps: Vec<(&RunRow, &StepRow)> = Vec::new();
     for (chosen_run, steps) in chosen {
         let mut steps: Vec<&StepRow> = steps.iter().collect();
         if chosen_run.id == run.id
-            && let Some(to) = &options.to
+            && let Some(to) = &to
         {
-            if set.get(to).is_none() && !steps.iter().any(|s| &s.version == to) {
-                return Err(Error::Usage(format!(
-                    "--to {to}: no migration with that version"
-                )));
-            }
             steps.retain(|s| s.version > *to);
         }
-        for step in steps.into_iter().rev() {
-            reverts.push(planned(&set, chosen_run, step)?);
+        planned_steps.extend(steps.into_iter().rev().map(|step| (chosen_run, step)));
+    }
+    let unknown: Vec<&str> = options
+        .allow_edit
+        .iter()
+        .filter(|a| {
+            let digits = crate::migrations::normalise_version(a);
+            !planned_steps
+                .iter()
+                .any(|(_, s)| s.name == **a || digits.as_deref() == Some(s.version.as_str()))
+        })
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Error::Usage(format!(
+            "--allow-edit {}: not a migration this rollback reverts (see --dry-run)",
+            unknown.join(", ")
+        )));
+    }
+    let mut reverts = Vec::new();
+    let mut no_down = Vec::new();
+    for (chosen_run, step) in planned_steps {
+        match planned(&set, chosen_run, step, &options.allow_edit)? {
+            Ok(revert) => reverts.push(revert),
+            Err(missing) => no_down.push(missing),
         }
+    }
+    if !no_down.is_empty() {
+        return Err(Error::Refused(format!(
+            "{} migration(s) of the rollback have no down.sql that can revert them: {}. \
+             Restore the run's snapshot instead (--restore), if it has one, or write the \
+             down.sql and roll back with --allow-edit NAME",
+            no_down.len(),
+            no_down.join("; ")
+        )));
     }
     if reverts.is_empty() {
         return Err(Error::Usage(format!(
@@ -328,8 +370,27 @@ fn plan_snapshot_restore(
     })
 }
 
-/// Checks that the code being undone is the code that was done.
-fn planned(set: &MigrationSet, run: &RunRow, step: &StepRow) -> Result<PlannedRevert> {
+/// `--to VERSION` as a version: digits, the directory form (`2024-10-24-134209`) or a name.
+fn resolve_to(set: &MigrationSet, runs: &[(RunRow, Vec<StepRow>)], to: &str) -> Result<String> {
+    if let Some(migration) = set.get(to) {
+        return Ok(migration.version.clone());
+    }
+    let digits = crate::migrations::normalise_version(to);
+    runs.iter()
+        .flat_map(|(_, steps)| steps)
+        .find(|s| s.name == to || digits.as_deref() == Some(s.version.as_str()))
+        .map(|s| s.version.clone())
+        .ok_or_else(|| Error::Usage(format!("--to {to}: no migration with that version")))
+}
+
+/// Checks that the code being undone is the code that was done: the plan of one
+/// migration, or (inner `Err`) why it has no down.sql that can revert it.
+fn planned(
+    set: &MigrationSet,
+    run: &RunRow,
+    step: &StepRow,
+    allow_edit: &[String],
+) -> Result<std::result::Result<PlannedRevert, String>> {
     let migration = set.get(&step.version).ok_or_else(|| {
         Error::Refused(format!(
             "migration {} (applied by run {}) has no directory in {} any more: restore it from git before rolling back",
@@ -346,27 +407,41 @@ fn planned(set: &MigrationSet, run: &RunRow, step: &StepRow) -> Result<PlannedRe
             run.git_commit.as_deref().unwrap_or("unknown")
         )));
     }
-    let Some(down_sql) = &migration.down_sql else {
-        return Err(Error::Refused(format!(
-            "{} has no down.sql (or an empty one): migration {} cannot be reverted. Restore the run's snapshot instead (--restore), if it has one",
-            migration.dir.display(),
-            migration.name
+    let (Some(down_sql), Some(checksum)) =
+        (migration.revertible_down(), migration.down_checksum.clone())
+    else {
+        let missing = migration
+            .missing_down()
+            .unwrap_or(crate::migrations::MissingDown::NoFile);
+        return Ok(Err(format!(
+            "{} has {} ({})",
+            migration.name,
+            missing.describe(),
+            migration.dir.display()
         )));
     };
-    if migration.down_checksum != step.down_checksum {
+    let allowed = allow_edit.iter().any(|a| {
+        *a == migration.name
+            || crate::migrations::normalise_version(a).as_deref() == Some(&migration.version)
+    });
+    let down_edited = migration.down_checksum != step.down_checksum;
+    if down_edited && !allowed {
         return Err(Error::Refused(format!(
-            "{} changed since run {} applied the migration: the down.sql that runs must be the one recorded then. Restore the file from git (the commit of that run: {})",
+            "{} changed since run {} applied the migration: the down.sql that runs must be the one recorded then. Restore the file from git (the commit of that run: {}), or, if you fixed it on purpose, accept it for this rollback with --allow-edit {}",
             migration.dir.join("down.sql").display(),
             run.id,
-            run.git_commit.as_deref().unwrap_or("unknown")
+            run.git_commit.as_deref().unwrap_or("unknown"),
+            migration.name
         )));
     }
-    Ok(PlannedRevert {
+    Ok(Ok(PlannedRevert {
         run_id: run.id.clone(),
         version: migration.version.clone(),
         name: migration.name.clone(),
-        down_sql: down_sql.clone(),
-    })
+        down_sql: down_sql.to_owned(),
+        down_edited: down_edited.then(|| step.down_checksum.clone()),
+        down_checksum: checksum,
+    }))
 }
 
 /// Rolls back as `options` says. With `dry_run`, returns the plan and touches nothing.
@@ -414,11 +489,51 @@ pub fn rollback(
         if plan.snapshot.is_some() {
             restore_run(config, target, &mut db, &mut recorder, plan)
         } else {
-            revert_run(config, target, &mut db, &mut recorder, plan)
+            revert_run(config, target, &mut db, &mut recorder, plan, options)
         }
     })();
     lock.release(&mut db);
     result
+}
+
+/// The command that runs this rollback again, accepting `name`'s fixed down.sql.
+fn again_command(
+    target: &Target,
+    plan: &RollbackPlan,
+    options: &RollbackOptions,
+    name: &str,
+) -> String {
+    let mut command = format!("cargo dbrollback {}", plan.run_id);
+    if target.name != crate::config::DEFAULT_TARGET {
+        command.push_str(&format!(" --target {}", target.name));
+    }
+    if let Some(to) = &options.to {
+        command.push_str(&format!(" --to {to}"));
+    }
+    if options.cascade {
+        command.push_str(" --cascade");
+    }
+    let mut names: Vec<&str> = options.allow_edit.iter().map(String::as_str).collect();
+    if !names.contains(&name) {
+        names.push(name);
+    }
+    for name in names {
+        command.push_str(&format!(" --allow-edit {}", shell_word(name)));
+    }
+    command
+}
+
+/// `word` quoted for a POSIX shell when it needs it.
+fn shell_word(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:@".contains(&b))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 fn revert_run(
@@ -427,6 +542,7 @@ fn revert_run(
     db: &mut Database,
     recorder: &mut Recorder<'_>,
     plan: RollbackPlan,
+    options: &RollbackOptions,
 ) -> Result<RollbackOutcome> {
     let started = Instant::now();
     let run_id = recorder.context.id.clone();
@@ -446,6 +562,17 @@ fn revert_run(
             reverted_run: reverted_run.clone(),
             duration_ms,
         };
+        if let Some(recorded) = &planned.down_edited {
+            recorder.emit(
+                db,
+                EventKind::RollbackDownEdited {
+                    version: planned.version.clone(),
+                    name: planned.name.clone(),
+                    recorded_checksum: recorded.clone(),
+                    checksum: planned.down_checksum.clone(),
+                },
+            )?;
+        }
         if let Err(message) = step::revert_one(
             db,
             recorder,
@@ -459,8 +586,9 @@ fn revert_run(
                 .map(|r| r.name.as_str())
                 .collect();
             let state = format!(
-                "{index} of {total} reverted; {message}.\n  The database now still has: {}.\n  Fix the down.sql (or the database) and run the same rollback again: it continues from here",
-                crate::run::names_in_brief(&remaining)
+                "{index} of {total} reverted; {message}.\n  The database now still has: {}.\n  Fix the down.sql and run `{}`: it continues from here and records the edited down.sql (or fix the database and run the same rollback again)",
+                crate::run::names_in_brief(&remaining),
+                again_command(target, &plan, options, &planned.name)
             );
             let _ = ledger::finish_run(
                 &mut db.conn,

@@ -1,11 +1,18 @@
 //! `cargo dbsafe check --roundtrip`: on a shadow database, each migration is applied, its
-//! schema fingerprinted, reverted, compared with the schema before it, and applied again;
-//! a `down.sql` that fails or leaves a different schema is named with the difference.
+//! schema fingerprinted, reverted, compared with the schema before it, and applied again.
+//! One pass reports every problem: the walk goes on wherever the schema is still known (a
+//! migration without a usable down.sql stays applied; after a down.sql that failed or left
+//! another schema, a clean shadow is rebuilt up to that migration), and stops only where
+//! an up.sql fails, since what follows is built on it.
+
+use std::path::PathBuf;
 
 use diesel::migration::MigrationConnection;
 use diesel_migrations::MigrationHarness;
+use serde::Serialize;
 
-use crate::config::Config;
+use crate::check::Level;
+use crate::config::{Config, Severity};
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::inspect::{self, SchemaFingerprint};
@@ -13,55 +20,128 @@ use crate::ledger;
 use crate::migrations::{Migration, MigrationSet};
 use crate::run::new_run_id;
 use crate::snapshot::Scratch;
-use crate::target::Target;
+use crate::target::{DatabaseUrl, Target};
+
+/// The rule of every round-trip problem but the column order.
+pub const RULE: &str = "roundtrip";
+/// The rule of a down.sql that restores every column, in another order.
+pub const COLUMN_ORDER_RULE: &str = "roundtrip-column-order";
+
+/// One problem the round trip found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// [`RULE`] or [`COLUMN_ORDER_RULE`].
+    pub rule: &'static str,
+    /// Error, or warning (a column-order difference, unless configured as an error).
+    pub severity: Level,
+    /// The file concerned (a migration's up.sql or down.sql), when there is one.
+    pub file: Option<PathBuf>,
+    /// What is wrong, naming the migration, with the server's message or the difference.
+    pub message: String,
+}
+
+impl Problem {
+    fn error(file: Option<PathBuf>, message: String) -> Problem {
+        Problem {
+            rule: RULE,
+            severity: Level::Error,
+            file,
+            message,
+        }
+    }
+}
+
+/// What to do after one migration's round trip.
+enum Next {
+    /// The shadow holds the schema of the migrations so far: go on.
+    Continue,
+    /// The shadow's schema is not what the migrations so far give: rebuild it.
+    Rebuild,
+    /// An up.sql failed: nothing after it can be checked.
+    Stop,
+}
+
+/// The shadow database and what the walk found.
+struct Walk<'a> {
+    config: &'a Config,
+    url: &'a DatabaseUrl,
+    scratch: Option<Scratch>,
+    shadow: Database,
+    problems: Vec<Problem>,
+}
 
 /// Round-trips the target's pending migrations (every migration with `all`) on a shadow
-/// database beside the target. Returns the problems found; empty means every migration
-/// reverts cleanly and applies again.
-pub fn roundtrip(config: &Config, target: &Target, all: bool) -> Result<Vec<String>> {
+/// database beside the target, and runs each seed twice. Returns every problem found, in
+/// migration order; empty means every migration reverts cleanly and applies again.
+pub fn roundtrip(config: &Config, target: &Target, all: bool) -> Result<Vec<Problem>> {
     let set = MigrationSet::load(&config.migrations_dir)?;
     let applied = if all {
         Vec::new()
     } else {
         applied_versions(target)?
     };
-    let scratch = Scratch::create(&target.url, &new_run_id())?;
+    let (scratch, shadow) = new_shadow(&target.url)?;
+    let mut walk = Walk {
+        config,
+        url: &target.url,
+        scratch: Some(scratch),
+        shadow,
+        problems: Vec::new(),
+    };
+    let (done, to_check): (Vec<&Migration>, Vec<&Migration>) = set
+        .migrations
+        .iter()
+        .partition(|m| applied.contains(&m.version));
+    if !walk.replay(&done, " (already applied on the target)")? {
+        return Ok(walk.problems);
+    }
+    for (index, migration) in to_check.iter().enumerate() {
+        crate::progress::phase(&format!("{}: apply, revert, apply", migration.name));
+        match walk.one(migration)? {
+            Next::Continue => {}
+            Next::Rebuild => {
+                let (scratch, shadow) = new_shadow(walk.url)?;
+                walk.shadow = shadow;
+                walk.scratch = Some(scratch);
+                let upto: Vec<&Migration> =
+                    done.iter().chain(&to_check[..=index]).copied().collect();
+                if !walk.replay(&upto, "")? {
+                    return Ok(walk.problems);
+                }
+            }
+            Next::Stop => {
+                let left = to_check.len() - index - 1;
+                if left > 0 {
+                    walk.problems.push(Problem::error(
+                        None,
+                        format!(
+                            "{left} later migration(s) not round-tripped: they are built on {}",
+                            migration.name
+                        ),
+                    ));
+                }
+                return Ok(walk.problems);
+            }
+        }
+    }
+    crate::progress::phase("seeds, twice");
+    let seeds = crate::seed::check_idempotent(config, target, &mut walk.shadow)?;
+    walk.problems
+        .extend(seeds.into_iter().map(|s| Problem::error(None, s)));
+    drop(walk.shadow);
+    drop(walk.scratch);
+    Ok(walk.problems)
+}
+
+/// A new empty shadow database beside `url`, with diesel's table.
+fn new_shadow(url: &DatabaseUrl) -> Result<(Scratch, Database)> {
+    let scratch = Scratch::create(url, &new_run_id())?;
     let mut shadow = Database::connect(scratch.url(), Create::IfMissing)?;
     shadow
         .conn
         .setup()
         .map_err(|e| Error::db("creating diesel's table on the shadow database", e))?;
-    let mut problems = Vec::new();
-    for migration in set
-        .migrations
-        .iter()
-        .filter(|m| applied.contains(&m.version))
-    {
-        if let Err(e) = shadow.conn.run_migration(migration) {
-            problems.push(format!(
-                "{} (already applied on the target) fails on the shadow database: {e}",
-                migration.name
-            ));
-            return Ok(problems);
-        }
-    }
-    for migration in set
-        .migrations
-        .iter()
-        .filter(|m| !applied.contains(&m.version))
-    {
-        crate::progress::phase(&format!("{}: apply, revert, apply", migration.name));
-        if let Err(problem) = roundtrip_one(&mut shadow, migration) {
-            problems.push(problem);
-            // What follows would be built on a broken schema.
-            break;
-        }
-    }
-    crate::progress::phase("seeds, twice");
-    problems.extend(crate::seed::check_idempotent(config, target, &mut shadow)?);
-    drop(shadow);
-    drop(scratch);
-    Ok(problems)
+    Ok((scratch, shadow))
 }
 
 fn applied_versions(target: &Target) -> Result<Vec<String>> {
@@ -72,51 +152,145 @@ fn applied_versions(target: &Target) -> Result<Vec<String>> {
     }
 }
 
-fn fingerprint(shadow: &mut Database) -> std::result::Result<SchemaFingerprint, String> {
-    inspect::schema_fingerprint(shadow).map_err(|e| e.to_string())
+impl Walk<'_> {
+    fn fingerprint(&mut self) -> Result<SchemaFingerprint> {
+        inspect::schema_fingerprint(&mut self.shadow)
+    }
+
+    /// Applies `migrations` on the shadow without checking them; false (with the problem
+    /// recorded) when one fails.
+    fn replay(&mut self, migrations: &[&Migration], note: &str) -> Result<bool> {
+        for migration in migrations {
+            if let Err(e) = self.shadow.conn.run_migration(*migration) {
+                self.problems.push(Problem::error(
+                    Some(migration.dir.join("up.sql")),
+                    format!("{}{note} fails on the shadow database: {e}", migration.name),
+                ));
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Apply, revert, compare, apply again, recording each problem.
+    fn one(&mut self, migration: &Migration) -> Result<Next> {
+        let up = Some(migration.dir.join("up.sql"));
+        let down = Some(migration.dir.join("down.sql"));
+        let before = self.fingerprint()?;
+        if let Err(e) = self.shadow.conn.run_migration(migration) {
+            self.problems.push(Problem::error(
+                up,
+                format!("up.sql of {} fails: {e}", migration.name),
+            ));
+            return Ok(Next::Stop);
+        }
+        let applied = self.fingerprint()?;
+        if let Some(missing) = migration.missing_down() {
+            // It stays applied: the schema is the one the migrations so far give.
+            self.problems.push(Problem::error(
+                down,
+                format!(
+                    "{} has {}: it cannot be rolled back",
+                    migration.name,
+                    missing.describe()
+                ),
+            ));
+            return Ok(Next::Continue);
+        }
+        let concurrently = migration.run_in_transaction
+            && migration
+                .revertible_down()
+                .is_some_and(crate::check::lint::uses_concurrently);
+        let reverted = self.shadow.conn.revert_migration(migration);
+        if concurrently {
+            let server = reverted
+                .as_ref()
+                .err()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            self.problems.push(Problem::error(
+                down.clone(),
+                format!(
+                    "down.sql of {} uses CONCURRENTLY but runs inside a transaction, which \
+                     PostgreSQL refuses{server}; give the migration a metadata.toml with \
+                     `run_in_transaction = false`",
+                    migration.name
+                ),
+            ));
+        }
+        if let Err(e) = reverted {
+            if !concurrently {
+                self.problems.push(Problem::error(
+                    down,
+                    format!("down.sql of {} fails: {e}", migration.name),
+                ));
+            }
+            // Rolled back with its transaction, the migration is still applied; anything
+            // else (MySQL's DDL commits on its own) needs a clean shadow.
+            return Ok(if self.fingerprint()? == applied {
+                Next::Continue
+            } else {
+                Next::Rebuild
+            });
+        }
+        let reverted = self.fingerprint()?;
+        let (order, others) = split_differences(inspect::diff_schema(&before, &reverted));
+        if !order.is_empty() {
+            self.problems.push(Problem {
+                rule: COLUMN_ORDER_RULE,
+                severity: match self.config.check.roundtrip_column_order {
+                    Severity::Warning => Level::Warning,
+                    Severity::Error => Level::Error,
+                },
+                file: down.clone(),
+                message: format!(
+                    "down.sql of {} restores every column but not their order: {}",
+                    migration.name,
+                    order.join("; ")
+                ),
+            });
+        }
+        if !others.is_empty() {
+            self.problems.push(Problem::error(
+                down,
+                format!(
+                    "down.sql of {} does not restore the schema before it: {}",
+                    migration.name,
+                    others.join("; ")
+                ),
+            ));
+            return Ok(Next::Rebuild);
+        }
+        if let Err(e) = self.shadow.conn.run_migration(migration) {
+            self.problems.push(Problem::error(
+                up,
+                format!(
+                    "up.sql of {} fails when applied again after its down.sql: {e}",
+                    migration.name
+                ),
+            ));
+            return Ok(Next::Rebuild);
+        }
+        let again = self.fingerprint()?;
+        let (_, others) = split_differences(inspect::diff_schema(&applied, &again));
+        if !others.is_empty() {
+            self.problems.push(Problem::error(
+                up,
+                format!(
+                    "{} applied again after its down.sql gives another schema: {}",
+                    migration.name,
+                    others.join("; ")
+                ),
+            ));
+            return Ok(Next::Rebuild);
+        }
+        Ok(Next::Continue)
+    }
 }
 
-/// Apply, revert, compare, apply again. The error is the problem, in words.
-fn roundtrip_one(shadow: &mut Database, migration: &Migration) -> std::result::Result<(), String> {
-    let before = fingerprint(shadow)?;
-    shadow
-        .conn
-        .run_migration(migration)
-        .map_err(|e| format!("up.sql of {} fails: {e}", migration.name))?;
-    let applied = fingerprint(shadow)?;
-    if migration.down_sql.is_none() {
-        return Err(format!(
-            "{} has no down.sql: it cannot be rolled back",
-            migration.name
-        ));
-    }
-    shadow
-        .conn
-        .revert_migration(migration)
-        .map_err(|e| format!("down.sql of {} fails: {e}", migration.name))?;
-    let reverted = fingerprint(shadow)?;
-    let differences = inspect::diff_schema(&before, &reverted);
-    if !differences.is_empty() {
-        return Err(format!(
-            "down.sql of {} does not restore the schema before it: {}",
-            migration.name,
-            differences.join("; ")
-        ));
-    }
-    shadow.conn.run_migration(migration).map_err(|e| {
-        format!(
-            "up.sql of {} fails when applied again after its down.sql: {e}",
-            migration.name
-        )
-    })?;
-    let again = fingerprint(shadow)?;
-    let differences = inspect::diff_schema(&applied, &again);
-    if !differences.is_empty() {
-        return Err(format!(
-            "{} applied again after its down.sql gives another schema: {}",
-            migration.name,
-            differences.join("; ")
-        ));
-    }
-    Ok(())
+/// Schema differences split into column-order ones and the rest.
+fn split_differences(differences: Vec<String>) -> (Vec<String>, Vec<String>) {
+    differences
+        .into_iter()
+        .partition(|d| inspect::is_column_order(d))
 }

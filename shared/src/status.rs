@@ -30,6 +30,9 @@ pub struct MigrationState {
     pub applied_by: Option<String>,
     /// True when up.sql changed since dbsafe applied it.
     pub edited: bool,
+    /// Why its down.sql cannot revert it (`no down.sql`, `an empty down.sql`, `a down.sql of
+    /// comments only, no SQL`); `None` when it can, or when the directory is missing.
+    pub missing_down: Option<String>,
 }
 
 /// Everything `status` shows.
@@ -66,6 +69,8 @@ pub struct StatusReport {
     pub last_runs: Vec<RunRow>,
     /// A restore that was interrupted (from the journal), what it left and what to run.
     pub interrupted_restore: Option<String>,
+    /// Versions applied by diesel outside dbsafe (`diesel migration run`).
+    pub outside_dbsafe: Vec<String>,
 }
 
 impl StatusReport {
@@ -122,6 +127,7 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
                     _ => "diesel".to_owned(),
                 }),
                 edited: edited.contains(&m.version),
+                missing_down: m.missing_down().map(|d| d.describe().to_owned()),
             }
         })
         .collect();
@@ -131,6 +137,7 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
         state: "missing-from-disk".into(),
         applied_by: latest.get(v).map(|s| s.run_id.clone()),
         edited: false,
+        missing_down: None,
     }));
     migrations.sort_by(|a, b| a.version.cmp(&b.version));
     let lock = lock::probe(&mut db)?;
@@ -158,13 +165,18 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
         identity: identity_now,
         binding_problem,
         ledger: has_ledger,
-        migrations,
         dirty: live.dirty.iter().map(preflight::dirty_message).collect(),
         running: live.running,
         interrupted: live.interrupted,
         lock_holder: (lock != LockState::Free).then(|| lock.describe()),
         last_runs,
         interrupted_restore,
+        outside_dbsafe: migrations
+            .iter()
+            .filter(|m| m.applied_by.as_deref() == Some("diesel"))
+            .map(|m| m.version.clone())
+            .collect(),
+        migrations,
     })
 }
 
@@ -261,6 +273,7 @@ fn not_created(target: &Target, set: &MigrationSet, path: &std::path::Path) -> S
                 state: "pending".into(),
                 applied_by: None,
                 edited: false,
+                missing_down: m.missing_down().map(|d| d.describe().to_owned()),
             })
             .collect(),
         dirty: Vec::new(),
@@ -269,5 +282,6 @@ fn not_created(target: &Target, set: &MigrationSet, path: &std::path::Path) -> S
         lock_holder: None,
         last_runs: Vec::new(),
         interrupted_restore: None,
+        outside_dbsafe: Vec::new(),
     }
 }

@@ -180,8 +180,8 @@ pub fn revert_one(
     seq: i32,
     reverted: &RevertedEvent<'_>,
 ) -> Result<(), String> {
-    if migration.down_sql.is_none() {
-        return Err(format!("{} has no down.sql", migration.name));
+    if let Some(missing) = migration.missing_down() {
+        return Err(format!("{} has {}", migration.name, missing.describe()));
     }
     let backend = db.backend();
     let mut started = Instant::now();

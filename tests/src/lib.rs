@@ -4,6 +4,8 @@
 //! Servers come from `DBSAFE_TEST_PG_URL` and `DBSAFE_TEST_MYSQL_URL` (default: the local
 //! servers that `scripts/test.sh` makes sure are running).
 
+pub mod real_history;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};

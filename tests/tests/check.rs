@@ -485,8 +485,9 @@ fn destructive_statements_follow_the_snapshot_policy_and_target() {
     assert_eq!(found[1].line, Some(2));
     // SQLite: squawk's PostgreSQL rules do not run.
     assert!(of(&findings, "ban-drop-column").is_empty(), "{findings:#?}");
-    // The protected production target gets a snapshot: nothing to say.
-    let (_, findings, summary) = p.json(&["--target", "prod"]);
+    // The protected production target gets a snapshot: nothing to say. (The migrations
+    // are recorded in dbsafe.lock now: --all lints them again.)
+    let (_, findings, summary) = p.json(&["--target", "prod", "--all"]);
     assert_eq!(summary["dialect"], "postgres");
     assert!(
         of(&findings, "destructive-without-snapshot").is_empty(),
@@ -1039,8 +1040,12 @@ fn human_json_and_github_output() {
         Some("ALTER TABLE users DROP COLUMN age;\n"),
     );
     p.check(&["--update-lock"]);
+    // Recorded in dbsafe.lock, the sample is linted only with --all.
+    let (_, findings, summary) = p.json(&[]);
+    assert!(findings.is_empty(), "{findings:#?}");
+    assert_eq!(summary["linted"], 0);
 
-    let human = p.check(&[]);
+    let human = p.check(&["--all"]);
     human.expect_code(1);
     let file = sample_file();
     assert!(
@@ -1067,14 +1072,14 @@ fn human_json_and_github_output() {
         "{human:?}"
     );
     // --quiet keeps the errors only.
-    let quiet = p.check(&["-q"]);
+    let quiet = p.check(&["-q", "--all"]);
     assert!(
         quiet.stdout.contains("error[adding-required-field]"),
         "{quiet:?}"
     );
     assert!(!quiet.stdout.contains("warning["), "{quiet:?}");
 
-    let (json, findings, summary) = p.json(&[]);
+    let (json, findings, summary) = p.json(&["--all"]);
     json.expect_code(1);
     assert_eq!(
         json.event_types(),
@@ -1086,7 +1091,7 @@ fn human_json_and_github_output() {
     assert_eq!(summary["warnings"], 1);
     assert_eq!(summary["migrations"], 2);
 
-    let github = p.check(&["--message-format", "github"]);
+    let github = p.check(&["--message-format", "github", "--all"]);
     github.expect_code(1);
     let lines: Vec<&str> = github.stdout.lines().collect();
     assert!(
@@ -1168,8 +1173,8 @@ fn roundtrip_flag_round_trips_on_the_target() {
     assert_eq!(found.len(), 1, "{findings:#?}");
     assert!(found[0].message.contains(A), "{found:#?}");
     assert_eq!(summary["roundtrip_problems"], 1);
-    // --all needs --roundtrip.
-    p.check(&["--all"]).expect_code(2);
+    // --all alone lints every migration (no round trip, no server).
+    p.check(&["--all"]).expect_code(0);
 
     // A protected target is named and confirmed before a shadow database is made beside it.
     let p =

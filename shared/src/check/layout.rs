@@ -1,14 +1,15 @@
 //! Whether the migrations directory is well formed, as diesel reads it: every directory is
-//! a migration with a non-empty up.sql (and down.sql, unless `[check] require-down =
-//! false`), nothing stray beside them, metadata.toml with an explicit boolean
-//! `run_in_transaction`, and no two migrations with one version.
+//! a migration with an up.sql, nothing stray beside them, metadata.toml with an explicit
+//! boolean `run_in_transaction`, and no two migrations with one version ([`scan`], for
+//! every migration); and whether a migration's files hold SQL: up.sql, and down.sql unless
+//! `[check] require-down = false` ([`content`], for the migrations being linted).
 
 use std::path::{Path, PathBuf};
 
 use super::{Finding, Level, rel};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::migrations::version_of;
+use crate::migrations::{MissingDown, holds_sql, version_of};
 
 /// The files a migration directory may hold.
 const KNOWN_FILES: &[&str] = &["up.sql", "down.sql", "metadata.toml", "verify.sql"];
@@ -37,6 +38,52 @@ impl MigrationFiles {
     pub fn down_text(&self) -> Option<&str> {
         self.down.as_deref().filter(|text| !text.trim().is_empty())
     }
+}
+
+/// Whether a migration's files hold SQL: an up.sql of comments only, and (unless `[check]
+/// require-down = false`) a down.sql that is missing, empty or only comments, are findings.
+pub(crate) fn content(config: &Config, migration: &MigrationFiles) -> Vec<Finding> {
+    let dir = &migration.dir;
+    let mut findings = Vec::new();
+    if !holds_sql(&migration.up) {
+        findings.push(
+            Finding::new(
+                "empty-up",
+                Level::Error,
+                "up.sql holds no SQL statement: the migration would be recorded as applied and \
+                 change nothing",
+            )
+            .at(rel(config, &dir.join("up.sql")), Some(1))
+            .help("write the migration's SQL, or delete the directory"),
+        );
+    }
+    let missing = MissingDown::of(migration.down.as_deref());
+    if let Some(missing) = missing.filter(|_| config.check.require_down) {
+        let (message, line) = match missing {
+            MissingDown::NoFile => (
+                "down.sql is missing: the migration cannot be reverted".to_owned(),
+                None,
+            ),
+            other => (
+                format!(
+                    "this is {}: reverting would record the migration as reverted and undo \
+                     nothing, so dbsafe treats it as missing",
+                    other.describe()
+                ),
+                Some(1),
+            ),
+        };
+        findings.push(
+            Finding::new("missing-down", Level::Error, message)
+                .at(rel(config, &dir.join("down.sql")), line)
+                .help(
+                    "write the SQL that undoes up.sql (`cargo dbsafe check --roundtrip` tests \
+                     it), or set `[check] require-down = false` in dbsafe.toml if this project \
+                     never reverts",
+                ),
+        );
+    }
+    findings
 }
 
 /// Reads every migration of `config.migrations_dir`, with the findings about its layout.
@@ -119,43 +166,9 @@ fn read_migration(
     }
     let read = |file: &str| crate::migrations::read_migration_file(&dir.join(file));
     let up = read("up.sql")?.unwrap_or_default();
-    if !has_sql(&up) {
-        findings.push(
-            Finding::new(
-                "empty-up",
-                Level::Error,
-                "up.sql holds no SQL statement: the migration would be recorded as applied and \
-                 change nothing",
-            )
-            .at(rel(config, &dir.join("up.sql")), Some(1))
-            .help("write the migration's SQL, or delete the directory"),
-        );
-    }
     let down = read("down.sql")?;
     // Read only to refuse, offline, a verify.sql that apply could not read (not UTF-8).
     read("verify.sql")?;
-    if config.check.require_down && !down.as_deref().is_some_and(has_sql) {
-        let (message, line) = match &down {
-            None => (
-                "down.sql is missing: the migration cannot be reverted",
-                None,
-            ),
-            Some(_) => (
-                "down.sql holds no SQL statement: reverting would record the migration as \
-                 reverted and undo nothing",
-                Some(1),
-            ),
-        };
-        findings.push(
-            Finding::new("missing-down", Level::Error, message)
-                .at(rel(config, &dir.join("down.sql")), line)
-                .help(
-                    "write the SQL that undoes up.sql (`cargo dbsafe check --roundtrip` tests \
-                     it), or set `[check] require-down = false` in dbsafe.toml if this project \
-                     never reverts",
-                ),
-        );
-    }
     let (run_in_transaction, no_transaction_line) = match read("metadata.toml")? {
         None => (true, None),
         Some(text) => metadata(config, &dir.join("metadata.toml"), &text, findings),
@@ -169,14 +182,6 @@ fn read_migration(
         run_in_transaction,
         no_transaction_line,
     }))
-}
-
-/// Whether `text` holds anything but whitespace and comments.
-pub(crate) fn has_sql(text: &str) -> bool {
-    // The dialect only matters for `#` comments and quotes, which a file of comments lacks.
-    !super::lint::sql::split(text, crate::config::Dialect::Postgres)
-        .statements
-        .is_empty()
 }
 
 /// Reads metadata.toml as diesel does, reporting its traps: diesel reads a file without
@@ -359,8 +364,8 @@ mod tests {
 
     #[test]
     fn comments_are_not_sql() {
-        assert!(!has_sql("-- Your SQL goes here\n"));
-        assert!(!has_sql("  /* nothing */ ;\n"));
-        assert!(has_sql("SELECT 1"));
+        assert!(!holds_sql("-- Your SQL goes here\n"));
+        assert!(!holds_sql("  /* nothing */ ;\n"));
+        assert!(holds_sql("SELECT 1"));
     }
 }

@@ -5,8 +5,12 @@
 //!
 //! The format is one line per migration, sorted by version:
 //! `<directory name> <sha256 of up.sql> <sha256 of down.sql, or - when there is none>`;
-//! lines starting with `#` and blank lines are comments.
+//! lines starting with `#` and blank lines are comments. The name is everything before the
+//! two checksums, so spaces in it need no quoting; a name that could not be read back
+//! that way (starting with `#`, `"` or whitespace, ending with whitespace, holding a
+//! control character) is written in double quotes with `\"`, `\\` and `\u{..}` escapes.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::Serialize;
@@ -15,7 +19,7 @@ use super::layout::MigrationFiles;
 use super::{Finding, Level, rel};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::migrations::{checksum, version_of};
+use crate::migrations::{checksum, is_diesel_setup, version_of};
 
 /// The lock file's name (in the migrations directory's parent, unless `[check] lock-file`).
 pub const LOCK_FILE_NAME: &str = "dbsafe.lock";
@@ -59,10 +63,23 @@ pub struct LockOutcome {
     pub file: String,
     /// Whether the file was written.
     pub written: bool,
+    /// Whether it was written for the first time (adopting dbsafe on a history).
+    pub created: bool,
     /// New migrations recorded.
     pub added: Vec<String>,
     /// Edited, deleted or out-of-order migrations accepted with `--allow-edit`.
     pub accepted: Vec<String>,
+}
+
+/// What the lock file says about the migrations, besides its findings.
+pub(crate) struct LockCheck {
+    /// The findings.
+    pub findings: Vec<Finding>,
+    /// What was done.
+    pub outcome: LockOutcome,
+    /// The migrations recorded in the lock file (as it was before this check) with the
+    /// checksums they still have: the shipped history, which lint leaves alone.
+    pub settled: BTreeSet<String>,
 }
 
 /// Checks the migrations against the lock file and, with `update`, records what is new and
@@ -72,7 +89,22 @@ pub(crate) fn check(
     migrations: &[MigrationFiles],
     update: bool,
     allow_edit: &[String],
-) -> Result<(Vec<Finding>, LockOutcome)> {
+) -> Result<LockCheck> {
+    let (findings, outcome, settled) = check_lock(config, migrations, update, allow_edit)?;
+    Ok(LockCheck {
+        findings,
+        outcome,
+        settled,
+    })
+}
+
+fn check_lock(
+    config: &Config,
+    migrations: &[MigrationFiles],
+    update: bool,
+    allow_edit: &[String],
+) -> Result<(Vec<Finding>, LockOutcome, BTreeSet<String>)> {
+    let mut settled = BTreeSet::new();
     let path = &config.check.lock_file;
     let file = rel(config, path);
     let mut outcome = LockOutcome {
@@ -99,6 +131,7 @@ pub(crate) fn check(
             outcome.added = entries.iter().map(|e| e.name.clone()).collect();
             write(path, &entries)?;
             outcome.written = true;
+            outcome.created = true;
         } else if !migrations.is_empty() {
             findings.push(
                 Finding::new(
@@ -112,7 +145,7 @@ pub(crate) fn check(
                 )),
             );
         }
-        return Ok((findings, outcome));
+        return Ok((findings, outcome, settled));
     };
 
     let (locked, malformed) = parse(&text);
@@ -179,6 +212,7 @@ pub(crate) fn check(
         let up_edited = now.up != entry.up;
         let down_edited = now.down != entry.down;
         if !up_edited && !down_edited {
+            settled.insert(entry.name.clone());
             result.push(entry.clone());
             continue;
         }
@@ -201,7 +235,8 @@ pub(crate) fn check(
     {
         let out_of_order = newest
             .as_ref()
-            .filter(|newest| migration.version < **newest);
+            .filter(|newest| migration.version < **newest)
+            .filter(|_| !is_diesel_setup(&migration.name));
         if let Some(newest) = out_of_order {
             if accept(&migration.name, &mut outcome) {
                 result.push(Entry::of(migration));
@@ -275,7 +310,7 @@ pub(crate) fn check(
             outcome.written = true;
         }
     }
-    Ok((findings, outcome))
+    Ok((findings, outcome, settled))
 }
 
 /// `--allow-edit` names that match nothing to accept: a usage error.
@@ -334,21 +369,16 @@ fn parse(text: &str) -> (Vec<Entry>, Vec<(usize, String)>) {
     let mut malformed = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+        let line = line.trim_end();
+        if line.trim_start().is_empty() || line.trim_start().starts_with('#') {
             continue;
         }
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let [name, up, down] = fields[..] else {
-            malformed.push((
-                number,
-                format!(
-                    "has {} field(s), not 3 (`<migration> <sha256 of up.sql> <sha256 of \
-                     down.sql or ->`)",
-                    fields.len()
-                ),
-            ));
-            continue;
+        let (name, up, down) = match fields(line) {
+            Ok(fields) => fields,
+            Err(problem) => {
+                malformed.push((number, problem));
+                continue;
+            }
         };
         let hash = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
         if !hash(up) || !(down == "-" || hash(down)) {
@@ -363,7 +393,7 @@ fn parse(text: &str) -> (Vec<Entry>, Vec<(usize, String)>) {
             continue;
         }
         entries.push(Entry {
-            name: name.to_owned(),
+            name,
             up: up.to_ascii_lowercase(),
             down: (down != "-").then(|| down.to_ascii_lowercase()),
             line: number,
@@ -372,13 +402,96 @@ fn parse(text: &str) -> (Vec<Entry>, Vec<(usize, String)>) {
     (entries, malformed)
 }
 
+/// A line's name and two checksums: the checksums are its last two words, the name is
+/// what comes before them (quoted or not).
+fn fields(line: &str) -> std::result::Result<(String, &str, &str), String> {
+    let malformed = || {
+        format!(
+            "has {} field(s), not 3 (`<migration> <sha256 of up.sql> <sha256 of down.sql or ->`)",
+            line.split_whitespace().count()
+        )
+    };
+    let (rest, down) = last_word(line.trim_end()).ok_or_else(malformed)?;
+    let (name, up) = last_word(rest).ok_or_else(malformed)?;
+    let name = name.trim_start();
+    if name.is_empty() {
+        return Err(malformed());
+    }
+    match name.strip_prefix('"') {
+        Some(quoted) => unquote(quoted)
+            .map(|name| (name, up, down))
+            .ok_or_else(|| "has a badly quoted migration name (`\"...\"`)".to_owned()),
+        None => Ok((name.to_owned(), up, down)),
+    }
+}
+
+/// `text` split before its last word: (what precedes it, without trailing whitespace; the word).
+fn last_word(text: &str) -> Option<(&str, &str)> {
+    let at = text.rfind(char::is_whitespace)?;
+    let width = text[at..].chars().next().map_or(1, char::len_utf8);
+    Some((text[..at].trim_end(), &text[at + width..]))
+}
+
+/// Whether a name must be quoted to be read back unchanged.
+fn needs_quotes(name: &str) -> bool {
+    name.is_empty()
+        || name.starts_with(['#', '"'])
+        || name.starts_with(char::is_whitespace)
+        || name.ends_with(char::is_whitespace)
+        || name.chars().any(char::is_control)
+}
+
+/// A name as written in the lock file: as it is, or quoted when it must be.
+fn quote(name: &str) -> String {
+    if !needs_quotes(name) {
+        return name.to_owned();
+    }
+    let mut out = String::from('"');
+    for c in name.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The name inside quotes (`text` starts after the opening quote and must end with the
+/// closing one); `None` when malformed.
+fn unquote(text: &str) -> Option<String> {
+    let body = text.strip_suffix('"')?;
+    let mut out = String::new();
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return None,
+            '\\' => match chars.next()? {
+                '"' => out.push('"'),
+                '\\' => out.push('\\'),
+                'u' => {
+                    let rest = chars.as_str().strip_prefix('{')?;
+                    let end = rest.find('}')?;
+                    out.push(char::from_u32(u32::from_str_radix(&rest[..end], 16).ok()?)?);
+                    chars = rest[end + 1..].chars();
+                }
+                _ => return None,
+            },
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
 /// Writes the lock file: beside it first, then renamed over it.
 fn write(path: &Path, entries: &[Entry]) -> Result<()> {
     let mut text = HEADER.to_owned();
     for entry in entries {
         text.push_str(&format!(
             "{} {} {}\n",
-            entry.name,
+            quote(&entry.name),
             entry.up,
             entry.down.as_deref().unwrap_or("-")
         ));
@@ -402,5 +515,43 @@ mod tests {
         assert_eq!(entries[0].down, None);
         let lines: Vec<usize> = malformed.iter().map(|(l, _)| *l).collect();
         assert_eq!(lines, [4, 5, 6]);
+    }
+
+    #[test]
+    fn every_name_reads_back_unchanged() {
+        let good = "b".repeat(64);
+        let names = [
+            "2020-03-02-101500_Add audit log to invoices",
+            "2021-01-01-000000_two  spaces\tand tab",
+            "2021-01-02-000000_caf\u{e9} \u{1f680}",
+            "#2021-01-03-000000_hash",
+            "2021-01-04-000000_#inside",
+            "\"2021-01-05-000000_quoted\"",
+            "2021-01-06-000000_it's \"quoted\" \\ back",
+            " 2021-01-07-000000_leading",
+            "2021-01-08-000000_trailing ",
+            "2021-01-09-000000_new\nline",
+            "2021-01-10-000000_ends with - ",
+        ];
+        for name in names {
+            let line = format!("{} {good} -", quote(name));
+            let (entries, malformed) = parse(&line);
+            assert!(malformed.is_empty(), "{name:?}: {malformed:?} in {line:?}");
+            assert_eq!(entries[0].name, name, "{line:?}");
+            assert_eq!(entries[0].up, good);
+            let line = format!("{} {good} {good}\n", quote(name));
+            assert_eq!(parse(&line).0[0].down.as_deref(), Some(good.as_str()));
+        }
+        // Names without anything special are written as they are (old lock files read on).
+        assert_eq!(quote("2024-01-01-000000_x"), "2024-01-01-000000_x");
+        assert_eq!(
+            quote("2020-03-02-101500_Add audit log"),
+            "2020-03-02-101500_Add audit log"
+        );
+        // Tabs or several spaces between the fields (a hand-edited file) read too.
+        let (entries, _) = parse(&format!("1_x\t{good}   -  \n"));
+        assert_eq!(entries[0].name, "1_x");
+        // A bad quote is malformed, not a strange name.
+        assert_eq!(parse(&format!("\"1_x {good} -")).1.len(), 1);
     }
 }

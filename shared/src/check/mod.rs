@@ -2,6 +2,11 @@
 //! touched and no target URL is resolved: the migrations directory's layout
 //! ([`layout`]), the checksums in `dbsafe.lock` ([`lockfile`]) and the lint of each
 //! migration's SQL ([`lint`]) become [`Finding`]s, each naming its file, line and rule.
+//!
+//! The layout and the lock file are checked for every migration; the migrations' content
+//! (their SQL, a usable down.sql) only for those not recorded in dbsafe.lock with the
+//! checksums they have now: new or edited work. The recorded ones shipped already and are
+//! not re-litigated, unless `--all`.
 
 pub mod layout;
 pub mod lint;
@@ -91,6 +96,8 @@ pub struct CheckOptions {
     /// `--allow-edit NAME`: with `--update-lock`, accept these edited, deleted or
     /// out-of-order migrations.
     pub allow_edit: Vec<String>,
+    /// `--all`: lint every migration, also those recorded in dbsafe.lock.
+    pub all: bool,
 }
 
 /// Where the lint dialect came from.
@@ -114,6 +121,9 @@ pub struct CheckReport {
     pub findings: Vec<Finding>,
     /// How many migrations were checked.
     pub migrations: usize,
+    /// How many of them were linted: those not recorded in dbsafe.lock (every one with
+    /// `--all`).
+    pub linted: usize,
     /// The dialect the SQL was linted in.
     pub dialect: Dialect,
     /// Where the dialect came from.
@@ -150,13 +160,17 @@ pub fn check(config: &Config, options: &CheckOptions) -> Result<CheckReport> {
     };
     let (dialect, dialect_source) = dialect(config, target);
     let (migrations, mut findings) = layout::scan(config)?;
-    let (lock_findings, lock) = lockfile::check(
+    let lock = lockfile::check(
         config,
         &migrations,
         options.update_lock,
         &options.allow_edit,
     )?;
-    findings.extend(lock_findings);
+    findings.extend(lock.findings);
+    let linted: Vec<&layout::MigrationFiles> = migrations
+        .iter()
+        .filter(|m| options.all || !lock.settled.contains(&m.name))
+        .collect();
     let policy = lint::Policy::new(config);
     let context = lint::Context {
         config,
@@ -164,7 +178,8 @@ pub fn check(config: &Config, options: &CheckOptions) -> Result<CheckReport> {
         dialect,
         no_snapshot: no_snapshot(config, target),
     };
-    findings.extend(lint_all(&context, &migrations));
+    findings.extend(linted.iter().flat_map(|m| layout::content(config, m)));
+    findings.extend(lint_all(&context, &linted));
     findings.retain(|f| policy.level(&f.rule).is_some());
     for finding in &mut findings {
         if let Some(level) = policy.level(&finding.rule) {
@@ -185,15 +200,16 @@ pub fn check(config: &Config, options: &CheckOptions) -> Result<CheckReport> {
     Ok(CheckReport {
         findings,
         migrations: migrations.len(),
+        linted: linted.len(),
         dialect,
         dialect_source,
         target: target.map(|t| t.name.clone()),
-        lock,
+        lock: lock.outcome,
     })
 }
 
 /// Lints every migration, on several threads when there are many.
-fn lint_all(context: &lint::Context, migrations: &[layout::MigrationFiles]) -> Vec<Finding> {
+fn lint_all(context: &lint::Context, migrations: &[&layout::MigrationFiles]) -> Vec<Finding> {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(migrations.len().div_ceil(16))
@@ -286,8 +302,6 @@ fn no_snapshot(config: &Config, target: Option<&TargetConfig>) -> Option<String>
     }
 }
 
-/// `path` relative to the project root, with `/` separators (as shown in findings and
-/// GitHub annotations); absolute when it lies outside the root.
 /// The Levenshtein distance of two short strings (rule names, file names), for
 /// "did you mean" hints of the layout and the lint.
 pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
@@ -305,6 +319,8 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// `path` relative to the project root, with `/` separators (as shown in findings and
+/// GitHub annotations); absolute when it lies outside the root.
 pub(crate) fn rel(config: &Config, path: &Path) -> String {
     let shown = path.strip_prefix(&config.root).unwrap_or(path);
     let text = shown.to_string_lossy();

@@ -28,8 +28,10 @@ pub(super) struct CheckArgs {
     /// the schema, apply again) and run each seed twice; needs the target's server.
     #[arg(long)]
     roundtrip: bool,
-    /// With --roundtrip: every migration, not only the pending ones.
-    #[arg(long, requires = "roundtrip")]
+    /// Lint every migration, also those recorded in dbsafe.lock (by default only new or
+    /// edited ones are linted: the recorded ones shipped already); with --roundtrip, also
+    /// round-trip every migration, not only the pending ones.
+    #[arg(long)]
     all: bool,
 }
 
@@ -70,6 +72,7 @@ pub(super) fn run(args: &CheckArgs, global: &GlobalArgs, output: &mut Output) ->
         target: global.target.clone(),
         update_lock: args.update_lock,
         allow_edit: args.allow_edit.clone(),
+        all: args.all,
     };
     let mut report = crate::check::check(&config, &options)?;
     lock_notes(output, &report);
@@ -83,12 +86,27 @@ pub(super) fn run(args: &CheckArgs, global: &GlobalArgs, output: &mut Output) ->
         let phase = output.phase("round trip of the migrations on a shadow database");
         let problems = crate::roundtrip::roundtrip(&config, &target, args.all)?;
         drop(phase);
-        report.findings.extend(
-            problems
+        let findings: Vec<Finding> = problems
+            .into_iter()
+            .map(|problem| {
+                let finding = Finding::new(problem.rule, problem.severity, problem.message);
+                match &problem.file {
+                    Some(file) => finding.at(crate::check::rel(&config, file), None),
+                    None => finding,
+                }
+            })
+            .collect();
+        roundtrip = Some(RoundtripCounts {
+            errors: findings
                 .iter()
-                .map(|problem| Finding::new("roundtrip", Level::Error, problem.clone())),
-        );
-        roundtrip = Some(problems.len());
+                .filter(|f| f.severity == Level::Error)
+                .count(),
+            warnings: findings
+                .iter()
+                .filter(|f| f.severity == Level::Warning)
+                .count(),
+        });
+        report.findings.extend(findings);
     }
     for finding in &report.findings {
         render_finding(output, format, global.quiet, finding);
@@ -105,7 +123,9 @@ pub(super) fn run(args: &CheckArgs, global: &GlobalArgs, output: &mut Output) ->
             "dialect_source": report.dialect_source,
             "target": report.target,
             "lock": report.lock,
-            "roundtrip_problems": roundtrip,
+            "linted": report.linted,
+            "roundtrip_problems": roundtrip.map(|r| r.errors),
+            "roundtrip_warnings": roundtrip.map(|r| r.warnings),
         })),
         _ if !global.quiet => line(&summary(&report, errors, warnings, roundtrip)),
         _ => {}
@@ -118,12 +138,19 @@ pub(super) fn run(args: &CheckArgs, global: &GlobalArgs, output: &mut Output) ->
     Ok(exit::SUCCESS)
 }
 
+/// What the round trip found.
+#[derive(Debug, Clone, Copy)]
+struct RoundtripCounts {
+    errors: usize,
+    warnings: usize,
+}
+
 /// The closing line of a text report.
 fn summary(
     report: &CheckReport,
     errors: usize,
     warnings: usize,
-    roundtrip: Option<usize>,
+    roundtrip: Option<RoundtripCounts>,
 ) -> String {
     let source = match report.dialect_source {
         DialectSource::TargetUrl | DialectSource::UrlEnv => format!(
@@ -134,13 +161,20 @@ fn summary(
         DialectSource::Default => "the default".to_owned(),
     };
     let roundtrip = match roundtrip {
-        Some(0) => "; round trip passed",
+        Some(RoundtripCounts { errors: 0, .. }) => "; round trip passed",
         Some(_) => "; round trip failed",
         None => "",
     };
+    let linted = match report.migrations - report.linted {
+        0 => String::new(),
+        settled => format!(
+            "; linted {} new or edited, not the {settled} recorded in {} (--all lints them)",
+            report.linted, report.lock.file
+        ),
+    };
     format!(
         "checked {} migration(s) as {} (from {source}): {errors} error(s), {warnings} \
-         warning(s){roundtrip}",
+         warning(s){linted}{roundtrip}",
         report.migrations, report.dialect
     )
 }
@@ -153,6 +187,14 @@ fn lock_notes(output: &Output, report: &CheckReport) {
             "{}: recorded {} new migration(s)",
             lock.file,
             lock.added.len()
+        ));
+    }
+    if lock.created && !lock.added.is_empty() {
+        output.note(&format!(
+            "{}: from now on `cargo dbsafe check` lints only migrations that are not recorded \
+             in it (new or edited); the recorded history shipped already (`check --all` lints \
+             it too)",
+            lock.file
         ));
     }
     for name in &lock.accepted {

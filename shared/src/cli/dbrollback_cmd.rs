@@ -48,6 +48,11 @@ struct DbrollbackArgs {
     /// Print the plan (migrations and SQL, or snapshot and what is lost); touch nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Run this migration's down.sql although it changed since the run applied it (you
+    /// fixed it after a failed rollback); recorded as a rollback.down_edited event with both
+    /// checksums. Directory name or version; repeatable.
+    #[arg(long, value_name = "NAME", conflicts_with = "restore")]
+    allow_edit: Vec<String>,
 }
 
 const EXAMPLES: &str = "\
@@ -123,6 +128,7 @@ fn run(args: &DbrollbackArgs, output: &mut Output) -> Result<u8> {
         snapshot: None,
         cascade: args.cascade,
         dry_run: args.dry_run,
+        allow_edit: args.allow_edit.clone(),
         confirmation: if args.dry_run {
             Default::default()
         } else {
@@ -132,6 +138,9 @@ fn run(args: &DbrollbackArgs, output: &mut Output) -> Result<u8> {
     let phase = (!args.dry_run).then(|| output.phase("rolling back"));
     let outcome = rollback::rollback(&config, &target, &options, output)?;
     drop(phase);
+    if !args.dry_run {
+        super::regenerate_schema(&config, &target, output);
+    }
     if args.dry_run {
         if output.is_json() {
             output.json_typed("rollback.plan", &outcome.plan);
@@ -184,8 +193,13 @@ pub(super) fn describe(plan: &RollbackPlan) -> String {
         plan.reverts.len()
     ));
     for revert in &plan.reverts {
+        let edited = if revert.down_edited.is_some() {
+            ", down.sql edited since applied, accepted with --allow-edit"
+        } else {
+            ""
+        };
         text.push_str(&format!(
-            "-- {} (run {})\n{}\n",
+            "-- {} (run {}{edited})\n{}\n",
             revert.name,
             revert.run_id,
             revert.down_sql.trim_end()

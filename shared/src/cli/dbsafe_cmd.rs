@@ -388,7 +388,11 @@ fn apply_command(
         target_version: apply_args.target_version.clone(),
         rebind: apply_args.rebind,
     };
-    apply(config, target, &options, output).map(drop)
+    let outcome = apply(config, target, &options, output)?;
+    if !outcome.applied.is_empty() {
+        super::regenerate_schema(config, target, output);
+    }
+    Ok(())
 }
 
 /// The id of the target's newest run (`--last`).

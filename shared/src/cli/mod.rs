@@ -203,3 +203,20 @@ pub fn usage_error(error: clap::Error, argv: &[std::ffi::OsString]) -> ! {
     }
     error.exit()
 }
+
+/// Regenerates the schema file after the schema changed (`diesel print-schema`, when
+/// diesel.toml asks for one) and says what happened.
+pub(crate) fn regenerate_schema(
+    config: &crate::config::Config,
+    target: &crate::target::Target,
+    output: &Output,
+) {
+    let outcome = crate::print_schema::regenerate(config, target);
+    if output.is_json() {
+        if let Some(json) = outcome.json() {
+            output.json(&json);
+        }
+    } else if let Some(text) = outcome.describe() {
+        output.note(&text);
+    }
+}

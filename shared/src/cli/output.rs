@@ -301,10 +301,17 @@ impl Output {
                 target,
                 previous,
                 identity,
+                automatic,
             } => self.note(&format!(
-                "{} target {target} re-bound to {identity} (was {})",
+                "{} target {target} re-bound to {identity} (was {}){}",
                 yellow.apply_to("rebind:"),
-                previous.as_deref().unwrap_or("unbound")
+                previous.as_deref().unwrap_or("unbound"),
+                if *automatic {
+                    "; it is unprotected and its URL now reaches another database on this \
+                     machine, so it follows it (recorded as ledger.rebind)"
+                } else {
+                    ""
+                }
             )),
             EventKind::RollbackRevert {
                 name,
@@ -321,6 +328,16 @@ impl Output {
                     bar.inc(1);
                 }
             }
+            EventKind::Adopt { versions } => self.note(&format!(
+                "{} {} migration(s) applied by diesel outside dbsafe, recorded as found (an \
+                 `adopt` event); `cargo dbverify --drift` checks the schema matches them",
+                yellow.apply_to("adopted"),
+                versions.len()
+            )),
+            EventKind::RollbackDownEdited { name, .. } => self.note(&format!(
+                "  {} {name}: running its edited down.sql (--allow-edit), recorded as rollback.down_edited",
+                yellow.apply_to("edited")
+            )),
             EventKind::SeedApplied { name, duration_ms } => self.note(&format!(
                 "  {} {name} {}",
                 green.apply_to("seeded"),

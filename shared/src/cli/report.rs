@@ -54,7 +54,7 @@ pub fn status(report: &StatusReport) -> String {
     );
     for m in &report.migrations {
         let by = match m.applied_by.as_deref() {
-            Some("diesel") => " by diesel (outside dbsafe)".to_owned(),
+            Some("diesel") => " by diesel".to_owned(),
             Some(run) => format!(" by run {run}"),
             None => String::new(),
         };
@@ -73,10 +73,28 @@ pub fn status(report: &StatusReport) -> String {
         } else {
             &m.name
         };
-        let _ = writeln!(out, "  {name}  {state}{by}{edited}");
+        let down = match &m.missing_down {
+            Some(missing) => format!("  (has {missing}: cannot be reverted)"),
+            None => String::new(),
+        };
+        let _ = writeln!(out, "  {name}  {state}{by}{edited}{down}");
     }
     if let Some(restore) = &report.interrupted_restore {
         let _ = writeln!(out, "{} {restore}", red.apply_to("interrupted:"));
+    }
+    if !report.outside_dbsafe.is_empty() {
+        let adopt = if report.ledger {
+            ""
+        } else {
+            "; the first `cargo dbsafe apply` records them as found (an `adopt` event)"
+        };
+        let _ = writeln!(
+            out,
+            "{} {} migration(s) were applied by diesel outside dbsafe (`diesel migration run`): \
+             `cargo dbverify --drift` checks the schema matches them{adopt}",
+            yellow.apply_to("note:"),
+            report.outside_dbsafe.len()
+        );
     }
     for dirty in &report.dirty {
         let _ = writeln!(out, "{} {dirty}", red.apply_to("dirty:"));

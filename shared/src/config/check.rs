@@ -11,7 +11,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::{
     ApplyConfig, BUILTINS, Choice, ConfigProblem, DEFAULT_TARGET, DEFAULT_URL_ENV, Environment,
-    Expectation, Invariant, KeyColumns, LintConfig, Seed, SnapshotConfig, TargetConfig,
+    Expectation, Invariant, KeyColumns, LintConfig, Seed, Severity, SnapshotConfig, TargetConfig,
     VerifyConfig, parse_choice, parse_duration,
 };
 
@@ -30,7 +30,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "lint",
 ];
 /// Keys allowed in `[check]`.
-pub(super) const CHECK_KEYS: &[&str] = &["require-down", "lock-file"];
+pub(super) const CHECK_KEYS: &[&str] = &["require-down", "lock-file", "roundtrip-column-order"];
 /// Keys allowed in `[lint]`.
 pub(super) const LINT_KEYS: &[&str] = &["dialect", "pg-version", "allow", "warn", "deny"];
 /// Keys allowed in a `[targets.NAME]` table.
@@ -129,6 +129,8 @@ pub(super) struct CheckSettings {
     pub require_down: bool,
     /// `lock-file`.
     pub lock_file: Option<PathBuf>,
+    /// `roundtrip-column-order` (default warning).
+    pub roundtrip_column_order: Severity,
 }
 
 impl Default for CheckSettings {
@@ -136,6 +138,7 @@ impl Default for CheckSettings {
         CheckSettings {
             require_down: true,
             lock_file: None,
+            roundtrip_column_order: Severity::Warning,
         }
     }
 }
@@ -462,6 +465,9 @@ impl Checker<'_> {
         CheckSettings {
             require_down: self.boolean(section, "require-down").unwrap_or(true),
             lock_file: self.non_empty(section, "lock-file").map(PathBuf::from),
+            roundtrip_column_order: self
+                .choice(section, "roundtrip-column-order")
+                .unwrap_or_default(),
         }
     }
 

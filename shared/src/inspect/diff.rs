@@ -76,6 +76,12 @@ pub fn diff_schema(before: &SchemaFingerprint, after: &SchemaFingerprint) -> Vec
     out.into_iter().map(|(_, _, _, message)| message).collect()
 }
 
+/// Whether a difference of [`diff_schema`] is only the order of a table's columns (every
+/// column still there, with the same definition).
+pub fn is_column_order(difference: &str) -> bool {
+    difference.starts_with("column order of ")
+}
+
 /// Differences between two sets of table fingerprints, sorted by table.
 pub fn diff_data(before: &[TableFingerprint], after: &[TableFingerprint]) -> Vec<String> {
     let old: BTreeMap<&str, &TableFingerprint> =

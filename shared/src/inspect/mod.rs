@@ -65,7 +65,7 @@ mod mysql;
 mod postgres;
 mod sqlite;
 
-pub use diff::{diff_data, diff_schema};
+pub use diff::{diff_data, diff_schema, is_column_order};
 pub use postgres::{DataJob, SharedSnapshot};
 
 /// Canonical, sorted text of a database's schema and its SHA-256.

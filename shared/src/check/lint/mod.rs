@@ -91,6 +91,15 @@ pub fn configurable_rules() -> Vec<String> {
         .collect()
 }
 
+/// Whether `sql` has a statement PostgreSQL refuses inside a transaction because of
+/// CONCURRENTLY (as `concurrently-in-transaction` reads it).
+pub(crate) fn uses_concurrently(sql: &str) -> bool {
+    sql::split(sql, Dialect::Postgres)
+        .statements
+        .iter()
+        .any(rules::is_concurrently)
+}
+
 /// Whether `text` is a PostgreSQL version for `[lint] pg-version`.
 pub fn valid_pg_version(text: &str) -> bool {
     squawk::valid_version(text)
