@@ -310,10 +310,7 @@ pub fn ensure(db: &mut Database) -> Result<()> {
 /// column is added only when missing), so an upgrade cut short is completed next time.
 fn upgrade(db: &mut Database) -> Result<()> {
     let fail = |e| Error::db("upgrading dbsafe's ledger", e);
-    if db
-        .execute("SELECT restored_by FROM dbsafe_runs WHERE 1 = 0")
-        .is_err()
-    {
+    if db.execute("SELECT restored_by FROM dbsafe_runs WHERE 1 = 0").is_err() {
         db.execute("ALTER TABLE dbsafe_runs ADD COLUMN restored_by VARCHAR(40)")
             .map_err(fail)?;
     }
@@ -544,8 +541,7 @@ pub fn copy_runs(
     skip: &[String],
     restored_by: &str,
 ) -> Result<Vec<String>> {
-    let have: std::collections::BTreeSet<String> =
-        runs(to, i64::MAX)?.into_iter().map(|r| r.id).collect();
+    let have: std::collections::BTreeSet<String> = runs(to, i64::MAX)?.into_iter().map(|r| r.id).collect();
     let mut copied = Vec::new();
     let mut wanted = runs(from, i64::MAX)?;
     wanted.reverse();
@@ -567,9 +563,7 @@ pub fn copy_runs(
                     insert_step(conn, step)?;
                 }
                 for event in &events {
-                    diesel::insert_into(dbsafe_events::table)
-                        .values(event)
-                        .execute(conn)?;
+                    diesel::insert_into(dbsafe_events::table).values(event).execute(conn)?;
                 }
                 Ok::<_, diesel::result::Error>(())
             })
