@@ -23,7 +23,7 @@
 #     DBSAFE_SKIP_ENSURE=1, or when DBSAFE_BENCH_PG_URL names another server);
 #   - installs squawk 2.68.0 and diesel_cli 2.3 when missing, as bench/check.sh and
 #     bench/drift.sh do;
-#   - builds: cargo build --release --locked -p cargo-dbsafe -p dbsafe-tests --bin real-history
+#   - builds: cargo build --release --locked -p cargo-dbsafe -p dbsafe-tests --bin cargo-dbsafe --bin real-history
 #
 # Usage: bench/real_history.sh [--rounds N] [--roundtrip-rounds N] [--migrations N] [--keep]
 #   --rounds N            measured rounds of the pre-commit comparison (default 15)
@@ -81,8 +81,8 @@ if ! command -v diesel >/dev/null; then
 fi
 step "$(squawk --version), $(diesel --version | tr -s "\n " " ")"
 
-step "cargo build --release --locked -p cargo-dbsafe -p dbsafe-tests --bin real-history"
-cargo build --release --locked -p cargo-dbsafe -p dbsafe-tests --bin real-history
+step "cargo build --release --locked -p cargo-dbsafe -p dbsafe-tests --bin cargo-dbsafe --bin real-history"
+cargo build --release --locked -p cargo-dbsafe -p dbsafe-tests --bin cargo-dbsafe --bin real-history
 release="${CARGO_TARGET_DIR:-$root/target}/release"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/dbsafe-real-history.XXXXXX")

@@ -68,6 +68,8 @@ struct Walk<'a> {
     scratch: Option<Scratch>,
     shadow: Database,
     problems: Vec<Problem>,
+    /// The shadow's schema as last fingerprinted, while nothing changed it since.
+    last: Option<SchemaFingerprint>,
 }
 
 /// Round-trips the target's pending migrations (every migration with `all`) on a shadow
@@ -87,6 +89,7 @@ pub fn roundtrip(config: &Config, target: &Target, all: bool) -> Result<Vec<Prob
         scratch: Some(scratch),
         shadow,
         problems: Vec::new(),
+        last: None,
     };
     let (done, to_check): (Vec<&Migration>, Vec<&Migration>) = set
         .migrations
@@ -103,6 +106,7 @@ pub fn roundtrip(config: &Config, target: &Target, all: bool) -> Result<Vec<Prob
                 let (scratch, shadow) = new_shadow(walk.url)?;
                 walk.shadow = shadow;
                 walk.scratch = Some(scratch);
+                walk.last = None;
                 let upto: Vec<&Migration> =
                     done.iter().chain(&to_check[..=index]).copied().collect();
                 if !walk.replay(&upto, "")? {
@@ -172,11 +176,19 @@ impl Walk<'_> {
         Ok(true)
     }
 
-    /// Apply, revert, compare, apply again, recording each problem.
+    /// Apply, revert, compare, apply again, recording each problem; on success, the
+    /// schema it leaves is remembered as the next migration's "before".
     fn one(&mut self, migration: &Migration) -> Result<Next> {
+        let before = match self.last.take() {
+            Some(known) => known,
+            None => self.fingerprint()?,
+        };
+        self.check_one(migration, before)
+    }
+
+    fn check_one(&mut self, migration: &Migration, before: SchemaFingerprint) -> Result<Next> {
         let up = Some(migration.dir.join("up.sql"));
         let down = Some(migration.dir.join("down.sql"));
-        let before = self.fingerprint()?;
         if let Err(e) = self.shadow.conn.run_migration(migration) {
             self.problems.push(Problem::error(
                 up,
@@ -195,6 +207,7 @@ impl Walk<'_> {
                     missing.describe()
                 ),
             ));
+            self.last = Some(applied);
             return Ok(Next::Continue);
         }
         let concurrently = migration.run_in_transaction
@@ -227,11 +240,12 @@ impl Walk<'_> {
             }
             // Rolled back with its transaction, the migration is still applied; anything
             // else (MySQL's DDL commits on its own) needs a clean shadow.
-            return Ok(if self.fingerprint()? == applied {
-                Next::Continue
-            } else {
-                Next::Rebuild
-            });
+            let now = self.fingerprint()?;
+            if now == applied {
+                self.last = Some(now);
+                return Ok(Next::Continue);
+            }
+            return Ok(Next::Rebuild);
         }
         let reverted = self.fingerprint()?;
         let (order, others) = split_differences(inspect::diff_schema(&before, &reverted));
@@ -284,6 +298,7 @@ impl Walk<'_> {
             ));
             return Ok(Next::Rebuild);
         }
+        self.last = Some(again);
         Ok(Next::Continue)
     }
 }
