@@ -25,8 +25,6 @@ enum Cargo {
 #[derive(Debug, Args)]
 #[command(version, after_help = EXAMPLES)]
 struct DbrollbackArgs {
-    #[command(flatten)]
-    global: GlobalArgs,
     /// The run to roll back (its id, or a unique prefix; see --list).
     #[arg(value_name = "RUN", conflicts_with_all = ["last", "list"])]
     run: Option<String>,
@@ -53,6 +51,9 @@ struct DbrollbackArgs {
     /// checksums. Directory name or version; repeatable.
     #[arg(long, value_name = "NAME", conflicts_with = "restore")]
     allow_edit: Vec<String>,
+    // Last, so that the command's own options keep their heading above the global ones.
+    #[command(flatten)]
+    global: GlobalArgs,
 }
 
 const EXAMPLES: &str = "\

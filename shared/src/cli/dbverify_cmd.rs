@@ -26,8 +26,6 @@ enum Cargo {
 #[derive(Debug, Args)]
 #[command(version, after_help = EXAMPLES)]
 struct DbverifyArgs {
-    #[command(flatten)]
-    global: GlobalArgs,
     /// Run only this check (a built-in or an invariant's name); repeatable.
     #[arg(long, value_name = "NAME")]
     only: Vec<String>,
@@ -43,6 +41,9 @@ struct DbverifyArgs {
     /// Also write the results as JUnit XML to FILE.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    // Last, so that the command's own options keep their heading above the global ones.
+    #[command(flatten)]
+    global: GlobalArgs,
 }
 
 const EXAMPLES: &str = "\
