@@ -342,6 +342,22 @@ fn squawk_rules_fail_and_pass() {
 }
 
 #[test]
+fn a_virtual_generated_column_is_not_a_rewrite() {
+    // PostgreSQL 18 computes a VIRTUAL generated column when it is read: adding one rewrites
+    // nothing, unlike a STORED one, which squawk rightly reports.
+    rule_fails_and_passes(
+        "adding-field-with-default",
+        1,
+        sample(
+            "ALTER TABLE orders ADD COLUMN total integer GENERATED ALWAYS AS (price * qty) STORED;\n",
+        ),
+        sample(
+            "ALTER TABLE orders ADD COLUMN total integer GENERATED ALWAYS AS (price * qty) VIRTUAL;\n",
+        ),
+    );
+}
+
+#[test]
 fn dbsafe_rules_fail_and_pass() {
     let never = "[apply]\nsnapshot = \"never\"\n";
     let cases: Vec<(&str, usize, Sample, Sample)> = vec![

@@ -117,6 +117,12 @@ pub(super) fn lint(text: &str, run_in_transaction: bool, settings: &Settings, ou
         linter.settings.pg_version = version;
     }
     for violation in linter.lint(&parse, text) {
+        let offset = usize::from(violation.text_range.start());
+        if violation.code == Rule::AddingFieldWithDefault && adds_virtual_column(text, offset) {
+            // PostgreSQL 18's VIRTUAL generated columns are computed when read: adding one
+            // rewrites nothing (and older servers refuse the syntax outright).
+            continue;
+        }
         let help = if violation.code == Rule::RequireStatementTimeout {
             // dbsafe sets the timeout for each migration itself, once configured.
             Some(STATEMENT_TIMEOUT_HELP.to_owned())
@@ -127,11 +133,23 @@ pub(super) fn lint(text: &str, run_in_transaction: bool, settings: &Settings, ou
         };
         out.push(Raw {
             rule: violation.code.to_string(),
-            offset: usize::from(violation.text_range.start()),
+            offset,
             message: violation.message,
             help,
         });
     }
+}
+
+/// Whether the statement at `offset` adds a `GENERATED ALWAYS AS (...) VIRTUAL` column.
+fn adds_virtual_column(text: &str, offset: usize) -> bool {
+    let statement = text
+        .get(offset..)
+        .map_or("", |rest| rest.split(';').next().unwrap_or(rest))
+        .to_ascii_uppercase();
+    let words: Vec<&str> = statement
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .collect();
+    words.contains(&"GENERATED") && words.contains(&"VIRTUAL")
 }
 
 /// The help of `require-statement-timeout`: the setting that makes it go away.
