@@ -8,21 +8,11 @@
 # when that variable is set, this script only checks that it runs.
 set -euo pipefail
 
-log() { printf 'ensure-chromium: %s\n' "$*" >&2; }
-die() {
-    printf 'ensure-chromium: error: %s\n' "$*" >&2
-    exit 1
-}
-have() { command -v "$1" >/dev/null 2>&1; }
-as_root() {
-    if [[ $EUID -eq 0 ]]; then
-        "$@"
-    elif have sudo && sudo -n true 2>/dev/null; then
-        sudo -n "$@"
-    else
-        die "need root for: $* (run as root, set up passwordless sudo, or install chromium yourself)"
-    fi
-}
+SCRIPT_NAME=ensure-chromium
+ROOT_HINT="install chromium yourself"
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
 
 if [[ -n ${DBSAFE_TEST_CHROMIUM:-} ]]; then
     have "$DBSAFE_TEST_CHROMIUM" || die "DBSAFE_TEST_CHROMIUM=$DBSAFE_TEST_CHROMIUM is not a program"
@@ -34,12 +24,6 @@ if have chromium || have chromium-browser; then
 fi
 have apt-get || die "chromium is not installed and there is no apt-get to install it: install Chromium yourself, or set DBSAFE_TEST_CHROMIUM"
 log "installing the Debian package chromium (quietly; this takes a while)"
-apt=(env DEBIAN_FRONTEND=noninteractive apt-get -y -qq -o DPkg::Lock::Timeout=120
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-if ! as_root "${apt[@]}" install --no-install-recommends chromium </dev/null >/dev/null 2>&1; then
-    as_root "${apt[@]}" update </dev/null >/dev/null 2>&1 || die "apt-get update failed"
-    as_root "${apt[@]}" install --no-install-recommends chromium </dev/null >/dev/null ||
-        die "apt-get install chromium failed"
-fi
+apt_install chromium
 have chromium || die "chromium is still not on PATH after installing it"
 log "chromium: installed ($(chromium --version 2>/dev/null || echo unknown version))"

@@ -30,6 +30,11 @@
 #   eval "$pg_versions"
 set -euo pipefail
 
+SCRIPT_NAME=ensure-pg-versions
+ROOT_HINT=""
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
 # version  pip requirement             package directory in the wheel
 readonly WHEELS=(
     "16 pgserver==0.1.4 pgserver"
@@ -37,12 +42,6 @@ readonly WHEELS=(
 )
 WAIT_SECS=${DBSAFE_SERVICES_WAIT:-60}
 
-log() { printf 'ensure-pg-versions: %s\n' "$*" >&2; }
-die() {
-    printf 'ensure-pg-versions: error: %s\n' "$*" >&2
-    exit 1
-}
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 port_open() { timeout 2 bash -c ": </dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
 watch_pid=

@@ -21,25 +21,15 @@
 #   --stop  stop the pgbouncer this script started
 set -euo pipefail
 
+SCRIPT_NAME=ensure-pgbouncer
+ROOT_HINT="install pgbouncer yourself"
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
 PORT=${DBSAFE_PGBOUNCER_PORT:-6433}
 DIR=${DBSAFE_PGBOUNCER_DIR:-/tmp/dbsafe-pgbouncer}
 WAIT_SECS=${DBSAFE_SERVICES_WAIT:-60}
 
-log() { printf 'ensure-pgbouncer: %s\n' "$*" >&2; }
-die() {
-    printf 'ensure-pgbouncer: error: %s\n' "$*" >&2
-    exit 1
-}
-have() { command -v "$1" >/dev/null 2>&1; }
-as_root() {
-    if [[ $EUID -eq 0 ]]; then
-        "$@"
-    elif have sudo && sudo -n true 2>/dev/null; then
-        sudo -n "$@"
-    else
-        die "need root for: $* (run as root, set up passwordless sudo, or install pgbouncer yourself)"
-    fi
-}
 pgbouncer_bin() {
     if have pgbouncer; then command -v pgbouncer; elif [[ -x /usr/sbin/pgbouncer ]]; then echo /usr/sbin/pgbouncer; fi
 }
@@ -80,13 +70,7 @@ fi
 if [[ -z $(pgbouncer_bin) ]]; then
     have apt-get || die "pgbouncer is not installed and there is no apt-get to install it: install PgBouncer (1.18 or newer) yourself"
     log "installing the Debian package pgbouncer"
-    apt=(env DEBIAN_FRONTEND=noninteractive apt-get -y -qq -o DPkg::Lock::Timeout=120
-        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-    if ! as_root "${apt[@]}" install --no-install-recommends pgbouncer </dev/null >/dev/null 2>&1; then
-        as_root "${apt[@]}" update </dev/null >/dev/null 2>&1 || die "apt-get update failed"
-        as_root "${apt[@]}" install --no-install-recommends pgbouncer </dev/null >/dev/null ||
-            die "apt-get install pgbouncer failed"
-    fi
+    apt_install pgbouncer
 fi
 bin=$(pgbouncer_bin)
 [[ -n $bin ]] || die "pgbouncer is still not on PATH after installing it"

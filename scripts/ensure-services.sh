@@ -25,30 +25,19 @@
 #   --packages-only  only install missing packages (what the build needs); start nothing
 set -euo pipefail
 
+SCRIPT_NAME=ensure-services
+ROOT_HINT=""
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
 readonly PG_HOST=127.0.0.1 PG_PORT=5432 PG_USER=postgres
 readonly MY_HOST=127.0.0.1 MY_PORT=3306 MY_USER=root
 WAIT_SECS=${DBSAFE_SERVICES_WAIT:-60}
 HBA_MARKER='# dbsafe scripts/ensure-services.sh: loopback TCP without password for user postgres (test setup)'
 
-log() { printf 'ensure-services: %s\n' "$*" >&2; }
-die() {
-    printf 'ensure-services: error: %s\n' "$*" >&2
-    exit 1
-}
-have() { command -v "$1" >/dev/null 2>&1; }
 # Hide the password part of a URL: postgres://app:secret@h/db -> postgres://app:***@h/db
 mask_url() { sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }
 
-# Run a command as root: directly, or through passwordless sudo (never prompting).
-as_root() {
-    if [[ $EUID -eq 0 ]]; then
-        "$@"
-    elif have sudo && sudo -n true 2>/dev/null; then
-        sudo -n "$@"
-    else
-        die "need root for: $* (run this script as root, or set up passwordless sudo)"
-    fi
-}
 
 # Poll `cmd...` once a second until it succeeds or $2 seconds have passed.
 wait_for() {
@@ -66,7 +55,6 @@ wait_for() {
 
 port_open() { timeout 2 bash -c ": </dev/tcp/$1/$2" 2>/dev/null; }
 
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
 packages_only=false
 for arg in "$@"; do

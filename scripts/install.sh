@@ -21,6 +21,11 @@
 #   --no-quickstart  skip step 5
 set -euo pipefail
 
+SCRIPT_NAME=install
+ROOT_HINT="install the packages yourself and pass --no-packages"
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 readonly REPO=$PWD
 readonly BINARIES=(cargo-dbsafe cargo-dbverify cargo-dbrollback)
@@ -29,23 +34,7 @@ readonly BINARIES=(cargo-dbsafe cargo-dbverify cargo-dbrollback)
 # (tests/tests/install.rs checks that they agree).
 readonly PACKAGES=(gcc libc6-dev pkg-config libpq-dev libmariadb-dev libmariadb-dev-compat postgresql-client mariadb-client)
 
-log() { printf 'install: %s\n' "$*" >&2; }
-die() {
-    printf 'install: error: %s\n' "$*" >&2
-    exit 1
-}
-have() { command -v "$1" >/dev/null 2>&1; }
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
-as_root() {
-    if [[ $EUID -eq 0 ]]; then
-        "$@"
-    elif have sudo && sudo -n true 2>/dev/null; then
-        sudo -n "$@"
-    else
-        die "need root for: $* (run as root, set up passwordless sudo, or install the packages yourself and pass --no-packages)"
-    fi
-}
 
 debug=false root="" prebuilt=${DBSAFE_INSTALL_PREBUILT:-} packages=true quickstart=true
 while (($#)); do
