@@ -724,3 +724,49 @@ pub fn wait_until(limit: std::time::Duration, what: &str, mut ready: impl FnMut(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+impl Project {
+    /// `cargo dbsafe status --message-format json`, which must exit 0: its `status` object.
+    pub fn status_report(&self) -> serde_json::Value {
+        let status = self.dbsafe(&["status", "--message-format", "json"]);
+        status.expect_code(0);
+        status
+            .events()
+            .into_iter()
+            .find(|e| e["type"] == "status")
+            .unwrap_or_else(|| panic!("no status object in {status:?}"))
+    }
+
+    /// The directories in the project's snapshot folder (named like ids), sorted.
+    pub fn snapshot_dirs(&self) -> Vec<String> {
+        let mut dirs: Vec<String> = std::fs::read_dir(self.path().join(".dbsafe/snapshots"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        dirs.sort();
+        dirs
+    }
+}
+
+impl TestDb {
+    /// Sessions on this database (other than the asker's) whose statement contains
+    /// `needle` (none on SQLite).
+    pub fn sessions_running(&self, needle: &str) -> Vec<String> {
+        match self.backend {
+            Backend::Postgres => self.strings(&format!(
+                "SELECT CAST(pid AS TEXT) AS v FROM pg_stat_activity WHERE datname = current_database() \
+                 AND pid <> pg_backend_pid() AND query LIKE '%{needle}%' AND state = 'active'"
+            )),
+            Backend::Mysql => self.strings(&format!(
+                "SELECT CAST(id AS CHAR) AS v FROM information_schema.processlist WHERE db = DATABASE() \
+                 AND id <> CONNECTION_ID() AND info LIKE '%{needle}%'"
+            )),
+            Backend::Sqlite => Vec::new(),
+        }
+    }
+}

@@ -94,20 +94,9 @@ fn fresh_apply_records_a_run(backend: Backend) {
     assert_eq!(report["migrations"][0]["applied_by"], run_id.as_str());
 }
 
-/// `status --message-format json`: the report object.
-fn status_report(p: &Project) -> serde_json::Value {
-    let status = p.dbsafe(&["status", "--message-format", "json"]);
-    status.expect_code(0);
-    status
-        .events()
-        .into_iter()
-        .find(|e| e["type"] == "status")
-        .unwrap_or_else(|| panic!("no status object in {status:?}"))
-}
-
 /// Version -> (state, applied_by) from `status`.
 fn states(p: &Project) -> Vec<(String, String, Option<String>)> {
-    status_report(p)["migrations"]
+    p.status_report()["migrations"]
         .as_array()
         .expect("migrations array")
         .iter()
@@ -400,5 +389,5 @@ fn run_in_transaction_false_is_recorded(backend: Backend) {
         p.db.count("dbsafe_steps WHERE status = 'started' OR finished_at IS NULL"),
         0
     );
-    assert!(status_report(&p)["dirty"].as_array().unwrap().is_empty());
+    assert!(p.status_report()["dirty"].as_array().unwrap().is_empty());
 }

@@ -71,16 +71,6 @@ fn error_message(run: &dbsafe_tests::Run) -> String {
         .unwrap_or_else(|| panic!("no error event in {run:?}"))
 }
 
-fn status_json(p: &Project) -> serde_json::Value {
-    let status = p.dbsafe(&["status", "--message-format", "json"]);
-    status.expect_code(0);
-    status
-        .events()
-        .into_iter()
-        .find(|e| e["type"] == "status")
-        .expect("status object")
-}
-
 fn migration_failing_half_way(backend: Backend) {
     let p = Project::new(backend);
     two_good_and_a_broken_one(&p);
@@ -125,7 +115,7 @@ fn migration_failing_half_way(backend: Backend) {
             )),
             2
         );
-        assert!(status_json(&p)["dirty"].as_array().unwrap().is_empty());
+        assert!(p.status_report()["dirty"].as_array().unwrap().is_empty());
         // Fixed, it applies.
         p.migration(
             BROKEN,
@@ -156,7 +146,7 @@ fn migration_failing_half_way(backend: Backend) {
             "up:20240501000003:started",
         ]
     );
-    let dirty = status_json(&p)["dirty"].clone();
+    let dirty = p.status_report()["dirty"].clone();
     assert_eq!(dirty.as_array().unwrap().len(), 1, "{dirty}");
     let explained = dirty[0].as_str().unwrap();
     assert!(explained.contains(BROKEN), "{explained}");
@@ -186,7 +176,7 @@ fn migration_failing_half_way(backend: Backend) {
         "up:20240501000003:failed",
         "resolved as reverted"
     );
-    assert!(status_json(&p)["dirty"].as_array().unwrap().is_empty());
+    assert!(p.status_report()["dirty"].as_array().unwrap().is_empty());
     p.migration(
         BROKEN,
         "CREATE TABLE broken_t (id INTEGER PRIMARY KEY);",
@@ -296,21 +286,6 @@ fn slow_up(backend: Backend) -> &'static str {
     }
 }
 
-/// Sessions on this database (other than the asker's) running the slow statement.
-fn sessions_running(db: &TestDb, needle: &str) -> Vec<String> {
-    match db.backend {
-        Backend::Postgres => db.strings(&format!(
-            "SELECT CAST(pid AS TEXT) AS v FROM pg_stat_activity WHERE datname = current_database() \
-             AND pid <> pg_backend_pid() AND query LIKE '%{needle}%' AND state = 'active'"
-        )),
-        Backend::Mysql => db.strings(&format!(
-            "SELECT CAST(id AS CHAR) AS v FROM information_schema.processlist WHERE db = DATABASE() \
-             AND id <> CONNECTION_ID() AND info LIKE '%{needle}%'"
-        )),
-        Backend::Sqlite => Vec::new(),
-    }
-}
-
 fn kill_9_during_long_migration(backend: Backend) {
     let p = Project::new(backend);
     p.migration(
@@ -333,7 +308,7 @@ fn kill_9_during_long_migration(backend: Backend) {
         }),
         // DDL committed on its own; the step is `started`; the sleep is running.
         Backend::Mysql => wait_until(limit, "SLEEP running", || {
-            !sessions_running(&p.db, "SLEEP(30)").is_empty()
+            !p.db.sessions_running("SLEEP(30)").is_empty()
                 && p.db.has_table("slow_t")
                 && p.db.count(&format!(
                     "dbsafe_steps WHERE version = '{SLOW_VERSION}' AND status = 'started'"
@@ -385,11 +360,11 @@ fn kill_9_during_long_migration(backend: Backend) {
             "{why}"
         );
         // End it as an operator would (KILL), then the lock is free and the target dirty.
-        for id in sessions_running(&p.db, "SLEEP(30)") {
+        for id in p.db.sessions_running("SLEEP(30)") {
             p.db.execute(&format!("KILL {id}"));
         }
         wait_until(limit, "the orphaned session to end", || {
-            sessions_running(&p.db, "SLEEP(30)").is_empty()
+            p.db.sessions_running("SLEEP(30)").is_empty()
         });
         let dirty = p.apply(&[]);
         dirty.expect_code(3);
@@ -407,7 +382,7 @@ fn kill_9_during_long_migration(backend: Backend) {
             wait_until(
                 Duration::from_secs(10),
                 "the dead client's session to end",
-                || sessions_running(&p.db, "pg_sleep(30)").is_empty(),
+                || p.db.sessions_running("pg_sleep(30)").is_empty(),
             );
         }
     }
@@ -443,7 +418,7 @@ fn kill_9_during_long_migration(backend: Backend) {
     assert_eq!(p.db.diesel_versions(), ["20240601000001", SLOW_VERSION]);
     assert!(p.db.has_table("slow_t"));
     assert_eq!(p.db.count("dbsafe_runs WHERE status = 'running'"), 0);
-    assert!(status_json(&p)["dirty"].as_array().unwrap().is_empty());
+    assert!(p.status_report()["dirty"].as_array().unwrap().is_empty());
 }
 
 /// PostgreSQL: the server ends dbsafe's session in the middle of a migration.
@@ -462,7 +437,7 @@ fn connection_terminated_mid_migration() {
     );
     let watched = watch(&p, &["apply", "--message-format", "json"]);
     wait_until(Duration::from_secs(20), "pg_sleep running", || {
-        !sessions_running(&p.db, "pg_sleep(30)").is_empty()
+        !p.db.sessions_running("pg_sleep(30)").is_empty()
     });
     let terminated = p.db.strings(
         "SELECT CAST(pg_terminate_backend(pid) AS TEXT) AS v FROM pg_stat_activity \

@@ -38,21 +38,6 @@ fn snapshots_dir(p: &Project) -> PathBuf {
     p.path().join(".dbsafe/snapshots")
 }
 
-/// The snapshot directories (named like ids) in the project's snapshot folder, sorted.
-fn snapshot_dirs(p: &Project) -> Vec<String> {
-    let mut dirs: Vec<String> = std::fs::read_dir(snapshots_dir(p))
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    dirs.sort();
-    dirs
-}
-
 fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -113,7 +98,7 @@ fn applied_with_snapshot(backend: Backend) -> (Project, String) {
 fn hostile_ids_and_manifests_stay_in_the_snapshot_folder(backend: Backend) {
     let (p, run_id) = applied_with_snapshot(backend);
     let snaps = snapshots_dir(&p);
-    let [run_snapshot] = snapshot_dirs(&p).try_into().expect("one snapshot");
+    let [run_snapshot] = p.snapshot_dirs().try_into().expect("one snapshot");
     let manifest = read_json(&snaps.join(&run_snapshot).join("manifest.json"));
 
     // A directory outside the snapshot folder that looks like a snapshot.
@@ -230,7 +215,7 @@ fn hostile_ids_and_manifests_stay_in_the_snapshot_folder(backend: Backend) {
         "20000101T000002Z-0bad".to_owned(),
     ];
     left.sort();
-    assert_eq!(snapshot_dirs(&p), left);
+    assert_eq!(p.snapshot_dirs(), left);
     assert_eq!(table_text(&p.db, "items"), vec!["1|kept"]);
     p.dbsafe(&["snapshot", "verify", &run_snapshot])
         .expect_code(0);
@@ -433,7 +418,7 @@ fn local_state_is_private_and_older_modes_are_tightened(backend: Backend) {
     for file in &files {
         assert_eq!(mode(file), 0o600, "{} tightened", file.display());
     }
-    for dir in snapshot_dirs(&p) {
+    for dir in p.snapshot_dirs() {
         assert_eq!(mode(&snaps.join(&dir)), 0o700, "{dir}");
     }
 }
@@ -457,7 +442,7 @@ fn prune_on_a_protected_target_needs_it_named_and_confirmed(backend: Backend) {
     let p = protected_project(backend);
     let first = create_snapshot(&p);
     let second = create_snapshot(&p);
-    let both = snapshot_dirs(&p);
+    let both = p.snapshot_dirs();
     let prune = |extra: &[&str]| {
         let mut args = vec!["snapshot", "prune", "--keep-last", "1"];
         args.extend_from_slice(extra);
@@ -469,16 +454,16 @@ fn prune_on_a_protected_target_needs_it_named_and_confirmed(backend: Backend) {
     let unconfirmed = prune(&["--target", "prod"]);
     unconfirmed.expect_code(3);
     assert!(unconfirmed.stderr.contains("--yes"), "{unconfirmed:?}");
-    assert_eq!(snapshot_dirs(&p), both, "nothing deleted");
+    assert_eq!(p.snapshot_dirs(), both, "nothing deleted");
     // A dry run deletes nothing and needs no confirmation.
     let dry = prune(&["--dry-run"]);
     dry.expect_code(0);
     assert!(dry.stdout.contains(&first), "{dry:?}");
-    assert_eq!(snapshot_dirs(&p), both);
+    assert_eq!(p.snapshot_dirs(), both);
 
     let confirmed = prune(&["--target", "prod", "--yes"]);
     confirmed.expect_code(0);
-    assert_eq!(snapshot_dirs(&p), vec![second]);
+    assert_eq!(p.snapshot_dirs(), vec![second]);
 }
 
 /// `cargo dbsafe apply --target prod` on a real terminal (`script` from util-linux gives it

@@ -62,21 +62,6 @@ fn watch_apply(p: &Project, env: &[(&str, &str)]) -> Watched {
     Watched::start(cmd)
 }
 
-/// Sessions on this database (other than the asker's) whose statement contains `needle`.
-fn sessions_running(db: &TestDb, needle: &str) -> Vec<String> {
-    match db.backend {
-        Backend::Postgres => db.strings(&format!(
-            "SELECT CAST(pid AS TEXT) AS v FROM pg_stat_activity WHERE datname = current_database() \
-             AND pid <> pg_backend_pid() AND query LIKE '%{needle}%' AND state = 'active'"
-        )),
-        Backend::Mysql => db.strings(&format!(
-            "SELECT CAST(id AS CHAR) AS v FROM information_schema.processlist WHERE db = DATABASE() \
-             AND id <> CONNECTION_ID() AND info LIKE '%{needle}%'"
-        )),
-        Backend::Sqlite => Vec::new(),
-    }
-}
-
 /// Waits until the slow migration is running (its sleep, or its big statement).
 fn wait_for_slow_statement(p: &Project, watched: &Watched) {
     let limit = Duration::from_secs(30);
@@ -87,23 +72,13 @@ fn wait_for_slow_statement(p: &Project, watched: &Watched) {
     });
     match p.backend() {
         Backend::Postgres => wait_until(limit, "pg_sleep running", || {
-            !sessions_running(&p.db, "pg_sleep(").is_empty()
+            !p.db.sessions_running("pg_sleep(").is_empty()
         }),
         Backend::Mysql => wait_until(limit, "SLEEP running", || {
-            !sessions_running(&p.db, "SLEEP(").is_empty()
+            !p.db.sessions_running("SLEEP(").is_empty()
         }),
         Backend::Sqlite => std::thread::sleep(Duration::from_millis(500)),
     }
-}
-
-fn status_json(p: &Project) -> serde_json::Value {
-    let status = p.dbsafe(&["status", "--message-format", "json"]);
-    status.expect_code(0);
-    status
-        .events()
-        .into_iter()
-        .find(|e| e["type"] == "status")
-        .expect("status object")
 }
 
 fn error_message(run: &Run) -> String {
@@ -156,7 +131,7 @@ fn status_and_resolve_during_a_live_run_and_after_a_kill(backend: Backend) {
     wait_for_slow_statement(&p, &watched);
     let run_id = watched.run_id();
 
-    let live = status_json(&p);
+    let live = p.status_report();
     assert_eq!(strings(&live["dirty"]), Vec::<String>::new(), "{live}");
     let running = strings(&live["running"]);
     assert_eq!(running.len(), 1, "{live}");
@@ -197,20 +172,20 @@ fn status_and_resolve_during_a_live_run_and_after_a_kill(backend: Backend) {
     match backend {
         // The server ends the dead client's session (and its lock) within a second or so.
         Backend::Postgres => wait_until(Duration::from_secs(15), "the session to end", || {
-            sessions_running(&p.db, "pg_sleep(").is_empty()
+            p.db.sessions_running("pg_sleep(").is_empty()
         }),
         // MariaDB goes on sleeping in the orphaned session, holding the lock: end it.
         Backend::Mysql => {
-            for id in sessions_running(&p.db, "SLEEP(") {
+            for id in p.db.sessions_running("SLEEP(") {
                 p.db.execute(&format!("KILL {id}"));
             }
             wait_until(Duration::from_secs(15), "the session to end", || {
-                sessions_running(&p.db, "SLEEP(").is_empty()
+                p.db.sessions_running("SLEEP(").is_empty()
             });
         }
         Backend::Sqlite => {}
     }
-    let after = status_json(&p);
+    let after = p.status_report();
     assert_eq!(strings(&after["interrupted"]), [run_id.as_str()], "{after}");
     assert_eq!(strings(&after["running"]), Vec::<String>::new(), "{after}");
     assert!(after["lock_holder"].is_null(), "{after}");
@@ -250,7 +225,7 @@ fn status_and_resolve_during_a_live_run_and_after_a_kill(backend: Backend) {
     assert_eq!(run_column(&p.db, &run_id, "status"), "failed");
     assert!(run_column(&p.db, &run_id, "error").contains("interrupted"));
     assert_eq!(
-        strings(&status_json(&p)["interrupted"]),
+        strings(&p.status_report()["interrupted"]),
         Vec::<String>::new()
     );
 }
@@ -277,7 +252,7 @@ fn waiter_names_the_holder_from_the_moment_it_locks(backend: Backend) {
         holder.saw_on_stderr("paused at after-lock")
     });
     let refused = p.apply(&[]);
-    let status = status_json(&p);
+    let status = p.status_report();
     let holder = holder.wait();
     holder.expect_code(0);
     let holder_id = holder.run_id();
@@ -417,11 +392,11 @@ fn ctrl_c_during_a_migration_marks_the_run_failed(backend: Backend) {
     if backend == Backend::Mysql {
         // The statement was stopped (the lock is free), the DDL stayed: dirty.
         wait_until(Duration::from_secs(10), "SLEEP to stop", || {
-            sessions_running(&p.db, "SLEEP(").is_empty()
+            p.db.sessions_running("SLEEP(").is_empty()
         });
         assert!(p.db.has_table("slow_t"));
         assert_eq!(slow_steps, ["started"]);
-        let status = status_json(&p);
+        let status = p.status_report();
         assert_eq!(strings(&status["dirty"]).len(), 1, "{status}");
         assert_eq!(strings(&status["interrupted"]), Vec::<String>::new());
         return;
@@ -474,7 +449,7 @@ fn kill_between_a_step_row_and_its_event_leaves_no_step_without_its_event() {
     assert_eq!(step_status(&p.db, &run_id, "20241003000001"), ["started"]);
     assert_eq!(events_of(&p.db, &run_id, "migration.applied"), 0);
     assert_eq!(applied_without_event(&run_id), Vec::<String>::new());
-    let status = status_json(&p);
+    let status = p.status_report();
     assert_eq!(strings(&status["dirty"]).len(), 1, "{status}");
 
     // Repaired and resolved, the next apply records each step with its event.

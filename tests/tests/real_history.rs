@@ -419,13 +419,7 @@ fn missing_down_means_one_thing_everywhere(backend: Backend) {
     );
 
     // status says so for each.
-    let status = p.dbsafe(&["status", "--message-format", "json"]);
-    status.expect_code(0);
-    let report = status
-        .events()
-        .into_iter()
-        .find(|e| e["type"] == "status")
-        .unwrap();
+    let report = p.status_report();
     let missing: Vec<(String, Value)> = report["migrations"]
         .as_array()
         .unwrap()

@@ -112,13 +112,7 @@ fn the_ledger_written_back_equals_the_one_before(backend: Backend) {
     shown.expect_code(0);
     assert!(!shown.stdout.contains("steps: none"), "{shown:?}");
     // The rewound runs' steps no longer count: nothing is dirty, I2 and I3 are pending.
-    let status = json(&p, &["status"]);
-    status.expect_code(0);
-    let report = status
-        .events()
-        .into_iter()
-        .find(|e| e["type"] == "status")
-        .unwrap();
+    let report = p.status_report();
     assert_eq!(report["dirty"], serde_json::json!([]));
     let pending: Vec<&Value> = report["migrations"]
         .as_array()

@@ -135,21 +135,6 @@ fn snapshots_dir(p: &Project) -> PathBuf {
     p.path().join(".dbsafe/snapshots")
 }
 
-/// The snapshot directories under the project's snapshot-dir, sorted.
-fn snapshot_ids(p: &Project) -> Vec<String> {
-    let mut ids: Vec<String> = std::fs::read_dir(snapshots_dir(p))
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.sort();
-    ids
-}
-
 /// `snapshot create --message-format json ARGS`: the manifest it printed.
 fn create_snapshot(p: &Project, args: &[&str]) -> Value {
     let mut all = vec!["snapshot", "create", "--message-format", "json"];
@@ -400,7 +385,7 @@ fn create_list_verify_and_restore_match_the_live_fingerprints(backend: Backend) 
 
     let created = create_snapshot(&p, &[]);
     let id = id_of(&created);
-    assert_eq!(snapshot_ids(&p), std::slice::from_ref(&id));
+    assert_eq!(p.snapshot_dirs(), std::slice::from_ref(&id));
 
     // What create printed is the manifest on disk.
     let manifest = read_manifest(&p, &id);
@@ -511,7 +496,7 @@ fn create_list_verify_and_restore_match_the_live_fingerprints(backend: Backend) 
     assert_eq!(derived_databases(&p.db), Vec::<String>::new());
     assert_eq!(sqlite_scratch_files(&id), Vec::<PathBuf>::new());
     assert_same_fingerprints("live after verify --deep", &fingerprint(&p), &live);
-    assert_eq!(snapshot_ids(&p), std::slice::from_ref(&id));
+    assert_eq!(p.snapshot_dirs(), std::slice::from_ref(&id));
 
     // A restore by hand (pg_restore, mariadb, a file copy) into a fresh database gives the
     // same fingerprints, the same rows byte for byte and diesel's versions.
@@ -698,7 +683,7 @@ fn failed_apply_with_restore_policy_ends_at_the_pre_run_fingerprints(backend: Ba
     let before = fingerprint(&p);
     let items_before = sorted(table_text(&p.db, "items"));
     let tags_before = sorted(table_text(&p.db, "tags"));
-    let snapshots_before = snapshot_ids(&p);
+    let snapshots_before = p.snapshot_dirs();
 
     p.migration(
         "2024-03-01-000002_break",
@@ -761,7 +746,8 @@ fn failed_apply_with_restore_policy_ends_at_the_pre_run_fingerprints(backend: Ba
     assert_eq!(run_column(&p.db, &run_id, "status"), "restored");
     let snapshot_id = run_column(&p.db, &run_id, "snapshot_id");
     assert!(!snapshot_id.is_empty());
-    let new_snapshots: Vec<String> = snapshot_ids(&p)
+    let new_snapshots: Vec<String> = p
+        .snapshot_dirs()
         .into_iter()
         .filter(|s| !snapshots_before.contains(s))
         .collect();
@@ -802,13 +788,7 @@ fn failed_apply_with_restore_policy_ends_at_the_pre_run_fingerprints(backend: Ba
     assert!(show.stdout.contains("restored"), "{show:?}");
 
     // Not dirty, not locked: status is clean, and the repaired migration applies.
-    let status = p.dbsafe(&["status", "--message-format", "json"]);
-    status.expect_code(0);
-    let report = status
-        .events()
-        .into_iter()
-        .find(|e| e["type"] == "status")
-        .unwrap();
+    let report = p.status_report();
     assert_eq!(report["dirty"], serde_json::json!([]), "{report}");
     let pending: Vec<&Value> = report["migrations"]
         .as_array()
@@ -858,13 +838,7 @@ fn failed_verification_with_restore_policy_restores(backend: Backend) {
     assert!(!p.db.has_table("gadgets"));
     assert_eq!(p.db.diesel_versions(), [ITEMS_VERSION]);
     assert_eq!(run_column(&p.db, &run_id, "status"), "restored");
-    let status = p.dbsafe(&["status", "--message-format", "json"]);
-    status.expect_code(0);
-    let report = status
-        .events()
-        .into_iter()
-        .find(|e| e["type"] == "status")
-        .unwrap();
+    let report = p.status_report();
     assert_eq!(report["dirty"], serde_json::json!([]), "{report}");
 }
 
@@ -881,7 +855,7 @@ fn apply_snapshot_policy(backend: Backend) {
     applied.expect_code(0);
     let run_id = applied.run_id();
     let snapshot_id = run_column(&p.db, &run_id, "snapshot_id");
-    assert_eq!(snapshot_ids(&p), std::slice::from_ref(&snapshot_id));
+    assert_eq!(p.snapshot_dirs(), std::slice::from_ref(&snapshot_id));
     let manifest = read_manifest(&p, &snapshot_id);
     assert_eq!(manifest["run_id"], run_id.as_str());
     assert_eq!(manifest["applied_migrations"], serde_json::json!([]));
@@ -897,7 +871,7 @@ fn apply_snapshot_policy(backend: Backend) {
         .expect_code(0);
     // Nothing pending: no run to snapshot for.
     p.apply(&[]).expect_code(0);
-    assert_eq!(snapshot_ids(&p).len(), 1);
+    assert_eq!(p.snapshot_dirs().len(), 1);
     // The next run with a migration takes its own, with the first migration in it.
     p.db.execute(&rows_sql(20));
     p.migration(
@@ -916,7 +890,7 @@ fn apply_snapshot_policy(backend: Backend) {
         serde_json::json!([ITEMS_VERSION])
     );
     assert_eq!(rows_of(&manifest, "items"), 20);
-    assert_eq!(snapshot_ids(&p).len(), 2);
+    assert_eq!(p.snapshot_dirs().len(), 2);
 
     // never, and the default on a target that is not protected: none.
     for config in ["[apply]\nsnapshot = \"never\"\n", ""] {
@@ -932,7 +906,7 @@ fn apply_snapshot_policy(backend: Backend) {
                 .contains(&"snapshot.created".to_owned()),
             "{config}: {applied:?}"
         );
-        assert_eq!(snapshot_ids(&p), Vec::<String>::new(), "{config}");
+        assert_eq!(p.snapshot_dirs(), Vec::<String>::new(), "{config}");
     }
 
     // A protected target takes one by default.
@@ -950,7 +924,7 @@ fn apply_snapshot_policy(backend: Backend) {
     applied.expect_code(0);
     let run_id = applied.run_id();
     let snapshot_id = run_column(&p.db, &run_id, "snapshot_id");
-    assert_eq!(snapshot_ids(&p), std::slice::from_ref(&snapshot_id));
+    assert_eq!(p.snapshot_dirs(), std::slice::from_ref(&snapshot_id));
     let manifest = read_manifest(&p, &snapshot_id);
     assert_eq!(manifest["run_id"], run_id.as_str());
     assert_eq!(manifest["target"], "prod");
@@ -1136,7 +1110,7 @@ fn no_password_anywhere(backend: Backend) {
         let common = ["--message-format", format, "-v"];
         let create = dbsafe_with_path(&p, &path, &[&["snapshot", "create"], &common[..]].concat());
         record(format!("snapshot create ({format})"), create, 0);
-        let newest = snapshot_ids(&p).pop().unwrap();
+        let newest = p.snapshot_dirs().pop().unwrap();
         ids.push(newest.clone());
         for args in [
             vec!["snapshot", "list"],
@@ -1265,7 +1239,7 @@ fn prune_keeps_what_the_policy_says(backend: Backend) {
     let none = p.dbsafe(&["snapshot", "prune"]);
     none.expect_code(2);
     assert!(none.stderr.contains("--keep-last"), "{none:?}");
-    assert_eq!(snapshot_ids(&p).len(), 5);
+    assert_eq!(p.snapshot_dirs().len(), 5);
 
     // --dry-run says what it would delete and deletes nothing.
     let dry = p.dbsafe(&[
@@ -1292,11 +1266,11 @@ fn prune_keeps_what_the_policy_says(backend: Backend) {
     assert_eq!(would, oldest);
     let mut all_five = first.clone();
     all_five.sort();
-    assert_eq!(snapshot_ids(&p), all_five);
+    assert_eq!(p.snapshot_dirs(), all_five);
     let dry_human = p.dbsafe(&["snapshot", "prune", "--keep-last", "2", "--dry-run"]);
     dry_human.expect_code(0);
     assert!(dry_human.stdout.contains("would delete 3"), "{dry_human:?}");
-    assert_eq!(snapshot_ids(&p), all_five);
+    assert_eq!(p.snapshot_dirs(), all_five);
 
     // --keep-last 2: the three oldest go, directories and all.
     let prune = p.dbsafe(&["snapshot", "prune", "--keep-last", "2"]);
@@ -1307,7 +1281,7 @@ fn prune_keeps_what_the_policy_says(backend: Backend) {
     }
     let mut newest_two = first[3..].to_vec();
     newest_two.sort();
-    assert_eq!(snapshot_ids(&p), newest_two);
+    assert_eq!(p.snapshot_dirs(), newest_two);
     let list = p.dbsafe(&["snapshot", "list"]);
     assert!(
         !list.stdout.contains(&first[0]) && list.stdout.contains(&first[4]),
@@ -1347,13 +1321,13 @@ fn prune_keeps_what_the_policy_says(backend: Backend) {
     let mut expected = vec![first[3].clone(), first[4].clone(), later[0].clone()];
     expected.sort();
     assert_eq!(would, expected);
-    assert_eq!(snapshot_ids(&p).len(), 5, "dry run deleted nothing");
+    assert_eq!(p.snapshot_dirs().len(), 5, "dry run deleted nothing");
 
     p.dbsafe(&["snapshot", "prune", "--keep-last", "1"])
         .expect_code(0);
     let mut kept = vec![run_snapshot.clone(), later[1].clone()];
     kept.sort();
-    assert_eq!(snapshot_ids(&p), kept);
+    assert_eq!(p.snapshot_dirs(), kept);
     // Again: nothing more to delete.
     let again = p.dbsafe(&[
         "snapshot",
@@ -1387,7 +1361,7 @@ fn prune_keeps_what_the_policy_says(backend: Backend) {
     assert_eq!(by_age.events()[0]["deleted"], serde_json::json!([later[1]]));
     let mut kept = vec![run_snapshot.clone(), newest.clone()];
     kept.sort();
-    assert_eq!(snapshot_ids(&p), kept);
+    assert_eq!(p.snapshot_dirs(), kept);
 
     // The policy from dbsafe.toml when no flag is given.
     p.write_config("[snapshot]\nkeep-last = 1\n");
@@ -1400,7 +1374,7 @@ fn prune_keeps_what_the_policy_says(backend: Backend) {
     );
     let mut kept = vec![run_snapshot.clone(), newer];
     kept.sort();
-    assert_eq!(snapshot_ids(&p), kept);
+    assert_eq!(p.snapshot_dirs(), kept);
     p.dbsafe(&["snapshot", "verify", &run_snapshot])
         .expect_code(0);
 }
@@ -1474,7 +1448,7 @@ fn postgres_template_strategy() {
         let blocked = p.dbsafe(&["snapshot", "create", "--strategy", "template"]);
         blocked.expect_code(1);
         assert!(blocked.stderr.contains("Sessions connected"), "{blocked:?}");
-        assert_eq!(snapshot_ids(&p), std::slice::from_ref(&id));
+        assert_eq!(p.snapshot_dirs(), std::slice::from_ref(&id));
         assert_eq!(derived_databases(&p.db), std::slice::from_ref(&template));
     }
 
@@ -1482,7 +1456,7 @@ fn postgres_template_strategy() {
     let second = id_of(&create_snapshot(&p, &["--strategy", "template"]));
     let prune = p.dbsafe(&["snapshot", "prune", "--keep-last", "1"]);
     prune.expect_code(0);
-    assert_eq!(snapshot_ids(&p), std::slice::from_ref(&second));
+    assert_eq!(p.snapshot_dirs(), std::slice::from_ref(&second));
     let second_template = read_manifest(&p, &second)["template_database"]
         .as_str()
         .unwrap()
@@ -1520,7 +1494,7 @@ fn postgres_template_strategy() {
     );
     let prune = p.dbsafe(&["snapshot", "prune", "--keep-last", "0"]);
     prune.expect_code(0);
-    assert_eq!(snapshot_ids(&p), Vec::<String>::new());
+    assert_eq!(p.snapshot_dirs(), Vec::<String>::new());
     assert_eq!(derived_databases(&p.db), Vec::<String>::new());
     assert_same_fingerprints("live at the end", &fingerprint(&p), &live);
 }
@@ -1537,7 +1511,7 @@ fn postgres_strategy_mismatch_and_old_pg_dump() {
             "{run:?}"
         );
     }
-    assert_eq!(snapshot_ids(&p), Vec::<String>::new());
+    assert_eq!(p.snapshot_dirs(), Vec::<String>::new());
 
     // A pg_dump older than the server.
     let bin = tempfile::tempdir().unwrap();
@@ -1591,7 +1565,7 @@ fn postgres_strategy_mismatch_and_old_pg_dump() {
             "pg_dump was not run: {run:?}"
         );
         assert_eq!(
-            snapshot_ids(&p),
+            p.snapshot_dirs(),
             Vec::<String>::new(),
             "no snapshot dir left"
         );
@@ -1612,5 +1586,5 @@ fn postgres_strategy_mismatch_and_old_pg_dump() {
     assert!(apply.stderr.contains("older than the server"), "{apply:?}");
     assert!(!p.db.has_table("more_things"));
     assert_eq!(p.db.diesel_versions(), [ITEMS_VERSION]);
-    assert_eq!(snapshot_ids(&p), Vec::<String>::new());
+    assert_eq!(p.snapshot_dirs(), Vec::<String>::new());
 }
