@@ -302,23 +302,6 @@ fn no_snapshot(config: &Config, target: Option<&TargetConfig>) -> Option<String>
     }
 }
 
-/// The Levenshtein distance of two short strings (rule names, file names), for
-/// "did you mean" hints of the layout and the lint.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous + usize::from(ca != *cb);
-            previous = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
-}
-
 /// `path` relative to the project root, with `/` separators (as shown in findings and
 /// GitHub annotations); absolute when it lies outside the root.
 pub(crate) fn rel(config: &Config, path: &Path) -> String {

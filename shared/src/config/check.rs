@@ -953,34 +953,8 @@ fn suggest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
     let limit = if name.len() >= 8 { 2 } else { 1 };
     known
         .iter()
-        .map(|&candidate| (edit_distance(&normal, candidate), candidate))
+        .map(|&candidate| (strsim::osa_distance(&normal, candidate), candidate))
         .filter(|&(distance, _)| distance <= limit)
         .min_by_key(|&(distance, _)| distance)
         .map(|(_, candidate)| candidate)
-}
-
-/// The number of single-character insertions, deletions, substitutions and swaps of two
-/// neighbours that turn `a` into `b` (optimal string alignment distance).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    // rows[i][j]: the distance between the first i characters of a and the first j of b.
-    let mut rows = vec![vec![0; b.len() + 1]; a.len() + 1];
-    for (i, row) in rows.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    rows[0] = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (rows[i - 1][j] + 1)
-                .min(rows[i][j - 1] + 1)
-                .min(rows[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(rows[i - 2][j - 2] + 1);
-            }
-            rows[i][j] = best;
-        }
-    }
-    rows[a.len()][b.len()]
 }

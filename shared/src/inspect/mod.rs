@@ -163,10 +163,7 @@ pub fn data_fingerprints_parallel(url: &DatabaseUrl, jobs: usize) -> Result<Vec<
 
 /// SHA-256 of bytes as lowercase hex.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// An order-independent sum written as 32 hex digits (two's complement for a negative sum).

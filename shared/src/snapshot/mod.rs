@@ -298,14 +298,7 @@ pub fn file_checksum(path: &Path) -> Result<(u64, String)> {
         size += n as u64;
         hasher.update(&buffer[..n]);
     }
-    Ok((
-        size,
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    ))
+    Ok((size, format!("{:x}", hasher.finalize())))
 }
 
 /// The strategy `auto` resolves to for a backend, and a check that a named one fits it.

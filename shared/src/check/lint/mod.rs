@@ -385,8 +385,8 @@ fn parse_allow(body: &str) -> Option<Allow> {
             let known = configurable_rules();
             let close = known
                 .iter()
-                .filter(|k| crate::check::edit_distance(rule, k) <= 2)
-                .min_by_key(|k| crate::check::edit_distance(rule, k));
+                .filter(|k| strsim::levenshtein(rule, k) <= 2)
+                .min_by_key(|k| strsim::levenshtein(rule, k));
             match close {
                 Some(close) => format!("unknown rule `{rule}`: did you mean `{close}`?"),
                 None => format!("unknown rule `{rule}`"),
