@@ -30,7 +30,7 @@ use crate::step::{
     run_verify, set_timeouts, timeouts_sql,
 };
 use crate::target::{Backend, Target};
-use crate::verify::{self, VerifyOptions};
+use crate::verify::{self, VerifyOptions, baseline::Baseline};
 
 /// What the operator asked of this apply.
 #[derive(Debug, Clone, Default)]
@@ -41,7 +41,13 @@ pub struct ApplyOptions {
     pub target_version: Option<String>,
     /// Accept a changed database identity and re-bind the target (`--rebind`).
     pub rebind: bool,
+    /// The rehearsal's: collects, per migration version, the locks its transaction held
+    /// before commit (PostgreSQL).
+    pub lock_log: Option<LockLog>,
 }
+
+/// Locks each migration's transaction held before commit, by version, in order.
+pub type LockLog = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<String>)>>>;
 
 /// The result of a successful apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +193,7 @@ fn apply_locked(
     } else {
         None
     };
+    let baseline = capture_baseline(config, db, snapshot.as_ref(), &context.id)?;
     let snapshot_id = snapshot.as_ref().map(|m| m.id.clone());
     ledger::insert_run(
         &mut db.conn,
@@ -235,7 +242,13 @@ fn apply_locked(
     }
 
     let mut done: Vec<&Migration> = Vec::new();
-    if let Some(failure) = run_body(config, target, db, recorder, &pending, &mut done)? {
+    let body = Body {
+        config,
+        target,
+        options,
+        baseline: &baseline,
+    };
+    if let Some(failure) = run_body(&body, db, recorder, &pending, &mut done)? {
         let scope = RunScope {
             config,
             target,
@@ -251,16 +264,91 @@ fn apply_locked(
     })
 }
 
-/// The body of a run: each pending migration, then the seeds, then (with `[apply] verify`)
-/// the verification. Returns the first failure, with `done` holding what was applied.
-fn run_body<'m>(
+/// What the body of a run works with.
+struct Body<'a> {
+    config: &'a Config,
+    target: &'a Target,
+    options: &'a ApplyOptions,
+    /// Row counts and hashes before the first migration.
+    baseline: &'a Baseline,
+}
+
+/// Before the first migration: what the after-run checks compare with. From the pre-run
+/// snapshot's manifest when there is one; else the row counts of every table (exact where
+/// `row-counts` runs after the migrations, else exact up to a million estimated rows) and
+/// the content hashes of the tables `checksums` covers, when it runs.
+fn capture_baseline(
     config: &Config,
-    target: &Target,
+    db: &mut Database,
+    snapshot: Option<&Manifest>,
+    run_id: &str,
+) -> Result<Baseline> {
+    if let Some(manifest) = snapshot {
+        return Ok(Baseline::from_manifest(manifest));
+    }
+    let checks = if config.apply.verify {
+        verify::selected_builtins(config, &VerifyOptions::default())
+    } else {
+        Vec::new()
+    };
+    let unchanged = &config.verify.unchanged_tables;
+    let hashed: Option<&[String]> = match checks.contains(&"checksums") {
+        true if unchanged.is_empty() => None,
+        true => Some(unchanged),
+        false => Some(&[]),
+    };
+    Baseline::capture(db, run_id, checks.contains(&"row-counts"), hashed)
+}
+
+/// After the migrations and seeds: records in the ledger the row count of each table the
+/// run changed, before and after, and warns of each that changed by more than
+/// `max-row-change`.
+fn record_row_counts(
+    config: &Config,
+    db: &mut Database,
+    recorder: &mut Recorder<'_>,
+    baseline: &Baseline,
+) -> Result<()> {
+    let exact = baseline.tables.values().all(|c| !c.estimated);
+    let after = verify::baseline::counts(db, exact)?;
+    let changed = verify::baseline::changes(baseline, &after);
+    ledger::insert_row_counts(db, &recorder.context.id, &changed)?;
+    let Some(max) = config.verify.max_row_change else {
+        return Ok(());
+    };
+    for change in changed
+        .iter()
+        .filter(|c| c.percent().is_some_and(|p| p.abs() > max))
+    {
+        recorder.emit(
+            db,
+            EventKind::PreflightWarning {
+                message: format!(
+                    "row count changed by more than max-row-change = {max}% in this run: {}",
+                    change.describe()
+                ),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// The body of a run: each pending migration, then the seeds, then the row counts it
+/// changed, then (with `[apply] verify`) the verification against the baseline. Returns
+/// the first failure, with `done` holding what was applied.
+fn run_body<'m>(
+    body: &Body<'_>,
     db: &mut Database,
     recorder: &mut Recorder<'_>,
     pending: &[&'m Migration],
     done: &mut Vec<&'m Migration>,
 ) -> Result<Option<Failure>> {
+    let Body {
+        config,
+        target,
+        options,
+        baseline,
+    } = *body;
     for (index, migration) in pending.iter().enumerate() {
         recorder.emit_deferred(EventKind::MigrationStarted {
             version: migration.version.clone(),
@@ -269,7 +357,8 @@ fn run_body<'m>(
             total: pending.len(),
             transactional: is_transactional(db.backend(), migration),
         })?;
-        match apply_one(db, recorder, &config.apply, migration, (index + 1) as i32) {
+        let seq = (index + 1) as i32;
+        match apply_one(db, recorder, &config.apply, options, migration, seq) {
             Ok(()) => done.push(migration),
             Err(failure) => {
                 if failure.applied {
@@ -292,8 +381,9 @@ fn run_body<'m>(
             Err(message) => return Ok(Some(Failure::of_run(message))),
         }
     }
+    record_row_counts(config, db, recorder, baseline)?;
     if config.apply.verify {
-        return verify_after(config, target, db, recorder);
+        return verify_after(config, target, db, recorder, baseline);
     }
     Ok(None)
 }
@@ -325,15 +415,21 @@ fn check_preconditions(config: &Config, target: &Target, db: &mut Database) -> R
     )))
 }
 
-/// `[apply] verify = true`: dbverify's checks and the `after` invariants, inside the run.
-/// Each failing check is recorded as `verify.failed`; the failure goes to the policy.
+/// `[apply] verify = true`: dbverify's checks and the `after` invariants, inside the run,
+/// row counts and checksums against the baseline. Each failing check is recorded as
+/// `verify.failed`; the failure goes to the policy.
 fn verify_after(
     config: &Config,
     target: &Target,
     db: &mut Database,
     recorder: &mut Recorder<'_>,
+    baseline: &Baseline,
 ) -> Result<Option<Failure>> {
-    let results = verify::verify(config, target, db, &VerifyOptions::default())?;
+    let options = VerifyOptions {
+        baseline: Some(baseline.clone()),
+        ..Default::default()
+    };
+    let results = verify::verify(config, target, db, &options)?;
     let failed: Vec<&verify::CheckResult> = results.iter().filter(|r| r.fails()).collect();
     if failed.is_empty() {
         return Ok(None);
@@ -405,10 +501,24 @@ struct RunScope<'a> {
     total: usize,
 }
 
+/// The locks this session's transaction holds on user tables (PostgreSQL), like
+/// `AccessExclusiveLock on users (52000 rows)`.
+fn held_locks(conn: &mut crate::connection::AnyConnection) -> diesel::QueryResult<Vec<String>> {
+    crate::connection::texts(
+        conn,
+        "SELECT l.mode || ' on ' || c.relname || ' (' || CAST(GREATEST(c.reltuples, 0) AS BIGINT) || ' rows)' AS v \
+         FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE l.pid = pg_backend_pid() AND l.granted AND c.relkind IN ('r', 'p') \
+         AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND c.relname <> '__diesel_schema_migrations' \
+         AND c.relname NOT LIKE 'dbsafe\\_%' ORDER BY c.relname, l.mode",
+    )
+}
+
 fn apply_one(
     db: &mut Database,
     recorder: &mut Recorder<'_>,
     config: &ApplyConfig,
+    options: &ApplyOptions,
     migration: &Migration,
     seq: i32,
 ) -> Result<(), Failure> {
@@ -430,6 +540,12 @@ fn apply_one(
                 conn.run_migration(&migration.in_open_transaction(prelude))
                     .map_err(|e| StepError::Migration(e.to_string()))?;
                 run_verify(conn, backend, migration)?;
+                if let Some(log) = options.lock_log.as_ref().filter(|_| backend == Backend::Postgres) {
+                    let locks = held_locks(conn).map_err(|e| StepError::Migration(e.to_string()))?;
+                    if let Ok(mut log) = log.lock() {
+                        log.push((migration.version.clone(), locks));
+                    }
+                }
                 step.finished_at = Some(now());
                 step.duration_ms = Some(millis(started) as i64);
                 step.attempts = attempt;

@@ -262,13 +262,17 @@ pub enum EventKind {
         /// True when finished by a later command after an interruption.
         recovered: bool,
     },
-    /// A dirty step was marked resolved by an operator.
+    /// An operator recorded a migration's real state (a dirty step, or any version after
+    /// drift): `resolve VERSION --as applied|reverted`.
     #[serde(rename = "step.resolved")]
     StepResolved {
         /// Migration version.
         version: String,
         /// What the operator says the state is: `applied` or `reverted`.
         state: String,
+        /// Why (`--reason`).
+        #[serde(default)]
+        reason: Option<String>,
     },
 }
 

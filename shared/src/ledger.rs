@@ -11,10 +11,11 @@ use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::target::Backend;
+use crate::verify::baseline::RowChange;
 
 /// The version of the ledger's own schema; later releases upgrade older ledgers in [`ensure`].
-/// Version 2 added `dbsafe_runs.restored_by`.
-pub const LEDGER_SCHEMA_VERSION: i64 = 2;
+/// Version 2 added `dbsafe_runs.restored_by`; version 3 the table `dbsafe_row_counts`.
+pub const LEDGER_SCHEMA_VERSION: i64 = 3;
 
 pub use schema::*;
 
@@ -83,6 +84,17 @@ pub mod schema {
             at -> Text,
             operator -> Nullable<Text>,
             payload -> Text,
+        }
+    }
+
+    diesel::table! {
+        /// The row count of each table a run changed, before and after it (version 3).
+        dbsafe_row_counts (run_id, table_name) {
+            run_id -> Text,
+            table_name -> Text,
+            rows_before -> Nullable<BigInt>,
+            rows_after -> Nullable<BigInt>,
+            estimated -> Bool,
         }
     }
 
@@ -170,6 +182,17 @@ pub struct StepRow {
     pub attempts: i32,
     /// The error, if any.
     pub error: Option<String>,
+}
+
+/// A row of `dbsafe_row_counts`.
+#[derive(Debug, Clone, PartialEq, Queryable, Insertable)]
+#[diesel(table_name = dbsafe_row_counts)]
+struct RowCountRow {
+    run_id: String,
+    table_name: String,
+    rows_before: Option<i64>,
+    rows_after: Option<i64>,
+    estimated: bool,
 }
 
 /// Step statuses.
@@ -317,10 +340,75 @@ fn upgrade(db: &mut Database) -> Result<()> {
         db.execute("ALTER TABLE dbsafe_runs ADD COLUMN restored_by VARCHAR(40)")
             .map_err(fail)?;
     }
+    ensure_row_counts_table(db)?;
     if meta_get(db, "schema_version")?.as_deref() != Some(&LEDGER_SCHEMA_VERSION.to_string()) {
         meta_set(db, "schema_version", &LEDGER_SCHEMA_VERSION.to_string())?;
     }
     Ok(())
+}
+
+/// `dbsafe_row_counts` (ledger version 3): the row count of each table a run changed,
+/// before and after it. Idempotent.
+fn ensure_row_counts_table(db: &mut Database) -> Result<()> {
+    let boolean = "BOOLEAN";
+    db.execute(&format!(
+        "CREATE TABLE IF NOT EXISTS dbsafe_row_counts (
+            run_id VARCHAR(40) NOT NULL, table_name VARCHAR(255) NOT NULL,
+            rows_before BIGINT, rows_after BIGINT, estimated {boolean} NOT NULL,
+            PRIMARY KEY (run_id, table_name))"
+    ))
+    .map_err(|e| Error::db("upgrading dbsafe's ledger", e))
+}
+
+/// Records the row counts a run changed.
+pub fn insert_row_counts(db: &mut Database, run_id: &str, changes: &[RowChange]) -> Result<()> {
+    let rows: Vec<RowCountRow> = changes
+        .iter()
+        .map(|c| RowCountRow {
+            run_id: run_id.to_owned(),
+            table_name: c.table.clone(),
+            rows_before: c.before.map(|n| n as i64),
+            rows_after: c.after.map(|n| n as i64),
+            estimated: c.estimated,
+        })
+        .collect();
+    write_row_counts(&mut db.conn, &rows).map_err(|e| Error::db("writing dbsafe_row_counts", e))
+}
+
+fn write_row_counts(conn: &mut AnyConnection, rows: &[RowCountRow]) -> QueryResult<()> {
+    for row in rows {
+        diesel::insert_into(dbsafe_row_counts::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+fn row_count_rows(db: &mut Database, run_id: &str) -> Result<Vec<RowCountRow>> {
+    if !db
+        .table_exists("dbsafe_row_counts")
+        .map_err(|e| Error::db("reading dbsafe_row_counts", e))?
+    {
+        return Ok(Vec::new());
+    }
+    dbsafe_row_counts::table
+        .filter(dbsafe_row_counts::run_id.eq(run_id))
+        .order(dbsafe_row_counts::table_name)
+        .load(&mut db.conn)
+        .map_err(|e| Error::db("reading dbsafe_row_counts", e))
+}
+
+/// The row counts a run changed, by table (empty for a ledger older than version 3).
+pub fn row_counts(db: &mut Database, run_id: &str) -> Result<Vec<RowChange>> {
+    Ok(row_count_rows(db, run_id)?
+        .into_iter()
+        .map(|r| RowChange {
+            table: r.table_name,
+            before: r.rows_before.map(|n| n.max(0) as u64),
+            after: r.rows_after.map(|n| n.max(0) as u64),
+            estimated: r.estimated,
+        })
+        .collect())
 }
 
 /// Reads a `dbsafe_meta` value.
@@ -570,6 +658,10 @@ pub fn copy_runs(
             .load(&mut from.conn)
             .map_err(|e| Error::db("reading dbsafe_events", e))?;
         run.restored_by = Some(restored_by.to_owned());
+        let counts = row_count_rows(from, &run.id)?;
+        if !counts.is_empty() {
+            ensure_row_counts_table(to)?;
+        }
         to.conn
             .transaction(|conn| {
                 insert_run(conn, &run)?;
@@ -581,6 +673,7 @@ pub fn copy_runs(
                         .values(event)
                         .execute(conn)?;
                 }
+                write_row_counts(conn, &counts)?;
                 Ok::<_, diesel::result::Error>(())
             })
             .map_err(|e| Error::db("writing the rewound runs into the restored ledger", e))?;

@@ -1,19 +1,18 @@
 //! `cargo dbsafe plan`: what apply would do, touching nothing: preflight results, the
 //! pending migrations in order (transactional or not), the snapshot apply would take and
-//! the failure policy. `--rehearse` runs the pending migrations on a throwaway clone of the
-//! target and reports each one's errors, duration and the locks it took.
+//! the failure policy, the seeds and checks that follow. `--rehearse` runs on a throwaway
+//! clone of the target exactly what apply would run, with apply's own code (migrations,
+//! verify.sql, seeds, the after-run verification against its baseline), and reports each
+//! step's error, duration and the locks it took.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
 
-use diesel::Connection;
-use diesel::migration::MigrationConnection;
-use diesel_migrations::MigrationHarness;
 use serde::Serialize;
 
-use crate::apply::wants_snapshot;
-use crate::config::{Config, Phase};
-use crate::connection::{self, Create, Database};
+use crate::apply::{self, ApplyOptions, LockLog, wants_snapshot};
+use crate::config::{Config, FailurePolicy, Phase, SnapshotPolicy, SnapshotStrategy};
+use crate::connection::{Create, Database};
+use crate::event::{Event, EventKind, EventSink};
 use crate::error::{Error, Result};
 use crate::identity;
 use crate::ledger;
@@ -21,7 +20,7 @@ use crate::migrations::{Migration, MigrationSet};
 use crate::preflight;
 use crate::run::new_run_id;
 use crate::snapshot::{self, Scratch};
-use crate::step::{is_transactional, millis};
+use crate::step::is_transactional;
 use crate::target::{Backend, Target};
 use crate::verify::{self, VerifyOptions};
 
@@ -52,12 +51,15 @@ pub struct PlannedMigration {
     pub reversible: bool,
 }
 
-/// The outcome of one migration on the rehearsal clone.
+/// The outcome of one step on the rehearsal clone.
 #[derive(Debug, Clone, Serialize)]
 pub struct Rehearsed {
-    /// Version.
+    /// What ran: `migration`, `seed`, `check` (the after-run verification, listed when it
+    /// fails) or `apply` (a failure before any step).
+    pub step: &'static str,
+    /// Version (migrations only; empty otherwise).
     pub version: String,
-    /// Directory name.
+    /// Directory name, seed name or check name.
     pub name: String,
     /// The server's error, if it failed.
     pub error: Option<String>,
@@ -86,7 +88,12 @@ pub struct Plan {
     pub snapshot: Option<String>,
     /// `[apply] on-failure`.
     pub on_failure: String,
-    /// `--rehearse`: each pending migration on a throwaway clone.
+    /// The seeds apply runs after the migrations, in order.
+    pub seeds: Vec<String>,
+    /// The checks apply runs after the migrations and seeds (`[apply] verify = true`):
+    /// built-ins and `after` invariants.
+    pub checks: Vec<String>,
+    /// `--rehearse`: what apply would run, on a throwaway clone, step by step.
     pub rehearsal: Option<Vec<Rehearsed>>,
 }
 
@@ -203,11 +210,27 @@ pub fn plan(config: &Config, target: &Target, rehearse: bool) -> Result<Plan> {
                 .map(|s| s.as_str().to_owned())
         })
         .transpose()?;
-    let rehearsal = if rehearse && !pending.is_empty() {
+    let rehearsal = if rehearse {
         drop(db.take());
-        Some(rehearse_on_clone(config, target, &pending)?)
+        Some(rehearse_on_clone(config, target)?)
     } else {
         None
+    };
+    let checks = if config.apply.verify {
+        let builtins = verify::selected_builtins(config, &VerifyOptions::default());
+        builtins
+            .into_iter()
+            .map(str::to_owned)
+            .chain(
+                config
+                    .invariants
+                    .iter()
+                    .filter(|i| i.phase == Phase::After && i.applies_to(&target.name))
+                    .map(|i| i.name.clone()),
+            )
+            .collect()
+    } else {
+        Vec::new()
     };
     Ok(Plan {
         target: target.name.clone(),
@@ -225,92 +248,152 @@ pub fn plan(config: &Config, target: &Target, rehearse: bool) -> Result<Plan> {
             .collect(),
         snapshot,
         on_failure: config.apply.on_failure.as_str().to_owned(),
+        seeds: crate::seed::for_target(config, target)
+            .iter()
+            .map(|s| s.name.clone())
+            .collect(),
+        checks,
         rehearsal,
     })
 }
 
+/// Collects the events of the rehearsal's apply.
+#[derive(Default)]
+struct Collected(Vec<Event>);
+
+impl EventSink for Collected {
+    fn emit(&mut self, event: &Event) {
+        self.0.push(event.clone());
+    }
+}
+
 /// Clones the target into a scratch database (through a snapshot in a temporary
-/// directory, so the target is only read), runs the pending migrations there and drops it.
-fn rehearse_on_clone(
-    config: &Config,
-    target: &Target,
-    pending: &[&Migration],
-) -> Result<Vec<Rehearsed>> {
+/// directory, so the target is only read), runs on it exactly what apply would run, with
+/// apply's own code (migrations with their verify.sql, seeds, the after-run verification
+/// against its baseline), and drops it.
+fn rehearse_on_clone(config: &Config, target: &Target) -> Result<Vec<Rehearsed>> {
     let id = new_run_id();
     let scratch = Scratch::create(&target.url, &id)?;
     let mut clone_config = config.clone();
     clone_config.snapshot_dir =
         std::env::temp_dir().join(format!("dbsafe-rehearsal-{id}-{}", std::process::id()));
+    // The clone is thrown away: no snapshot of it, and a failure stops where it happened.
+    clone_config.apply.snapshot = SnapshotPolicy::Never;
+    clone_config.apply.on_failure = FailurePolicy::Stop;
     let result = (|| {
         if let Ok(mut source) = Database::connect(&target.url, Create::Never) {
-            let strategy =
-                match snapshot::resolve_strategy(config.snapshot.strategy, source.backend())? {
-                    crate::config::SnapshotStrategy::Template => {
-                        crate::config::SnapshotStrategy::PgDump
-                    }
-                    other => other,
-                };
+            let strategy = match snapshot::resolve_strategy(config.snapshot.strategy, source.backend())? {
+                SnapshotStrategy::Template => SnapshotStrategy::PgDump,
+                other => other,
+            };
             let manifest = snapshot::create(&clone_config, target, &mut source, strategy, None)?;
             drop(source);
             snapshot::restore_into(&clone_config, &manifest, scratch.url())?;
-        }
-        let mut clone = Database::connect(scratch.url(), Create::IfMissing)?;
-        clone
-            .conn
-            .setup()
-            .map_err(|e| Error::db("preparing the rehearsal clone", e))?;
-        if clone.backend() == Backend::Postgres {
-            // A restored database has no statistics yet; the lock report needs row estimates.
-            clone
-                .execute("ANALYZE")
-                .map_err(|e| Error::db("analyzing the rehearsal clone", e))?;
-        }
-        let mut out = Vec::new();
-        for migration in pending {
-            let rehearsed = rehearse_one(&mut clone, migration);
-            let failed = rehearsed.error.is_some();
-            out.push(rehearsed);
-            if failed {
-                break;
+            if scratch.url().backend() == Backend::Postgres {
+                // A restored database has no statistics yet; the lock report needs row estimates.
+                Database::connect(scratch.url(), Create::Never)?
+                    .execute("ANALYZE")
+                    .map_err(|e| Error::db("analyzing the rehearsal clone", e))?;
             }
         }
-        Ok(out)
+        let clone = Target {
+            url: scratch.url().clone(),
+            protected: false,
+            ..target.clone()
+        };
+        let log = LockLog::default();
+        let options = ApplyOptions {
+            // The clone's ledger names the target's database: bind it to the clone.
+            rebind: true,
+            lock_log: Some(log.clone()),
+            ..Default::default()
+        };
+        let mut events = Collected::default();
+        let outcome = apply::apply(&clone_config, &clone, &options, &mut events);
+        let locks = log.lock().map(|l| l.clone()).unwrap_or_default();
+        rehearsal_report(config, target, &events.0, &locks, outcome)
     })();
     let _ = std::fs::remove_dir_all(&clone_config.snapshot_dir);
     drop(scratch);
     result
 }
 
-fn rehearse_one(clone: &mut Database, migration: &Migration) -> Rehearsed {
-    let started = Instant::now();
-    let backend = clone.backend();
-    let mut locks = Vec::new();
-    let result: std::result::Result<(), String> = if backend == Backend::Postgres
-        && migration.run_in_transaction
-    {
-        clone
-            .conn
-            .transaction::<(), diesel::result::Error, _>(|conn| {
-                conn.run_migration(migration).map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
-                // The locks this migration's own transaction holds, before it commits.
-                locks = connection::texts(
-                    conn,
-                    "SELECT l.mode || ' on ' || c.relname || ' (' || CAST(GREATEST(c.reltuples, 0) AS BIGINT) || ' rows)' AS v \
-                     FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace \
-                     WHERE l.pid = pg_backend_pid() AND l.granted AND c.relkind IN ('r', 'p') \
-                     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND c.relname <> '__diesel_schema_migrations' \
-                     ORDER BY c.relname, l.mode",
-                )?;
-                Ok(())
-            })
-            .map_err(|e| e.to_string())
-    } else {
-        clone
-            .conn
-            .run_migration(migration)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+/// The rehearsal's steps, from the events of its apply: each migration, each seed, each
+/// failing check; the step that stopped it carries the server's message.
+fn rehearsal_report(
+    config: &Config,
+    target: &Target,
+    events: &[Event],
+    locks: &[(String, Vec<String>)],
+    outcome: Result<apply::ApplyOutcome>,
+) -> Result<Vec<Rehearsed>> {
+    let mut out: Vec<Rehearsed> = Vec::new();
+    for event in events {
+        match &event.kind {
+            EventKind::MigrationApplied {
+                version,
+                name,
+                duration_ms,
+                ..
+            } => {
+                let held = locks
+                    .iter()
+                    .find(|(v, _)| v == version)
+                    .map(|(_, l)| l.clone())
+                    .unwrap_or_default();
+                out.push(rehearsed("migration", version, name, None, *duration_ms, held));
+            }
+            EventKind::MigrationFailed {
+                version,
+                name,
+                error,
+                ..
+            } => out.push(rehearsed("migration", version, name, Some(error), 0, Vec::new())),
+            EventKind::VerifyFailed { version, message } if !version.is_empty() => {
+                if let Some(step) = out.iter_mut().find(|r| r.version == *version) {
+                    step.error.get_or_insert_with(|| format!("verify.sql failed: {message}"));
+                }
+            }
+            EventKind::VerifyFailed { message, .. } => {
+                let check = message.split(':').next().unwrap_or_default();
+                out.push(rehearsed("check", "", check, Some(message), 0, Vec::new()));
+            }
+            EventKind::SeedApplied { name, duration_ms } => {
+                out.push(rehearsed("seed", "", name, None, *duration_ms, Vec::new()));
+            }
+            _ => {}
+        }
+    }
+    let error = match outcome {
+        Ok(_) => return Ok(out),
+        Err(Error::Usage(message)) => return Err(Error::Usage(message)),
+        Err(e) => e.to_string(),
     };
+    if out.iter().any(|r| r.error.is_some()) {
+        return Ok(out);
+    }
+    // A seed stopped it (the seeds ran are in `out`), or something before any step.
+    let seeded: Vec<&str> = out.iter().filter(|r| r.step == "seed").map(|r| r.name.as_str()).collect();
+    let first_line = error.lines().next().unwrap_or_default().to_owned();
+    let failed_seed = crate::seed::for_target(config, target)
+        .into_iter()
+        .find(|s| !seeded.contains(&s.name.as_str()))
+        .filter(|s| first_line.starts_with(&format!("seed {} failed", s.name)));
+    match failed_seed {
+        Some(seed) => out.push(rehearsed("seed", "", &seed.name, Some(&first_line), 0, Vec::new())),
+        None => out.push(rehearsed("apply", "", "apply", Some(&error), 0, Vec::new())),
+    }
+    Ok(out)
+}
+
+fn rehearsed(
+    step: &'static str,
+    version: &str,
+    name: &str,
+    error: Option<&String>,
+    duration_ms: u64,
+    locks: Vec<String>,
+) -> Rehearsed {
     let warnings = locks
         .iter()
         .filter(|lock| lock.starts_with("AccessExclusiveLock"))
@@ -324,10 +407,11 @@ fn rehearse_one(clone: &mut Database, migration: &Migration) -> Rehearsed {
         })
         .collect();
     Rehearsed {
-        version: migration.version.clone(),
-        name: migration.name.clone(),
-        error: result.err(),
-        duration_ms: millis(started),
+        step,
+        version: version.to_owned(),
+        name: name.to_owned(),
+        error: error.cloned(),
+        duration_ms,
         locks,
         warnings,
     }

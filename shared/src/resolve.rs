@@ -1,7 +1,10 @@
-//! `cargo dbsafe resolve VERSION --as applied|reverted`: after repairing a dirty target by
-//! hand, the operator records what state the migration is in, and the ledger and diesel's
-//! table are made to agree with it.
+//! `cargo dbsafe resolve VERSION --as applied|reverted [--reason TEXT]`: after repairing a
+//! dirty target by hand, or finding by drift that the schema matches an older version than
+//! the migrations table says, the operator records what state the migration is in, and the
+//! ledger and diesel's table are made to agree with it (a `step.resolved` event with the
+//! operator and the reason; outside a dirty step, a `resolve` run of one step).
 
+use diesel::migration::MigrationConnection;
 use diesel::prelude::*;
 
 use crate::config::Config;
@@ -10,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
 use crate::identity;
 use crate::journal::Journal;
-use crate::ledger::{self, __diesel_schema_migrations, step_status};
+use crate::ledger::{self, RunRow, StepRow, __diesel_schema_migrations, run_status, step_status};
+use crate::migrations::MigrationSet;
 use crate::lock;
 use crate::preflight::{self, Confirmation};
 use crate::run::{RunContext, now};
@@ -34,6 +38,7 @@ pub fn resolve(
     version: &str,
     state: ResolvedState,
     confirmation: Confirmation,
+    reason: Option<&str>,
     sink: &mut dyn EventSink,
 ) -> Result<()> {
     preflight::guard_protected(target, confirmation)?;
@@ -41,9 +46,60 @@ pub fn resolve(
     identity::check(&mut db, target, &config.snapshot_dir, false)?;
     let context = RunContext::new(&config.root);
     let lock = lock::acquire_now(&mut db, &context.id, "resolving a step")?;
-    let result = resolve_locked(config, target, &mut db, &context, version, state, sink);
+    let asked = Asked {
+        version,
+        state,
+        reason,
+    };
+    let result = resolve_locked(config, target, &mut db, &context, &asked, sink);
     lock.release(&mut db);
     result
+}
+
+/// What the operator asked to record.
+struct Asked<'a> {
+    version: &'a str,
+    state: ResolvedState,
+    reason: Option<&'a str>,
+}
+
+impl Asked<'_> {
+    fn word(&self) -> &'static str {
+        match self.state {
+            ResolvedState::Applied => "applied",
+            ResolvedState::Reverted => "reverted",
+        }
+    }
+
+    fn event(&self, run_id: &str, version: &str, operator: &str) -> Event {
+        Event {
+            run_id: Some(run_id.to_owned()),
+            at: now(),
+            operator: Some(operator.to_owned()),
+            kind: EventKind::StepResolved {
+                version: version.to_owned(),
+                state: self.word().into(),
+                reason: self.reason.map(str::to_owned),
+            },
+        }
+    }
+}
+
+/// Makes diesel's table say `version` is applied or not, in `conn`'s transaction.
+fn set_diesel_state(
+    conn: &mut crate::connection::AnyConnection,
+    version: &str,
+    state: ResolvedState,
+) -> QueryResult<()> {
+    let versions =
+        __diesel_schema_migrations::table.filter(__diesel_schema_migrations::version.eq(version));
+    diesel::delete(versions).execute(conn)?;
+    if state == ResolvedState::Applied {
+        diesel::insert_into(__diesel_schema_migrations::table)
+            .values(__diesel_schema_migrations::version.eq(version))
+            .execute(conn)?;
+    }
+    Ok(())
 }
 
 fn resolve_locked(
@@ -51,10 +107,10 @@ fn resolve_locked(
     target: &Target,
     db: &mut Database,
     context: &RunContext,
-    version: &str,
-    state: ResolvedState,
+    asked: &Asked<'_>,
     sink: &mut dyn EventSink,
 ) -> Result<()> {
+    let (version, state) = (asked.version, asked.state);
     let dirty = if ledger::exists(db)? {
         ledger::dirty_steps(db)?
     } else {
@@ -64,55 +120,132 @@ fn resolve_locked(
         .iter()
         .find(|s| s.version == version || s.name == version)
     else {
-        let known: Vec<&str> = dirty.iter().map(|s| s.version.as_str()).collect();
-        return Err(Error::Usage(format!(
-            "no dirty step for migration `{version}`; {}",
-            if known.is_empty() {
-                "the target is not dirty".to_owned()
-            } else {
-                format!("dirty: {}", known.join(", "))
-            }
-        )));
+        return resolve_version(config, target, db, context, asked, &dirty, sink);
     };
     // The step's status says what the step did: a dirty `up` step resolved as applied
     // applied, one resolved as reverted failed; a dirty `down` step (a revert that did not
     // finish) the other way round.
     let down = step.direction == "down";
-    let (status, word) = match state {
-        ResolvedState::Applied if down => (step_status::FAILED, "applied"),
-        ResolvedState::Applied => (step_status::APPLIED, "applied"),
-        ResolvedState::Reverted if down => (step_status::REVERTED, "reverted"),
-        ResolvedState::Reverted => (step_status::FAILED, "reverted"),
+    let status = match state {
+        ResolvedState::Applied if down => step_status::FAILED,
+        ResolvedState::Applied => step_status::APPLIED,
+        ResolvedState::Reverted if down => step_status::REVERTED,
+        ResolvedState::Reverted => step_status::FAILED,
     };
+    let word = asked.word();
     let mut resolved = step.clone();
     resolved.status = status.into();
     resolved.error = Some(format!(
-        "resolved by {} as {word}: {}",
+        "resolved by {} as {word}{}: {}",
         context.operator,
+        asked.reason.map(|r| format!(" ({r})")).unwrap_or_default(),
         step.error.clone().unwrap_or_default()
     ));
-    let event = Event {
-        run_id: Some(step.run_id.clone()),
-        at: now(),
-        operator: Some(context.operator.clone()),
-        kind: EventKind::StepResolved {
-            version: step.version.clone(),
-            state: word.into(),
-        },
-    };
+    let event = asked.event(&step.run_id, &step.version, &context.operator);
     db.conn
         .transaction(|conn| {
             ledger::finish_step(conn, &resolved)?;
-            let versions = __diesel_schema_migrations::table
-                .filter(__diesel_schema_migrations::version.eq(&step.version));
-            diesel::delete(versions).execute(conn)?;
-            if state == ResolvedState::Applied {
-                diesel::insert_into(__diesel_schema_migrations::table)
-                    .values(__diesel_schema_migrations::version.eq(&step.version))
-                    .execute(conn)?;
-            }
+            set_diesel_state(conn, &step.version, state)?;
             let seq = ledger::last_event_seq(conn, &step.run_id)? + 1;
             ledger::insert_event(conn, seq, &event)
+        })
+        .map_err(|e| Error::db("recording the resolution", e))?;
+    sink.emit(&event);
+    Journal::new(&config.snapshot_dir).append(&target.name, &event)
+}
+
+/// A version that is not a dirty step: any migration on disk or applied. Records a
+/// `resolve` run of one step (`up`/`applied` or `down`/`reverted`), so the ledger's newest
+/// step for the version says what the operator found, and sets diesel's table to match.
+fn resolve_version(
+    config: &Config,
+    target: &Target,
+    db: &mut Database,
+    context: &RunContext,
+    asked: &Asked<'_>,
+    dirty: &[StepRow],
+    sink: &mut dyn EventSink,
+) -> Result<()> {
+    let set = MigrationSet::load(&config.migrations_dir)?;
+    let applied = ledger::diesel_applied(db)?;
+    let migration = set
+        .migrations
+        .iter()
+        .find(|m| m.version == asked.version || m.name == asked.version);
+    let version = match migration {
+        Some(m) => m.version.clone(),
+        None if applied.iter().any(|v| v == asked.version) => asked.version.to_owned(),
+        None => {
+            return Err(Error::Usage(format!(
+                "no migration `{}` in {} nor in __diesel_schema_migrations; {}",
+                asked.version,
+                set.dir.display(),
+                if dirty.is_empty() {
+                    "give the version of an applied or pending migration (cargo dbsafe status lists them)".to_owned()
+                } else {
+                    let known: Vec<&str> = dirty.iter().map(|s| s.version.as_str()).collect();
+                    format!("dirty: {}", known.join(", "))
+                }
+            )));
+        }
+    };
+    ledger::ensure(db)?;
+    let finished = now();
+    let word = asked.word();
+    let note = format!(
+        "resolved by {} as {word}{}",
+        context.operator,
+        asked.reason.map(|r| format!(": {r}")).unwrap_or_default()
+    );
+    let run = RunRow {
+        id: context.id.clone(),
+        kind: "resolve".into(),
+        target: target.name.clone(),
+        environment: target.environment.to_string(),
+        operator: context.operator.clone(),
+        host: context.host.clone(),
+        tool_version: context.tool_version.clone(),
+        git_commit: context.git_commit.clone(),
+        git_dirty: context.git_dirty,
+        started_at: finished.clone(),
+        finished_at: Some(finished.clone()),
+        status: run_status::SUCCEEDED.into(),
+        snapshot_id: None,
+        bundle_hash: None,
+        error: None,
+        parent_run: None,
+        restored_by: None,
+    };
+    let (direction, status) = match asked.state {
+        ResolvedState::Applied => ("up", step_status::APPLIED),
+        ResolvedState::Reverted => ("down", step_status::REVERTED),
+    };
+    let step = StepRow {
+        run_id: context.id.clone(),
+        seq: 1,
+        version: version.clone(),
+        name: migration.map_or_else(|| version.clone(), |m| m.name.clone()),
+        direction: direction.into(),
+        status: status.into(),
+        transactional: true,
+        up_checksum: migration.map(|m| m.up_checksum.clone()).unwrap_or_default(),
+        down_checksum: migration.and_then(|m| m.down_checksum.clone()),
+        started_at: finished.clone(),
+        finished_at: Some(finished),
+        duration_ms: Some(0),
+        attempts: 1,
+        error: Some(note),
+    };
+    let event = asked.event(&context.id, &version, &context.operator);
+    db.conn
+        .setup()
+        .map_err(|e| Error::db("creating __diesel_schema_migrations", e))?;
+    db.conn
+        .transaction(|conn| {
+            ledger::insert_run(conn, &run)?;
+            ledger::insert_step(conn, &step)?;
+            set_diesel_state(conn, &version, asked.state)?;
+            ledger::insert_event(conn, 1, &event)
         })
         .map_err(|e| Error::db("recording the resolution", e))?;
     sink.emit(&event);

@@ -1,4 +1,5 @@
-//! `cargo dbsafe runs [show RUN]`: the ledger's runs, and one run with its steps and events.
+//! `cargo dbsafe runs [show RUN]`: the ledger's runs, and one run with its steps, events
+//! and the row counts it changed.
 
 use serde::Serialize;
 
@@ -7,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::ledger::{self, RunRow, StepRow};
 use crate::target::Target;
+use crate::verify::baseline::RowChange;
 
 /// One run in full.
 #[derive(Debug, Clone, Serialize)]
@@ -17,6 +19,8 @@ pub struct RunDetail {
     pub steps: Vec<StepRow>,
     /// Its events in order.
     pub events: Vec<Event>,
+    /// The row count of each table it changed, before and after.
+    pub row_counts: Vec<RowChange>,
 }
 
 fn open(target: &Target) -> Result<Option<Database>> {
@@ -73,7 +77,13 @@ pub fn show(target: &Target, id: &str) -> Result<RunDetail> {
     };
     let steps = ledger::steps(&mut db, &run.id)?;
     let events = ledger::events(&mut db, &run.id)?;
-    Ok(RunDetail { run, steps, events })
+    let row_counts = ledger::row_counts(&mut db, &run.id)?;
+    Ok(RunDetail {
+        run,
+        steps,
+        events,
+        row_counts,
+    })
 }
 
 /// A run in a listing, with the number of migration steps it recorded.

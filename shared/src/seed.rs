@@ -1,18 +1,20 @@
 //! Seeds (`[[seed]]`): SQL run at the end of every successful apply, each in its own
 //! transaction where the backend allows; and the round-trip check that running a seed
-//! twice neither fails nor changes data (the runbook's "re-running the seed violates a
-//! unique index").
+//! twice neither fails nor changes data other than its `volatile` columns (the runbook's
+//! "re-running the seed violates a unique index"), each change named by table, column and
+//! an example key.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
 
 use crate::config::{ApplyConfig, Config, Seed};
-use crate::connection::Database;
-use crate::error::Result;
-use crate::inspect;
+use crate::connection::{Database, quote};
+use crate::error::{Error, Result};
 use crate::step;
+use crate::verify::ident;
 use crate::target::{Backend, Target};
 
 fn seeds<'c>(config: &'c Config, target: &Target) -> impl Iterator<Item = &'c Seed> {
@@ -78,8 +80,9 @@ pub fn for_target<'c>(config: &'c Config, target: &Target) -> Vec<&'c Seed> {
     seeds(config, target).collect()
 }
 
-/// Runs every seed twice on the shadow database: a second run that fails or changes any
-/// table's data fingerprint is a problem.
+/// Runs every seed twice on the shadow database: a second run that fails or changes data
+/// (other than the seed's `volatile` columns) is a problem, named by table, column and an
+/// example key.
 pub fn check_idempotent(
     config: &Config,
     target: &Target,
@@ -91,20 +94,160 @@ pub fn check_idempotent(
             problems.push(format!("{e} (first run, on the shadow database)"));
             continue;
         }
-        let once = inspect::data_fingerprints(shadow)?;
+        let once = contents(shadow)?;
         if let Err(e) = run_one(shadow, seed, &config.apply) {
             problems.push(format!("{e} when run a second time: seeds run after every apply, so they must be safe to repeat (INSERT ... ON CONFLICT DO NOTHING, INSERT IGNORE, WHERE NOT EXISTS)"));
             continue;
         }
-        let twice = inspect::data_fingerprints(shadow)?;
-        let changes = inspect::diff_data(&once, &twice);
+        let twice = contents(shadow)?;
+        let changes = differences(&once, &twice, &seed.volatile);
         if !changes.is_empty() {
             problems.push(format!(
-                "seed {} changes data when run a second time ({}): seeds run after every apply, so they must be safe to repeat",
+                "seed {} changes data when run a second time ({}): seeds run after every apply, so they must be safe to repeat; a column that is meant to change (updated_at) goes in the seed's `volatile = [\"table.column\"]`",
                 seed.name,
                 changes.join("; ")
             ));
         }
     }
     Ok(problems)
+}
+
+/// One table's rows (JSON objects) and its primary key's columns.
+struct TableRows {
+    key: Vec<String>,
+    rows: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Every user table's rows, by table name (the shadow database holds only what the
+/// migrations and seeds wrote).
+fn contents(db: &mut Database) -> Result<BTreeMap<String, TableRows>> {
+    let mut out = BTreeMap::new();
+    for table in crate::verify::baseline::counts(db, true)?.into_keys() {
+        let rows = table_rows(db, &table)?;
+        out.insert(table, rows);
+    }
+    Ok(out)
+}
+
+fn table_rows(db: &mut Database, table: &str) -> Result<TableRows> {
+    let backend = db.backend();
+    let quoted = ident(backend, table);
+    let fail = |e| Error::db(format!("reading the rows of {table}"), e);
+    let (key_sql, rows_sql) = match backend {
+        Backend::Postgres => (
+            format!(
+                "SELECT a.attname::text AS v FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+                 WHERE i.indrelid = {}::regclass AND i.indisprimary ORDER BY a.attnum",
+                quote(&quoted)
+            ),
+            format!("SELECT row_to_json(t)::text AS v FROM {quoted} t"),
+        ),
+        Backend::Mysql | Backend::Sqlite => {
+            let (columns_sql, key_sql, object) = if backend == Backend::Mysql {
+                let of = |extra: &str| format!(
+                    "SELECT CAST(c.COLUMN_NAME AS CHAR) AS v FROM information_schema.COLUMNS c {extra} c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = {}",
+                    quote(table)
+                );
+                (
+                    format!("{} ORDER BY c.ORDINAL_POSITION", of("WHERE")),
+                    format!("{} AND c.COLUMN_KEY = 'PRI' ORDER BY c.ORDINAL_POSITION", of("WHERE")),
+                    "JSON_OBJECT",
+                )
+            } else {
+                (
+                    format!("SELECT name AS v FROM pragma_table_info({}) ORDER BY cid", quote(table)),
+                    format!("SELECT name AS v FROM pragma_table_info({}) WHERE pk > 0 ORDER BY pk", quote(table)),
+                    "json_object",
+                )
+            };
+            let columns = db.texts(&columns_sql).map_err(fail)?;
+            let pairs: Vec<String> = columns
+                .iter()
+                .map(|c| format!("{}, {}", quote(c), ident(backend, c)))
+                .collect();
+            let cast = if backend == Backend::Mysql { ("CAST(", " AS CHAR)") } else { ("", "") };
+            (
+                key_sql,
+                format!("SELECT {}{object}({}){} AS v FROM {quoted}", cast.0, pairs.join(", "), cast.1),
+            )
+        }
+    };
+    let key = db.texts(&key_sql).map_err(fail)?;
+    let rows = db
+        .texts(&rows_sql)
+        .map_err(fail)?
+        .iter()
+        .filter_map(|r| serde_json::from_str(r).ok())
+        .collect();
+    Ok(TableRows { key, rows })
+}
+
+/// What changed between two readings of the tables, one line per table and column, with
+/// an example key; `volatile` columns (`table.column`) are left out.
+fn differences(
+    once: &BTreeMap<String, TableRows>,
+    twice: &BTreeMap<String, TableRows>,
+    volatile: &[String],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (table, after) in twice {
+        let Some(before) = once.get(table) else {
+            out.push(format!("it creates table `{table}`"));
+            continue;
+        };
+        let skipped: Vec<&str> = volatile
+            .iter()
+            .filter_map(|v| v.rsplit_once('.'))
+            .filter(|(t, _)| t == table)
+            .map(|(_, c)| c)
+            .collect();
+        let keyed = |rows: &TableRows| -> BTreeMap<String, serde_json::Map<String, serde_json::Value>> {
+            rows.rows
+                .iter()
+                .map(|row| {
+                    let mut row = row.clone();
+                    row.retain(|c, _| !skipped.contains(&c.as_str()));
+                    let key: serde_json::Map<String, serde_json::Value> = if rows.key.is_empty() {
+                        row.clone()
+                    } else {
+                        rows.key
+                            .iter()
+                            .map(|k| (k.clone(), row.get(k).cloned().unwrap_or_default()))
+                            .collect()
+                    };
+                    (serde_json::Value::Object(key).to_string(), row)
+                })
+                .collect()
+        };
+        let (before, after) = (keyed(before), keyed(after));
+        let mut columns: BTreeMap<String, (usize, String)> = BTreeMap::new();
+        for (key, row) in &after {
+            match before.get(key) {
+                None => note(&mut columns, "(new row)", key),
+                Some(old) => {
+                    for (column, value) in row {
+                        if old.get(column) != Some(value) {
+                            note(&mut columns, column, key);
+                        }
+                    }
+                }
+            }
+        }
+        for key in before.keys().filter(|k| !after.contains_key(*k)) {
+            note(&mut columns, "(row removed)", key);
+        }
+        out.extend(columns.into_iter().map(|(column, (rows, key))| match column.as_str() {
+            "(new row)" => format!("table `{table}`: {rows} new row(s), e.g. key {key}"),
+            "(row removed)" => format!("table `{table}`: {rows} row(s) removed, e.g. key {key}"),
+            _ => format!("table `{table}`, column `{column}`: {rows} row(s) changed, e.g. key {key}"),
+        }));
+    }
+    out
+}
+
+fn note(columns: &mut BTreeMap<String, (usize, String)>, column: &str, key: &str) {
+    columns
+        .entry(column.to_owned())
+        .or_insert_with(|| (0, key.to_owned()))
+        .0 += 1;
 }

@@ -58,6 +58,9 @@ pub struct StatusReport {
     pub migrations: Vec<MigrationState>,
     /// Explanations of dirty steps, with what to do.
     pub dirty: Vec<String>,
+    /// Versions the ledger and diesel's table disagree about (the ledger's newest step says
+    /// applied and diesel's table does not list it, or the reverse), with what to do.
+    pub disagreements: Vec<String>,
     /// Steps in progress: their run holds the target's lock now (`running (run ID, holder ...)`).
     pub running: Vec<String>,
     /// Runs left `running` in the ledger by a process that is gone (nobody holds the lock
@@ -166,6 +169,7 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
         binding_problem,
         ledger: has_ledger,
         dirty: live.dirty.iter().map(preflight::dirty_message).collect(),
+        disagreements: disagreements(&latest, &applied_set),
         running: live.running,
         interrupted: live.interrupted,
         lock_holder: (lock != LockState::Free).then(|| lock.describe()),
@@ -178,6 +182,35 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
             .collect(),
         migrations,
     })
+}
+
+/// Versions whose newest ledger step and diesel's table disagree.
+fn disagreements(
+    latest: &std::collections::BTreeMap<String, StepRow>,
+    applied: &BTreeSet<&String>,
+) -> Vec<String> {
+    let fix = "find out which is true (cargo dbverify --drift), then record it: cargo dbsafe resolve";
+    latest
+        .iter()
+        .filter_map(|(version, step)| {
+            let ledger_applied = step.status == step_status::APPLIED && step.direction == "up";
+            let ledger_reverted = step.status == step_status::REVERTED;
+            let in_diesel = applied.contains(version);
+            if ledger_applied && !in_diesel {
+                Some(format!(
+                    "{version}: the ledger says applied (run {}) but __diesel_schema_migrations does not list it; {fix} {version} --as applied|reverted --reason TEXT",
+                    step.run_id
+                ))
+            } else if ledger_reverted && in_diesel {
+                Some(format!(
+                    "{version}: __diesel_schema_migrations lists it but the ledger says reverted (run {}); {fix} {version} --as applied|reverted --reason TEXT",
+                    step.run_id
+                ))
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// What the lock says about the ledger's unfinished steps and runs.
@@ -277,6 +310,7 @@ fn not_created(target: &Target, set: &MigrationSet, path: &std::path::Path) -> S
             })
             .collect(),
         dirty: Vec::new(),
+        disagreements: Vec::new(),
         running: Vec::new(),
         interrupted: Vec::new(),
         lock_holder: None,

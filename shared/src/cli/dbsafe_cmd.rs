@@ -156,11 +156,15 @@ enum ReportFormat {
 
 #[derive(Debug, Args)]
 struct ResolveArgs {
-    /// The dirty migration's version.
+    /// The migration's version: a dirty step, or any applied or pending version whose
+    /// record is wrong (after drift).
     version: String,
     /// What state the migration is in now that you repaired it.
     #[arg(long = "as", value_enum, value_name = "STATE")]
     state: StateArg,
+    /// Why, recorded with the resolution (event `step.resolved`).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -310,13 +314,14 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
                 StateArg::Applied => ResolvedState::Applied,
                 StateArg::Reverted => ResolvedState::Reverted,
             };
-            let confirmation = global.confirm(&target, "resolve a dirty step")?;
+            let confirmation = global.confirm(&target, "record a migration's state")?;
             resolve(
                 &config,
                 &target,
                 &resolve_args.version,
                 state,
                 confirmation,
+                resolve_args.reason.as_deref(),
                 output,
             )?;
         }
@@ -387,6 +392,7 @@ fn apply_command(
         confirmation,
         target_version: apply_args.target_version.clone(),
         rebind: apply_args.rebind,
+        ..Default::default()
     };
     let outcome = apply(config, target, &options, output)?;
     if !outcome.applied.is_empty() {

@@ -87,6 +87,7 @@ fn run(args: &DbverifyArgs, output: &mut Output) -> Result<u8> {
         against,
         drift: args.drift,
         phase: None,
+        ..Default::default()
     };
     let phase = output.phase(if args.drift {
         "verifying (drift: building shadow databases)"

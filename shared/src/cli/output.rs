@@ -343,7 +343,7 @@ impl Output {
                 green.apply_to("seeded"),
                 dim.apply_to(format!("({duration_ms} ms)"))
             )),
-            EventKind::StepResolved { version, state } => {
+            EventKind::StepResolved { version, state, .. } => {
                 self.note(&format!("resolved {version} as {state}"))
             }
             EventKind::SnapshotCreated {

@@ -96,6 +96,9 @@ pub fn status(report: &StatusReport) -> String {
             report.outside_dbsafe.len()
         );
     }
+    for disagreement in &report.disagreements {
+        let _ = writeln!(out, "{} {disagreement}", red.apply_to("disagree:"));
+    }
     for dirty in &report.dirty {
         let _ = writeln!(out, "{} {dirty}", red.apply_to("dirty:"));
     }
@@ -294,6 +297,12 @@ pub fn run_detail(detail: &RunDetail) -> String {
             let _ = writeln!(out, "      {error}");
         }
     }
+    if !detail.row_counts.is_empty() {
+        let _ = writeln!(out, "{}", bold.apply_to("row counts"));
+        for change in &detail.row_counts {
+            let _ = writeln!(out, "  {}", change.describe());
+        }
+    }
     let _ = writeln!(out, "{}", bold.apply_to("events"));
     for event in &detail.events {
         let _ = writeln!(out, "  {}  {}", event.at, event.kind.type_name());
@@ -349,19 +358,27 @@ pub fn plan(plan: &crate::plan::Plan) -> String {
     });
     let _ = writeln!(out, "{} {snapshot}", bold.apply_to("snapshot:"));
     let _ = writeln!(out, "{} {}", bold.apply_to("on failure:"), plan.on_failure);
+    for (title, list) in [("seeds:", &plan.seeds), ("checks after:", &plan.checks)] {
+        if !list.is_empty() {
+            let _ = writeln!(out, "{} {}", bold.apply_to(title), list.join(", "));
+        }
+    }
     if let Some(rehearsal) = &plan.rehearsal {
         let _ = writeln!(out, "{}", bold.apply_to("rehearsal on a throwaway clone:"));
         for r in rehearsal {
+            let name = match r.step {
+                "migration" => r.name.clone(),
+                step => format!("{step} {}", r.name),
+            };
             match &r.error {
                 None => {
-                    let _ = writeln!(out, "  ok   {} ({} ms)", r.name, r.duration_ms);
+                    let _ = writeln!(out, "  ok   {name} ({} ms)", r.duration_ms);
                 }
                 Some(e) => {
                     let _ = writeln!(
                         out,
-                        "  {} {} ({} ms): {e}",
+                        "  {} {name} ({} ms): {e}",
                         red.apply_to("FAIL"),
-                        r.name,
                         r.duration_ms
                     );
                 }

@@ -67,10 +67,19 @@ pub(super) const VERIFY_KEYS: &[&str] = &[
     "duplicates",
 ];
 /// Keys allowed in a `[[seed]]`.
-pub(super) const SEED_KEYS: &[&str] = &["name", "file", "targets"];
+pub(super) const SEED_KEYS: &[&str] = &["name", "file", "targets", "volatile"];
 /// Keys allowed in an `[[invariant]]`.
 pub(super) const INVARIANT_KEYS: &[&str] = &[
-    "name", "sql", "sql-file", "expect", "severity", "phase", "targets",
+    "name",
+    "sql",
+    "sql-file",
+    "expect",
+    "severity",
+    "phase",
+    "targets",
+    "role",
+    "settings",
+    "expect-error",
 ];
 /// Keys allowed in `[snapshot]`.
 pub(super) const SNAPSHOT_KEYS: &[&str] = &[
@@ -809,14 +818,57 @@ impl Checker<'_> {
                 );
             }
             let targets = self.strings(&section, "targets");
+            let volatile = self.volatile_columns(&section);
             if let (Some(name), Some(file)) = (name, file) {
                 out.push(Seed {
                     name,
                     sql: file,
                     targets,
+                    volatile,
                 });
             }
         }
+        out
+    }
+
+    /// `volatile` of a `[[seed]]`: a list of `table.column`.
+    fn volatile_columns(&mut self, section: &Section) -> Vec<String> {
+        let list = self.strings(section, "volatile").unwrap_or_default();
+        if let Some(item) = section.get("volatile") {
+            for bad in list.iter().filter(|c| {
+                c.rsplit_once('.')
+                    .is_none_or(|(t, col)| t.is_empty() || col.is_empty())
+            }) {
+                self.problem(
+                    item.span(),
+                    section.path("volatile"),
+                    format!("\"{bad}\" is not a column: write it as \"table.column\""),
+                );
+            }
+        }
+        list
+    }
+
+    /// `settings` of an `[[invariant]]`: a table of setting names to string values.
+    fn settings(&mut self, section: &Section) -> Vec<(String, String)> {
+        let Some(table) = self.table(section, "settings") else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (key, value) in table.entries.iter() {
+            let name = key.get_ref().to_string();
+            match value.get_ref() {
+                DeValue::String(text) => out.push((name, text.to_string())),
+                other => {
+                    let message = format!(
+                        "expected a string (settings are text, like \"42\"), found {}",
+                        a(other.type_str())
+                    );
+                    self.problem(value.span(), table.path(&name), message);
+                }
+            }
+        }
+        out.sort();
         out
     }
 
@@ -903,6 +955,19 @@ impl Checker<'_> {
             let severity = self.choice(&section, "severity").unwrap_or_default();
             let phase = self.choice(&section, "phase").unwrap_or_default();
             let targets = self.strings(&section, "targets");
+            let role = self.non_empty(&section, "role").map(str::to_owned);
+            let settings = self.settings(&section);
+            let expect_error = self.non_empty(&section, "expect-error").map(str::to_owned);
+            if let (Some(item), false) = (
+                section.get("expect-error"),
+                expect.is_none_or(|e| e == Expectation::Error),
+            ) {
+                self.problem(
+                    item.span(),
+                    section.path("expect-error"),
+                    "`expect-error` names the error a refused statement must raise: it needs `expect = \"error\"`".into(),
+                );
+            }
             if let (Some(name), Some(sql), Some(expect)) = (name, sql, expect) {
                 out.push(Invariant {
                     name,
@@ -911,6 +976,9 @@ impl Checker<'_> {
                     severity,
                     phase,
                     targets,
+                    role,
+                    settings,
+                    expect_error,
                 });
             }
         }

@@ -140,6 +140,9 @@ pub enum Expectation {
     Rows(Comparison, f64),
     /// The single value is true (`true`), or false (`false`).
     Bool(bool),
+    /// The statement must be refused by the server (`error`); which error, if it matters,
+    /// is the invariant's `expect-error`.
+    Error,
 }
 
 impl Expectation {
@@ -149,6 +152,7 @@ impl Expectation {
         match trimmed {
             "true" => return Ok(Expectation::Bool(true)),
             "false" => return Ok(Expectation::Bool(false)),
+            "error" => return Ok(Expectation::Error),
             _ => {}
         }
         let (rows, rest) = match trimmed.strip_prefix("rows") {
@@ -178,7 +182,7 @@ impl Expectation {
 
 fn expectation_help(text: &str) -> String {
     format!(
-        "invalid expectation \"{text}\": write \"= 0\", \"> 0\", \"<= N\", \"!= N\", \"rows = 0\", \"true\" or \"false\""
+        "invalid expectation \"{text}\": write \"= 0\", \"> 0\", \"<= N\", \"!= N\", \"rows = 0\", \"true\", \"false\" or \"error\""
     )
 }
 
@@ -188,6 +192,7 @@ impl fmt::Display for Expectation {
             Expectation::Value(op, n) => write!(f, "{} {n}", op.symbol()),
             Expectation::Rows(op, n) => write!(f, "rows {} {n}", op.symbol()),
             Expectation::Bool(b) => write!(f, "{b}"),
+            Expectation::Error => write!(f, "error"),
         }
     }
 }
@@ -207,6 +212,14 @@ pub struct Invariant {
     pub phase: Phase,
     /// Targets it applies to (`None`: all).
     pub targets: Option<Vec<String>>,
+    /// `role`: the role it runs as (`SET LOCAL ROLE`, PostgreSQL).
+    pub role: Option<String>,
+    /// `settings`: session settings for its transaction only (`set_config(.., true)`,
+    /// PostgreSQL), such as `app.tenant_id`, in name order.
+    pub settings: Vec<(String, String)>,
+    /// `expect-error` (with `expect = "error"`): the SQLSTATE (five characters, like
+    /// `42501`) or a fragment of the server's message the refusal must carry.
+    pub expect_error: Option<String>,
 }
 
 impl Invariant {
@@ -228,6 +241,9 @@ pub struct Seed {
     pub sql: String,
     /// Targets it applies to (`None`: all).
     pub targets: Option<Vec<String>>,
+    /// `volatile`: columns (`table.column`) that may change when the seed runs again
+    /// (`updated_at`), left out of the idempotence comparison.
+    pub volatile: Vec<String>,
 }
 
 impl Seed {
@@ -262,6 +278,7 @@ mod tests {
             Expectation::Rows(Comparison::Eq, 0.0)
         );
         assert_eq!(Expectation::parse("true").unwrap(), Expectation::Bool(true));
+        assert_eq!(Expectation::parse("error").unwrap(), Expectation::Error);
         for bad in ["", "== 0", "rows", "> x", "maybe"] {
             assert!(Expectation::parse(bad).is_err(), "{bad}");
         }

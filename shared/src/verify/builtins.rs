@@ -7,7 +7,8 @@ use super::Finding;
 use crate::config::{Config, KeyColumns};
 use crate::connection::{Database, quote};
 use crate::error::{Error, Result};
-use crate::inspect::{self, TableFingerprint};
+use super::baseline::{self, Baseline, Counted};
+use crate::inspect;
 use crate::ledger;
 use crate::migrations::MigrationSet;
 use crate::preflight;
@@ -33,7 +34,7 @@ struct ForeignKey {
     validated: bool,
 }
 
-fn json_rows(db: &mut Database, sql: &str, context: &str) -> Result<Vec<serde_json::Value>> {
+pub(super) fn json_rows(db: &mut Database, sql: &str, context: &str) -> Result<Vec<serde_json::Value>> {
     let rows = db.texts(sql).map_err(|e| Error::db(context, e))?;
     Ok(rows
         .iter()
@@ -52,7 +53,7 @@ fn strings(value: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn text(value: &serde_json::Value) -> String {
+pub(super) fn text(value: &serde_json::Value) -> String {
     value
         .as_str()
         .map(str::to_owned)
@@ -250,44 +251,38 @@ pub(super) fn resolve_against(config: &Config, db: &mut Database, id: &str) -> R
     )))
 }
 
-fn live_tables(db: &mut Database) -> Result<BTreeMap<String, TableFingerprint>> {
-    Ok(inspect::data_fingerprints_parallel(db.url(), 2)?
-        .into_iter()
-        .map(|t| (t.table.clone(), t))
-        .collect())
-}
-
-/// Each table's row count against the snapshot's, within `max_change` percent.
+/// Each table's row count against the baseline's, within `max_change` percent.
 pub(super) fn row_counts(
     db: &mut Database,
-    against: Option<&Manifest>,
+    against: Option<&Baseline>,
     max_change: Option<f64>,
 ) -> Result<Finding> {
-    let manifest =
-        against.ok_or_else(|| Error::Usage("row-counts needs --against RUN|SNAPSHOT".into()))?;
-    let live = live_tables(db)?;
+    let baseline = against.ok_or_else(|| {
+        Error::Usage("row-counts needs --against RUN|SNAPSHOT (apply compares with the start of its run)".into())
+    })?;
+    let live = baseline::counts(db, true)?;
     let mut details = Vec::new();
     let mut worst = (0.0f64, String::new());
-    for before in &manifest.tables {
-        let Some(now) = live.get(&before.table) else {
+    for (table, before) in &baseline.tables {
+        let Some(now) = live.get(table) else {
             details.push(format!(
-                "table `{}` is gone ({} rows in snapshot {})",
-                before.table, before.rows, manifest.id
+                "table `{table}` is gone ({} rows at {})",
+                before.rows, baseline.source
             ));
-            worst = (100.0, before.table.clone());
+            worst = (100.0, table.clone());
             continue;
         };
         let change =
             (now.rows as f64 - before.rows as f64).abs() * 100.0 / (before.rows.max(1) as f64);
         if change > worst.0 {
-            worst = (change, before.table.clone());
+            worst = (change, table.clone());
         }
         if max_change.is_some_and(|max| change > max) {
             details.push(format!(
-                "`{}`: {} -> {} rows ({change:.2}% change, more than {}%)",
-                before.table,
+                "`{table}`: {} -> {} rows ({change:.2}% change since {}, more than {}%)",
                 before.rows,
                 now.rows,
+                baseline.source,
                 max_change.unwrap_or(0.0)
             ));
         }
@@ -300,37 +295,41 @@ pub(super) fn row_counts(
     Ok(Finding::new(details.is_empty(), observed, details))
 }
 
-/// Table contents against the snapshot's: the listed tables must be unchanged (without a
+/// Table contents against the baseline's: the listed tables must be unchanged (without a
 /// list, every table is compared and differences are reported).
 pub(super) fn checksums(
     db: &mut Database,
-    against: Option<&Manifest>,
+    against: Option<&Baseline>,
     unchanged: &[String],
 ) -> Result<Finding> {
-    let manifest =
-        against.ok_or_else(|| Error::Usage("checksums needs --against RUN|SNAPSHOT".into()))?;
-    let live = live_tables(db)?;
+    let baseline = against.ok_or_else(|| {
+        Error::Usage("checksums needs --against RUN|SNAPSHOT (apply compares with the start of its run)".into())
+    })?;
     let mut details = Vec::new();
     let mut same = 0;
-    let compared: Vec<&TableFingerprint> = manifest
+    let compared: Vec<(&String, &Counted)> = baseline
         .tables
         .iter()
-        .filter(|t| unchanged.is_empty() || unchanged.contains(&t.table))
+        .filter(|(t, _)| unchanged.is_empty() || unchanged.contains(t))
         .collect();
     for name in unchanged
         .iter()
-        .filter(|n| !manifest.tables.iter().any(|t| &t.table == *n))
+        .filter(|n| !baseline.tables.contains_key(*n))
     {
-        details.push(format!("table `{name}` is not in snapshot {}", manifest.id));
+        details.push(format!("table `{name}` did not exist at {}", baseline.source));
     }
-    for before in &compared {
-        match live.get(&before.table) {
-            Some(now) if now.rows == before.rows && now.hash == before.hash => same += 1,
-            Some(now) => details.push(format!(
-                "`{}` changed since snapshot {} ({} -> {} rows)",
-                before.table, manifest.id, before.rows, now.rows
+    for (table, before) in &compared {
+        let Some(hash) = &before.hash else {
+            details.push(format!("`{table}` has no content hash at {}", baseline.source));
+            continue;
+        };
+        match inspect::table_fingerprint(db, table) {
+            Ok(now) if now.rows == before.rows && now.hash == *hash => same += 1,
+            Ok(now) => details.push(format!(
+                "`{table}` changed since {} ({} -> {} rows)",
+                baseline.source, before.rows, now.rows
             )),
-            None => details.push(format!("`{}` is gone", before.table)),
+            Err(_) => details.push(format!("`{table}` is gone")),
         }
     }
     Ok(Finding::new(

@@ -1,5 +1,7 @@
-//! The user's `[[invariant]]` queries: run each in a transaction that is rolled back, and
-//! compare what it returns with its expectation.
+//! The user's `[[invariant]]` queries: run each in a transaction that is rolled back
+//! (optionally as another role, with session settings), and compare what it returns with
+//! its expectation; or, with `expect = "error"`, check that the server refuses the
+//! statement (and with which SQLSTATE or message).
 
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
@@ -48,15 +50,56 @@ pub(crate) fn subquery(sql: &str, backend: Backend) -> std::result::Result<&str,
     Ok(&sql[statement.start..last.offset + last.text.len()])
 }
 
-/// An invariant's query as a subquery; one that is not exactly one query is bad
-/// configuration (exit 2), named.
+/// An invariant's query as a subquery (or, for `expect = "error"`, its one statement);
+/// one that is not exactly one statement, or that asks for what the backend cannot do
+/// (`role`, `settings`, `expect = "error"` outside PostgreSQL), is bad configuration
+/// (exit 2), named.
 pub(super) fn query_of(invariant: &Invariant, backend: Backend) -> Result<&str> {
-    subquery(&invariant.sql, backend).map_err(|e| {
+    let bad = |e: String| {
         Error::Usage(format!(
-            "invariant `{}`: {e}. Fix its SQL in dbsafe.toml",
+            "dbsafe.toml: invariant `{}`: {e}",
             invariant.name
         ))
-    })
+    };
+    let behaviour = [
+        ("role", invariant.role.is_some()),
+        ("settings", !invariant.settings.is_empty()),
+        ("expect = \"error\"", invariant.expect == Expectation::Error),
+    ];
+    if backend != Backend::Postgres
+        && let Some((key, _)) = behaviour.iter().find(|(_, used)| *used)
+    {
+        return Err(bad(format!(
+            "{key} is not supported on this backend ({backend}): behaviour checks run on PostgreSQL only. Limit the invariant with `targets = [...]` to PostgreSQL targets"
+        )));
+    }
+    let query = subquery(&invariant.sql, backend).map_err(|e| bad(format!("{e}. Fix its SQL")))?;
+    if invariant.expect == Expectation::Error && query.contains(DOLLAR_TAG) {
+        return Err(bad(format!("its SQL contains `{DOLLAR_TAG}`, which dbsafe uses to quote it")));
+    }
+    Ok(query)
+}
+
+/// The dollar-quote tag prefix the refused-statement check wraps the statement in.
+const DOLLAR_TAG: &str = "$dbsafe_";
+
+/// `SET LOCAL ROLE` and `set_config(.., true)` for the invariant's transaction.
+fn behaviour_prelude(invariant: &Invariant) -> String {
+    let mut sql = String::new();
+    if let Some(role) = &invariant.role {
+        sql.push_str(&format!(
+            "SET LOCAL ROLE {};\n",
+            super::builtins::ident(Backend::Postgres, role)
+        ));
+    }
+    for (name, value) in &invariant.settings {
+        sql.push_str(&format!(
+            "SELECT set_config({}, {}, true);\n",
+            connection::quote(name),
+            connection::quote(value)
+        ));
+    }
+    sql
 }
 
 /// What the query returns, as the expectation needs it: its first value, or its row count.
@@ -82,8 +125,12 @@ fn observe(db: &mut Database, invariant: &Invariant, apply: &ApplyConfig) -> Res
     // Whatever the query does, nothing of it stays.
     let mut seen = None;
     let timeouts = crate::step::timeouts_sql(db.backend(), apply, true);
+    let prelude = behaviour_prelude(invariant);
     let outcome = db.conn.transaction::<(), diesel::result::Error, _>(|conn| {
         conn.batch_execute(&timeouts)?;
+        if !prelude.is_empty() {
+            conn.batch_execute(&prelude)?;
+        }
         seen = Some(connection::texts(conn, &sql));
         Err(diesel::result::Error::RollbackTransaction)
     });
@@ -107,12 +154,85 @@ fn truthy(value: &str) -> Option<bool> {
     }
 }
 
+/// `expect = "error"` (PostgreSQL): runs the statement as it is, as the invariant's role
+/// and with its settings, in a transaction that is always rolled back, and returns how the
+/// server refused it (`SQLSTATE message`), or `None` when it ran.
+fn refusal(db: &mut Database, invariant: &Invariant, apply: &ApplyConfig) -> Result<Option<String>> {
+    let statement = query_of(invariant, db.backend())?;
+    // The statement runs inside a block that catches its error: the transaction goes on,
+    // and SQLSTATE is kept for the comparison.
+    let block = format!(
+        "DO {DOLLAR_TAG}do$ BEGIN EXECUTE {DOLLAR_TAG}stmt${statement}{DOLLAR_TAG}stmt$; \
+         PERFORM set_config('dbsafe.refusal', '', true); \
+         EXCEPTION WHEN OTHERS THEN PERFORM set_config('dbsafe.refusal', SQLSTATE || ' ' || SQLERRM, true); \
+         END {DOLLAR_TAG}do$"
+    );
+    let mut seen = None;
+    let timeouts = crate::step::timeouts_sql(db.backend(), apply, true);
+    let prelude = behaviour_prelude(invariant);
+    let outcome = db.conn.transaction::<(), diesel::result::Error, _>(|conn| {
+        conn.batch_execute(&timeouts)?;
+        conn.batch_execute(&prelude)?;
+        conn.batch_execute(&block)?;
+        seen = Some(connection::texts(
+            conn,
+            "SELECT COALESCE(current_setting('dbsafe.refusal', true), '') AS v",
+        ));
+        Err(diesel::result::Error::RollbackTransaction)
+    });
+    crate::step::reset_timeouts(&mut db.conn, Backend::Postgres);
+    match (seen, outcome) {
+        (Some(Ok(rows)), _) => Ok(rows.into_iter().next().filter(|r| !r.is_empty())),
+        (Some(Err(e)), _) | (None, Err(e)) => {
+            Err(Error::Failed(format!("the statement could not be tried: {e}")))
+        }
+        (None, Ok(())) => Err(Error::Failed("the statement did not run".into())),
+    }
+}
+
+/// Whether a refusal (`SQLSTATE message`) is the one `expect-error` names: its SQLSTATE
+/// (five characters) or a fragment of its message, case-insensitive.
+fn refusal_matches(refusal: &str, wanted: Option<&str>) -> bool {
+    let Some(wanted) = wanted else {
+        return true;
+    };
+    let (state, message) = refusal.split_once(' ').unwrap_or((refusal, ""));
+    state.eq_ignore_ascii_case(wanted)
+        || message.to_lowercase().contains(&wanted.to_lowercase())
+}
+
+fn check_refused(db: &mut Database, invariant: &Invariant, apply: &ApplyConfig) -> Result<Finding> {
+    let wanted = invariant.expect_error.as_deref();
+    let expected = wanted.map_or("an error".to_owned(), |w| format!("error {w}"));
+    Ok(match refusal(db, invariant, apply)? {
+        None => Finding::new(
+            false,
+            "it ran without error",
+            vec![format!(
+                "expected {expected}{}: the statement succeeded (and was rolled back)",
+                invariant.role.as_deref().map_or(String::new(), |r| format!(" as role {r}"))
+            )],
+        ),
+        Some(refusal) if refusal_matches(&refusal, wanted) => {
+            Finding::new(true, format!("refused: {refusal}"), Vec::new())
+        }
+        Some(refusal) => Finding::new(
+            false,
+            format!("refused: {refusal}"),
+            vec![format!("expected {expected}, but the server said: {refusal}")],
+        ),
+    })
+}
+
 /// Runs one invariant.
 pub(super) fn check(
     db: &mut Database,
     invariant: &Invariant,
     apply: &ApplyConfig,
 ) -> Result<Finding> {
+    if invariant.expect == Expectation::Error {
+        return check_refused(db, invariant, apply);
+    }
     let observed = observe(db, invariant, apply)?;
     let holds = match invariant.expect {
         Expectation::Value(op, expected) | Expectation::Rows(op, expected) => observed
@@ -120,6 +240,7 @@ pub(super) fn check(
             .parse::<f64>()
             .is_ok_and(|value| op.holds(value, expected)),
         Expectation::Bool(expected) => truthy(&observed) == Some(expected),
+        Expectation::Error => unreachable!("checked by check_refused"),
     };
     let details = if holds {
         Vec::new()
@@ -138,7 +259,17 @@ pub(super) fn check(
 
 #[cfg(test)]
 mod tests {
-    use super::subquery;
+    use super::{refusal_matches, subquery};
+
+    #[test]
+    fn refusals_match_by_sqlstate_or_message() {
+        let refusal = "42501 permission denied for table ledger_entries";
+        assert!(refusal_matches(refusal, None));
+        assert!(refusal_matches(refusal, Some("42501")));
+        assert!(refusal_matches(refusal, Some("Permission denied")));
+        assert!(!refusal_matches(refusal, Some("23505")));
+    }
+
     use crate::target::Backend;
 
     #[test]

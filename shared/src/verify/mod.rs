@@ -3,10 +3,12 @@
 //! snapshot, RLS, triggers, migration checksums) and the user's own SQL assertions, each
 //! with a result, an observed value and details; JUnit XML for CI.
 
+pub mod baseline;
 mod builtins;
 mod drift;
 mod invariants;
 
+pub(crate) use builtins::ident;
 pub(crate) use invariants::subquery;
 mod junit;
 
@@ -90,6 +92,9 @@ pub struct VerifyOptions {
     pub drift: bool,
     /// Which invariants run: `after` (dbverify and apply's verification) or `before`.
     pub phase: Option<Phase>,
+    /// What row counts and checksums compare with when there is no `against`: apply's
+    /// baseline, taken before the first migration of its run.
+    pub baseline: Option<baseline::Baseline>,
 }
 
 /// The built-in checks that run for this configuration and these options.
@@ -160,9 +165,12 @@ pub fn verify(
     let mut results = Vec::new();
     let phase = options.phase.unwrap_or(Phase::After);
     if phase == Phase::After {
-        let against = match &options.against {
-            Some(id) => Some(builtins::resolve_against(config, db, id)?),
-            None => None,
+        let against = match (&options.against, &options.baseline) {
+            (Some(id), _) => Some(baseline::Baseline::from_manifest(
+                &builtins::resolve_against(config, db, id)?,
+            )),
+            (None, Some(baseline)) => Some(baseline.clone()),
+            (None, None) => None,
         };
         for name in selected_builtins(config, options) {
             let started = Instant::now();

@@ -1,0 +1,227 @@
+//! What apply's after-run checks compare with: each table's row count (exact, or the
+//! planner's estimate where counting would be too costly) and, for the tables the
+//! `checksums` check covers, a content hash, taken before the first migration of a run
+//! (from the pre-run snapshot's manifest when there is one); and the row counts a run
+//! changed, as the ledger records them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::builtins::{ident, json_rows, text};
+use crate::connection::Database;
+use crate::error::{Error, Result};
+use crate::inspect;
+use crate::snapshot::Manifest;
+use crate::target::Backend;
+
+/// Above this many estimated rows, a table that no check needs counted exactly is
+/// recorded with the planner's estimate.
+const EXACT_UP_TO: u64 = 1_000_000;
+
+/// One table's size at the baseline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted {
+    /// Rows.
+    pub rows: u64,
+    /// Whether `rows` is the planner's estimate rather than `count(*)`.
+    pub estimated: bool,
+    /// The content hash, for the tables a `checksums` check compares.
+    pub hash: Option<String>,
+}
+
+/// The state after-run checks compare with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Baseline {
+    /// Where it comes from, for messages: `snapshot ID`, `the start of run ID`.
+    pub source: String,
+    /// Each user table by name (as fingerprints name it).
+    pub tables: BTreeMap<String, Counted>,
+}
+
+impl Baseline {
+    /// A snapshot's row counts and content hashes, all exact.
+    pub fn from_manifest(manifest: &Manifest) -> Baseline {
+        Baseline {
+            source: format!("snapshot {}", manifest.id),
+            tables: manifest
+                .tables
+                .iter()
+                .map(|t| {
+                    let counted = Counted {
+                        rows: t.rows,
+                        estimated: false,
+                        hash: Some(t.hash.clone()),
+                    };
+                    (t.table.clone(), counted)
+                })
+                .collect(),
+        }
+    }
+
+    /// Reads the baseline of a run from the live database: row counts (exact when `exact`,
+    /// else exact up to a million estimated rows) and the content hashes of `hashed`
+    /// tables (`None`: every table).
+    pub fn capture(
+        db: &mut Database,
+        run_id: &str,
+        exact: bool,
+        hashed: Option<&[String]>,
+    ) -> Result<Baseline> {
+        let mut tables = counts(db, exact)?;
+        for (name, counted) in tables.iter_mut() {
+            if hashed.is_none_or(|list| list.contains(name)) {
+                counted.hash = Some(inspect::table_fingerprint(db, name)?.hash);
+            }
+        }
+        Ok(Baseline {
+            source: format!("the start of run {run_id}"),
+            tables,
+        })
+    }
+}
+
+/// One table's row count before and after a run (`None`: the table did not exist).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowChange {
+    /// The table.
+    pub table: String,
+    /// Rows before the run.
+    pub before: Option<u64>,
+    /// Rows after it.
+    pub after: Option<u64>,
+    /// Whether either count is the planner's estimate.
+    pub estimated: bool,
+}
+
+impl RowChange {
+    /// The change in percent of the count before (`None` for a new or dropped table).
+    pub fn percent(&self) -> Option<f64> {
+        let (before, after) = (self.before?, self.after?);
+        Some((after as f64 - before as f64) * 100.0 / (before.max(1) as f64))
+    }
+
+    /// `deliveries 40 000 → 38 800 (-3.0%)`.
+    pub fn describe(&self) -> String {
+        let count = |n: Option<u64>| n.map_or("(none)".to_owned(), grouped);
+        let change = match self.percent() {
+            Some(p) => format!(" ({p:+.1}%)"),
+            None if self.before.is_none() => " (new table)".to_owned(),
+            None => " (dropped)".to_owned(),
+        };
+        format!(
+            "{} {} → {}{change}{}",
+            self.table,
+            count(self.before),
+            count(self.after),
+            if self.estimated { ", estimated" } else { "" }
+        )
+    }
+}
+
+/// `40000` as `40 000`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The tables whose row count differs between `before` and `after`, or that appeared or
+/// disappeared.
+pub fn changes(before: &Baseline, after: &BTreeMap<String, Counted>) -> Vec<RowChange> {
+    let mut names: Vec<&String> = before.tables.keys().chain(after.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let (b, a) = (before.tables.get(name), after.get(name));
+            if b.map(|c| c.rows) == a.map(|c| c.rows) {
+                return None;
+            }
+            Some(RowChange {
+                table: name.clone(),
+                before: b.map(|c| c.rows),
+                after: a.map(|c| c.rows),
+                estimated: b.is_some_and(|c| c.estimated) || a.is_some_and(|c| c.estimated),
+            })
+        })
+        .collect()
+}
+
+/// Each user table's row count: `count(*)`, or the planner's estimate for a table estimated
+/// above a million rows unless `exact`.
+pub fn counts(db: &mut Database, exact: bool) -> Result<BTreeMap<String, Counted>> {
+    let backend = db.backend();
+    let sql = match backend {
+        Backend::Postgres => {
+            "SELECT json_build_array(CASE WHEN n.nspname = 'public' THEN c.relname::text ELSE n.nspname || '.' || c.relname END, \
+             CAST(GREATEST(c.reltuples, 0) AS BIGINT))::text AS v \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
+        }
+        Backend::Mysql => {
+            "SELECT CAST(JSON_ARRAY(TABLE_NAME, COALESCE(TABLE_ROWS, 0)) AS CHAR) AS v \
+             FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
+             AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')"
+        }
+        Backend::Sqlite => {
+            "SELECT json_array(name, 0) AS v FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        }
+    };
+    let mut out = BTreeMap::new();
+    for row in json_rows(db, sql, "listing tables and their sizes")? {
+        let name = text(&row[0]);
+        if inspect::is_bookkeeping(&name) {
+            continue;
+        }
+        let estimate = row[1].as_u64().unwrap_or(0);
+        let counted = if exact || estimate <= EXACT_UP_TO {
+            let rows = db
+                .integer(&format!(
+                    "SELECT CAST(count(*) AS BIGINT) AS v FROM {}",
+                    ident(backend, &name)
+                ))
+                .map_err(|e| Error::db(format!("counting the rows of {name}"), e))?;
+            Counted {
+                rows: rows.max(0) as u64,
+                estimated: false,
+                hash: None,
+            }
+        } else {
+            Counted {
+                rows: estimate,
+                estimated: true,
+                hash: None,
+            }
+        };
+        out.insert(name, counted);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_read_as_the_runbook_writes_them() {
+        let change = RowChange {
+            table: "deliveries".into(),
+            before: Some(40_000),
+            after: Some(38_800),
+            estimated: false,
+        };
+        assert_eq!(change.describe(), "deliveries 40 000 → 38 800 (-3.0%)");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_234_567), "1 234 567");
+    }
+}
