@@ -187,7 +187,7 @@ pub fn counts(db: &mut Database, exact: bool) -> Result<BTreeMap<String, Counted
         let counted = if exact || estimate <= EXACT_UP_TO {
             let rows = db
                 .integer(&format!(
-                    "SELECT CAST(count(*) AS BIGINT) AS v FROM {}",
+                    "SELECT count(*) AS v FROM {}",
                     ident(backend, &name)
                 ))
                 .map_err(|e| Error::db(format!("counting the rows of {name}"), e))?;
