@@ -540,8 +540,13 @@ fn apply_one(
                 conn.run_migration(&migration.in_open_transaction(prelude))
                     .map_err(|e| StepError::Migration(e.to_string()))?;
                 run_verify(conn, backend, migration)?;
-                if let Some(log) = options.lock_log.as_ref().filter(|_| backend == Backend::Postgres) {
-                    let locks = held_locks(conn).map_err(|e| StepError::Migration(e.to_string()))?;
+                if let Some(log) = options
+                    .lock_log
+                    .as_ref()
+                    .filter(|_| backend == Backend::Postgres)
+                {
+                    let locks =
+                        held_locks(conn).map_err(|e| StepError::Migration(e.to_string()))?;
                     if let Ok(mut log) = log.lock() {
                         log.push((migration.version.clone(), locks));
                     }

@@ -12,8 +12,8 @@ use serde::Serialize;
 use crate::apply::{self, ApplyOptions, LockLog, wants_snapshot};
 use crate::config::{Config, FailurePolicy, Phase, SnapshotPolicy, SnapshotStrategy};
 use crate::connection::{Create, Database};
-use crate::event::{Event, EventKind, EventSink};
 use crate::error::{Error, Result};
+use crate::event::{Event, EventKind, EventSink};
 use crate::identity;
 use crate::ledger;
 use crate::migrations::{Migration, MigrationSet};
@@ -282,10 +282,11 @@ fn rehearse_on_clone(config: &Config, target: &Target) -> Result<Vec<Rehearsed>>
     clone_config.apply.on_failure = FailurePolicy::Stop;
     let result = (|| {
         if let Ok(mut source) = Database::connect(&target.url, Create::Never) {
-            let strategy = match snapshot::resolve_strategy(config.snapshot.strategy, source.backend())? {
-                SnapshotStrategy::Template => SnapshotStrategy::PgDump,
-                other => other,
-            };
+            let strategy =
+                match snapshot::resolve_strategy(config.snapshot.strategy, source.backend())? {
+                    SnapshotStrategy::Template => SnapshotStrategy::PgDump,
+                    other => other,
+                };
             let manifest = snapshot::create(&clone_config, target, &mut source, strategy, None)?;
             drop(source);
             snapshot::restore_into(&clone_config, &manifest, scratch.url())?;
@@ -341,17 +342,32 @@ fn rehearsal_report(
                     .find(|(v, _)| v == version)
                     .map(|(_, l)| l.clone())
                     .unwrap_or_default();
-                out.push(rehearsed("migration", version, name, None, *duration_ms, held));
+                out.push(rehearsed(
+                    "migration",
+                    version,
+                    name,
+                    None,
+                    *duration_ms,
+                    held,
+                ));
             }
             EventKind::MigrationFailed {
                 version,
                 name,
                 error,
                 ..
-            } => out.push(rehearsed("migration", version, name, Some(error), 0, Vec::new())),
+            } => out.push(rehearsed(
+                "migration",
+                version,
+                name,
+                Some(error),
+                0,
+                Vec::new(),
+            )),
             EventKind::VerifyFailed { version, message } if !version.is_empty() => {
                 if let Some(step) = out.iter_mut().find(|r| r.version == *version) {
-                    step.error.get_or_insert_with(|| format!("verify.sql failed: {message}"));
+                    step.error
+                        .get_or_insert_with(|| format!("verify.sql failed: {message}"));
                 }
             }
             EventKind::VerifyFailed { message, .. } => {
@@ -373,14 +389,25 @@ fn rehearsal_report(
         return Ok(out);
     }
     // A seed stopped it (the seeds ran are in `out`), or something before any step.
-    let seeded: Vec<&str> = out.iter().filter(|r| r.step == "seed").map(|r| r.name.as_str()).collect();
+    let seeded: Vec<&str> = out
+        .iter()
+        .filter(|r| r.step == "seed")
+        .map(|r| r.name.as_str())
+        .collect();
     let first_line = error.lines().next().unwrap_or_default().to_owned();
     let failed_seed = crate::seed::for_target(config, target)
         .into_iter()
         .find(|s| !seeded.contains(&s.name.as_str()))
         .filter(|s| first_line.starts_with(&format!("seed {} failed", s.name)));
     match failed_seed {
-        Some(seed) => out.push(rehearsed("seed", "", &seed.name, Some(&first_line), 0, Vec::new())),
+        Some(seed) => out.push(rehearsed(
+            "seed",
+            "",
+            &seed.name,
+            Some(&first_line),
+            0,
+            Vec::new(),
+        )),
         None => out.push(rehearsed("apply", "", "apply", Some(&error), 0, Vec::new())),
     }
     Ok(out)

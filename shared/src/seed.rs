@@ -14,8 +14,8 @@ use crate::config::{ApplyConfig, Config, Seed};
 use crate::connection::{Database, quote};
 use crate::error::{Error, Result};
 use crate::step;
-use crate::verify::ident;
 use crate::target::{Backend, Target};
+use crate::verify::ident;
 
 fn seeds<'c>(config: &'c Config, target: &Target) -> impl Iterator<Item = &'c Seed> {
     config
@@ -144,19 +144,30 @@ fn table_rows(db: &mut Database, table: &str) -> Result<TableRows> {
         ),
         Backend::Mysql | Backend::Sqlite => {
             let (columns_sql, key_sql, object) = if backend == Backend::Mysql {
-                let of = |extra: &str| format!(
-                    "SELECT CAST(c.COLUMN_NAME AS CHAR) AS v FROM information_schema.COLUMNS c {extra} c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = {}",
-                    quote(table)
-                );
+                let of = |extra: &str| {
+                    format!(
+                        "SELECT CAST(c.COLUMN_NAME AS CHAR) AS v FROM information_schema.COLUMNS c {extra} c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = {}",
+                        quote(table)
+                    )
+                };
                 (
                     format!("{} ORDER BY c.ORDINAL_POSITION", of("WHERE")),
-                    format!("{} AND c.COLUMN_KEY = 'PRI' ORDER BY c.ORDINAL_POSITION", of("WHERE")),
+                    format!(
+                        "{} AND c.COLUMN_KEY = 'PRI' ORDER BY c.ORDINAL_POSITION",
+                        of("WHERE")
+                    ),
                     "JSON_OBJECT",
                 )
             } else {
                 (
-                    format!("SELECT name AS v FROM pragma_table_info({}) ORDER BY cid", quote(table)),
-                    format!("SELECT name AS v FROM pragma_table_info({}) WHERE pk > 0 ORDER BY pk", quote(table)),
+                    format!(
+                        "SELECT name AS v FROM pragma_table_info({}) ORDER BY cid",
+                        quote(table)
+                    ),
+                    format!(
+                        "SELECT name AS v FROM pragma_table_info({}) WHERE pk > 0 ORDER BY pk",
+                        quote(table)
+                    ),
                     "json_object",
                 )
             };
@@ -165,10 +176,19 @@ fn table_rows(db: &mut Database, table: &str) -> Result<TableRows> {
                 .iter()
                 .map(|c| format!("{}, {}", quote(c), ident(backend, c)))
                 .collect();
-            let cast = if backend == Backend::Mysql { ("CAST(", " AS CHAR)") } else { ("", "") };
+            let cast = if backend == Backend::Mysql {
+                ("CAST(", " AS CHAR)")
+            } else {
+                ("", "")
+            };
             (
                 key_sql,
-                format!("SELECT {}{object}({}){} AS v FROM {quoted}", cast.0, pairs.join(", "), cast.1),
+                format!(
+                    "SELECT {}{object}({}){} AS v FROM {quoted}",
+                    cast.0,
+                    pairs.join(", "),
+                    cast.1
+                ),
             )
         }
     };
@@ -201,24 +221,26 @@ fn differences(
             .filter(|(t, _)| t == table)
             .map(|(_, c)| c)
             .collect();
-        let keyed = |rows: &TableRows| -> BTreeMap<String, serde_json::Map<String, serde_json::Value>> {
-            rows.rows
-                .iter()
-                .map(|row| {
-                    let mut row = row.clone();
-                    row.retain(|c, _| !skipped.contains(&c.as_str()));
-                    let key: serde_json::Map<String, serde_json::Value> = if rows.key.is_empty() {
-                        row.clone()
-                    } else {
-                        rows.key
-                            .iter()
-                            .map(|k| (k.clone(), row.get(k).cloned().unwrap_or_default()))
-                            .collect()
-                    };
-                    (serde_json::Value::Object(key).to_string(), row)
-                })
-                .collect()
-        };
+        let keyed =
+            |rows: &TableRows| -> BTreeMap<String, serde_json::Map<String, serde_json::Value>> {
+                rows.rows
+                    .iter()
+                    .map(|row| {
+                        let mut row = row.clone();
+                        row.retain(|c, _| !skipped.contains(&c.as_str()));
+                        let key: serde_json::Map<String, serde_json::Value> = if rows.key.is_empty()
+                        {
+                            row.clone()
+                        } else {
+                            rows.key
+                                .iter()
+                                .map(|k| (k.clone(), row.get(k).cloned().unwrap_or_default()))
+                                .collect()
+                        };
+                        (serde_json::Value::Object(key).to_string(), row)
+                    })
+                    .collect()
+            };
         let (before, after) = (keyed(before), keyed(after));
         let mut columns: BTreeMap<String, (usize, String)> = BTreeMap::new();
         for (key, row) in &after {
@@ -236,11 +258,19 @@ fn differences(
         for key in before.keys().filter(|k| !after.contains_key(*k)) {
             note(&mut columns, "(row removed)", key);
         }
-        out.extend(columns.into_iter().map(|(column, (rows, key))| match column.as_str() {
-            "(new row)" => format!("table `{table}`: {rows} new row(s), e.g. key {key}"),
-            "(row removed)" => format!("table `{table}`: {rows} row(s) removed, e.g. key {key}"),
-            _ => format!("table `{table}`, column `{column}`: {rows} row(s) changed, e.g. key {key}"),
-        }));
+        out.extend(
+            columns
+                .into_iter()
+                .map(|(column, (rows, key))| match column.as_str() {
+                    "(new row)" => format!("table `{table}`: {rows} new row(s), e.g. key {key}"),
+                    "(row removed)" => {
+                        format!("table `{table}`: {rows} row(s) removed, e.g. key {key}")
+                    }
+                    _ => format!(
+                        "table `{table}`, column `{column}`: {rows} row(s) changed, e.g. key {key}"
+                    ),
+                }),
+        );
     }
     out
 }

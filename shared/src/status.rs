@@ -189,7 +189,8 @@ fn disagreements(
     latest: &std::collections::BTreeMap<String, StepRow>,
     applied: &BTreeSet<&String>,
 ) -> Vec<String> {
-    let fix = "find out which is true (cargo dbverify --drift), then record it: cargo dbsafe resolve";
+    let fix =
+        "find out which is true (cargo dbverify --drift), then record it: cargo dbsafe resolve";
     latest
         .iter()
         .filter_map(|(version, step)| {

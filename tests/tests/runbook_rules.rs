@@ -39,7 +39,9 @@ fn concat(backend: Backend, columns: &[&str]) -> String {
 fn insert_series(backend: Backend, table: &str, columns: &str, values: &str, n: u32) -> String {
     match backend {
         Backend::Postgres => {
-            format!("INSERT INTO {table} ({columns}) SELECT {values} FROM generate_series(1, {n}) g")
+            format!(
+                "INSERT INTO {table} ({columns}) SELECT {values} FROM generate_series(1, {n}) g"
+            )
         }
         Backend::Mysql => format!(
             "INSERT INTO {table} ({columns}) SELECT {} FROM seq_1_to_{n}",
@@ -110,11 +112,8 @@ fn apply_compares_with_its_own_baseline(backend: Backend) {
     lossy.expect_code(1);
     let run_id = lossy.run_id();
     assert!(
-        lossy
-            .events()
-            .iter()
-            .any(|e| e["type"] == "verify.failed"
-                && e["message"].as_str().unwrap().contains("row-counts")),
+        lossy.events().iter().any(|e| e["type"] == "verify.failed"
+            && e["message"].as_str().unwrap().contains("row-counts")),
         "{lossy:?}"
     );
     assert_eq!(p.db.count("deliveries"), 1000);
@@ -142,21 +141,18 @@ fn apply_compares_with_its_own_baseline(backend: Backend) {
     let warned = p.apply(&[]);
     warned.expect_code(0);
     assert!(
-        warned.events().iter().any(|e| e["type"] == "preflight.warning"
-            && e["message"]
-                .as_str()
-                .unwrap()
-                .contains("deliveries 1 000 → 970 (-3.0%)")),
+        warned
+            .events()
+            .iter()
+            .any(|e| e["type"] == "preflight.warning"
+                && e["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("deliveries 1 000 → 970 (-3.0%)")),
         "{warned:?}"
     );
     assert_eq!(p.db.count("deliveries"), 970);
-    let shown = p.dbsafe(&[
-        "runs",
-        "show",
-        &warned.run_id(),
-        "--message-format",
-        "json",
-    ]);
+    let shown = p.dbsafe(&["runs", "show", &warned.run_id(), "--message-format", "json"]);
     let detail = json_of(&shown, "run");
     let rows: Vec<&Value> = detail["row_counts"].as_array().unwrap().iter().collect();
     assert!(
@@ -183,7 +179,10 @@ fn apply_compares_with_its_own_baseline(backend: Backend) {
     touched.expect_code(1);
     assert!(
         touched.events().iter().any(|e| e["type"] == "verify.failed"
-            && e["message"].as_str().unwrap().contains("`customers` changed")),
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("`customers` changed")),
         "{touched:?}"
     );
     assert_eq!(p.db.count("customers WHERE name = 'c'"), 10);
@@ -204,7 +203,9 @@ fn rehearsal_runs_the_seeds_and_checks_apply_runs(backend: Backend) {
     p.db.execute("INSERT INTO roles (id, name) VALUES (2, 'admin')");
     let upsert = match backend {
         Backend::Mysql => "INSERT INTO roles (id, name) VALUES (1, 'admin');",
-        _ => "INSERT INTO roles (id, name) VALUES (1, 'admin') ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name;",
+        _ => {
+            "INSERT INTO roles (id, name) VALUES (1, 'admin') ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name;"
+        }
     };
     p.file("seeds/roles.sql", upsert);
     p.write_config("[[seed]]\nname = \"roles\"\nfile = \"seeds/roles.sql\"\n");
@@ -340,7 +341,8 @@ fn seed_idempotence_names_the_column_and_tolerates_volatile_ones(backend: Backen
 
 fn dbverify(p: &Project, args: &[&str]) -> Run {
     let mut cmd = p.command("cargo-dbverify");
-    cmd.args(["dbverify", "--message-format", "json"]).args(args);
+    cmd.args(["dbverify", "--message-format", "json"])
+        .args(args);
     run(cmd)
 }
 

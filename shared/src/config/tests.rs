@@ -534,8 +534,17 @@ fn reference_file_is_valid_and_complete() {
     std::fs::create_dir_all(dir.path().join("seeds")).unwrap();
     std::fs::write(dir.path().join("seeds/countries.sql"), "SELECT 1").unwrap();
     let parsed = Config::parse(&dir.path().join("dbsafe.toml"), REFERENCE).unwrap();
-    assert_eq!(parsed.invariants.len(), 2);
+    assert_eq!(parsed.invariants.len(), 3);
     assert_eq!(parsed.invariants[1].sql, "SELECT id FROM users LIMIT 1");
+    let behaviour = &parsed.invariants[2];
+    assert_eq!(behaviour.expect.to_string(), "error");
+    assert_eq!(behaviour.role.as_deref(), Some("app"));
+    assert_eq!(behaviour.expect_error.as_deref(), Some("42501"));
+    assert_eq!(
+        behaviour.settings,
+        [("app.tenant_id".to_owned(), "42".to_owned())]
+    );
+    assert_eq!(parsed.seeds[0].volatile, ["countries.updated_at"]);
     assert_eq!(parsed.invariants[0].expect.to_string(), "= 0");
     assert_eq!(parsed.verify.max_row_change, Some(1.0));
     let config = Config {
@@ -650,6 +659,33 @@ fn invariant_and_verify_problems_are_located() {
     assert!(all.contains("invariant[1].name"), "{all}");
     assert!(all.contains("invariant[1].phase"), "{all}");
     assert!(lines.contains(&9) && lines.contains(&14), "{lines:?}");
+}
+
+#[test]
+fn behaviour_and_volatile_problems_are_located() {
+    let text = "[[invariant]]\nname = \"a\"\nsql = \"SELECT 1\"\nexpect = \"= 0\"\nexpect-error = \"42501\"\nsettings = { \"app.tenant_id\" = 42 }\nrole = 7\n\n[[seed]]\nname = \"s\"\nfile = \"s.sql\"\nvolatile = [\"updated_at\"]\n";
+    let found = problems(text);
+    let all = found
+        .iter()
+        .map(|p| format!("{}: {}: {}", p.line, p.key, p.message))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        all.contains("5: invariant[0].expect-error: `expect-error` names the error"),
+        "{all}"
+    );
+    assert!(
+        all.contains("6: invariant[0].settings.\"app.tenant_id\": expected a string"),
+        "{all}"
+    );
+    assert!(
+        all.contains("7: invariant[0].role: expected a string"),
+        "{all}"
+    );
+    assert!(
+        all.contains("12: seed[0].volatile: \"updated_at\" is not a column"),
+        "{all}"
+    );
 }
 
 #[test]

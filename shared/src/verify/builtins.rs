@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use super::Finding;
+use super::baseline::{self, Baseline, Counted};
 use crate::config::{Config, KeyColumns};
 use crate::connection::{Database, quote};
 use crate::error::{Error, Result};
-use super::baseline::{self, Baseline, Counted};
 use crate::inspect;
 use crate::ledger;
 use crate::migrations::MigrationSet;
@@ -34,7 +34,11 @@ struct ForeignKey {
     validated: bool,
 }
 
-pub(super) fn json_rows(db: &mut Database, sql: &str, context: &str) -> Result<Vec<serde_json::Value>> {
+pub(super) fn json_rows(
+    db: &mut Database,
+    sql: &str,
+    context: &str,
+) -> Result<Vec<serde_json::Value>> {
     let rows = db.texts(sql).map_err(|e| Error::db(context, e))?;
     Ok(rows
         .iter()
@@ -258,7 +262,10 @@ pub(super) fn row_counts(
     max_change: Option<f64>,
 ) -> Result<Finding> {
     let baseline = against.ok_or_else(|| {
-        Error::Usage("row-counts needs --against RUN|SNAPSHOT (apply compares with the start of its run)".into())
+        Error::Usage(
+            "row-counts needs --against RUN|SNAPSHOT (apply compares with the start of its run)"
+                .into(),
+        )
     })?;
     let live = baseline::counts(db, true)?;
     let mut details = Vec::new();
@@ -279,11 +286,11 @@ pub(super) fn row_counts(
         }
         if max_change.is_some_and(|max| change > max) {
             details.push(format!(
-                "`{table}`: {} -> {} rows ({change:.2}% change since {}, more than {}%)",
+                "`{table}`: {} -> {} rows ({change:.2}% change, more than {}%) since {}",
                 before.rows,
                 now.rows,
-                baseline.source,
-                max_change.unwrap_or(0.0)
+                max_change.unwrap_or(0.0),
+                baseline.source
             ));
         }
     }
@@ -303,7 +310,10 @@ pub(super) fn checksums(
     unchanged: &[String],
 ) -> Result<Finding> {
     let baseline = against.ok_or_else(|| {
-        Error::Usage("checksums needs --against RUN|SNAPSHOT (apply compares with the start of its run)".into())
+        Error::Usage(
+            "checksums needs --against RUN|SNAPSHOT (apply compares with the start of its run)"
+                .into(),
+        )
     })?;
     let mut details = Vec::new();
     let mut same = 0;
@@ -316,11 +326,17 @@ pub(super) fn checksums(
         .iter()
         .filter(|n| !baseline.tables.contains_key(*n))
     {
-        details.push(format!("table `{name}` did not exist at {}", baseline.source));
+        details.push(format!(
+            "table `{name}` did not exist at {}",
+            baseline.source
+        ));
     }
     for (table, before) in &compared {
         let Some(hash) = &before.hash else {
-            details.push(format!("`{table}` has no content hash at {}", baseline.source));
+            details.push(format!(
+                "`{table}` has no content hash at {}",
+                baseline.source
+            ));
             continue;
         };
         match inspect::table_fingerprint(db, table) {

@@ -55,12 +55,7 @@ pub(crate) fn subquery(sql: &str, backend: Backend) -> std::result::Result<&str,
 /// (`role`, `settings`, `expect = "error"` outside PostgreSQL), is bad configuration
 /// (exit 2), named.
 pub(super) fn query_of(invariant: &Invariant, backend: Backend) -> Result<&str> {
-    let bad = |e: String| {
-        Error::Usage(format!(
-            "dbsafe.toml: invariant `{}`: {e}",
-            invariant.name
-        ))
-    };
+    let bad = |e: String| Error::Usage(format!("dbsafe.toml: invariant `{}`: {e}", invariant.name));
     let behaviour = [
         ("role", invariant.role.is_some()),
         ("settings", !invariant.settings.is_empty()),
@@ -75,7 +70,9 @@ pub(super) fn query_of(invariant: &Invariant, backend: Backend) -> Result<&str> 
     }
     let query = subquery(&invariant.sql, backend).map_err(|e| bad(format!("{e}. Fix its SQL")))?;
     if invariant.expect == Expectation::Error && query.contains(DOLLAR_TAG) {
-        return Err(bad(format!("its SQL contains `{DOLLAR_TAG}`, which dbsafe uses to quote it")));
+        return Err(bad(format!(
+            "its SQL contains `{DOLLAR_TAG}`, which dbsafe uses to quote it"
+        )));
     }
     Ok(query)
 }
@@ -157,7 +154,11 @@ fn truthy(value: &str) -> Option<bool> {
 /// `expect = "error"` (PostgreSQL): runs the statement as it is, as the invariant's role
 /// and with its settings, in a transaction that is always rolled back, and returns how the
 /// server refused it (`SQLSTATE message`), or `None` when it ran.
-fn refusal(db: &mut Database, invariant: &Invariant, apply: &ApplyConfig) -> Result<Option<String>> {
+fn refusal(
+    db: &mut Database,
+    invariant: &Invariant,
+    apply: &ApplyConfig,
+) -> Result<Option<String>> {
     let statement = query_of(invariant, db.backend())?;
     // The statement runs inside a block that catches its error: the transaction goes on,
     // and SQLSTATE is kept for the comparison.
@@ -183,9 +184,9 @@ fn refusal(db: &mut Database, invariant: &Invariant, apply: &ApplyConfig) -> Res
     crate::step::reset_timeouts(&mut db.conn, Backend::Postgres);
     match (seen, outcome) {
         (Some(Ok(rows)), _) => Ok(rows.into_iter().next().filter(|r| !r.is_empty())),
-        (Some(Err(e)), _) | (None, Err(e)) => {
-            Err(Error::Failed(format!("the statement could not be tried: {e}")))
-        }
+        (Some(Err(e)), _) | (None, Err(e)) => Err(Error::Failed(format!(
+            "the statement could not be tried: {e}"
+        ))),
         (None, Ok(())) => Err(Error::Failed("the statement did not run".into())),
     }
 }
@@ -197,8 +198,7 @@ fn refusal_matches(refusal: &str, wanted: Option<&str>) -> bool {
         return true;
     };
     let (state, message) = refusal.split_once(' ').unwrap_or((refusal, ""));
-    state.eq_ignore_ascii_case(wanted)
-        || message.to_lowercase().contains(&wanted.to_lowercase())
+    state.eq_ignore_ascii_case(wanted) || message.to_lowercase().contains(&wanted.to_lowercase())
 }
 
 fn check_refused(db: &mut Database, invariant: &Invariant, apply: &ApplyConfig) -> Result<Finding> {
@@ -210,7 +210,10 @@ fn check_refused(db: &mut Database, invariant: &Invariant, apply: &ApplyConfig) 
             "it ran without error",
             vec![format!(
                 "expected {expected}{}: the statement succeeded (and was rolled back)",
-                invariant.role.as_deref().map_or(String::new(), |r| format!(" as role {r}"))
+                invariant
+                    .role
+                    .as_deref()
+                    .map_or(String::new(), |r| format!(" as role {r}"))
             )],
         ),
         Some(refusal) if refusal_matches(&refusal, wanted) => {
@@ -219,7 +222,9 @@ fn check_refused(db: &mut Database, invariant: &Invariant, apply: &ApplyConfig) 
         Some(refusal) => Finding::new(
             false,
             format!("refused: {refusal}"),
-            vec![format!("expected {expected}, but the server said: {refusal}")],
+            vec![format!(
+                "expected {expected}, but the server said: {refusal}"
+            )],
         ),
     })
 }
