@@ -193,7 +193,8 @@ fn apply_locked(
     } else {
         None
     };
-    let baseline = capture_baseline(config, db, snapshot.as_ref(), &context.id)?;
+    let changes_data = !pending.is_empty() || !crate::seed::for_target(config, target).is_empty();
+    let baseline = capture_baseline(config, db, snapshot.as_ref(), &context.id, changes_data)?;
     let snapshot_id = snapshot.as_ref().map(|m| m.id.clone());
     ledger::insert_run(
         &mut db.conn,
@@ -246,7 +247,7 @@ fn apply_locked(
         config,
         target,
         options,
-        baseline: &baseline,
+        baseline: baseline.as_ref(),
     };
     if let Some(failure) = run_body(&body, db, recorder, &pending, &mut done)? {
         let scope = RunScope {
@@ -269,35 +270,42 @@ struct Body<'a> {
     config: &'a Config,
     target: &'a Target,
     options: &'a ApplyOptions,
-    /// Row counts and hashes before the first migration.
-    baseline: &'a Baseline,
+    /// Row counts and hashes before the first migration (none for a run that changes
+    /// nothing and checks no counts).
+    baseline: Option<&'a Baseline>,
 }
 
 /// Before the first migration: what the after-run checks compare with. From the pre-run
 /// snapshot's manifest when there is one; else the row counts of every table (exact where
 /// `row-counts` runs after the migrations, else exact up to a million estimated rows) and
-/// the content hashes of the tables `checksums` covers, when it runs.
+/// the content hashes of the tables `checksums` covers, when it runs. None when the run
+/// has nothing to run that changes data (`changes_data`) and no check needs one.
 fn capture_baseline(
     config: &Config,
     db: &mut Database,
     snapshot: Option<&Manifest>,
     run_id: &str,
-) -> Result<Baseline> {
+    changes_data: bool,
+) -> Result<Option<Baseline>> {
     if let Some(manifest) = snapshot {
-        return Ok(Baseline::from_manifest(manifest));
+        return Ok(Some(Baseline::from_manifest(manifest)));
     }
     let checks = if config.apply.verify {
         verify::selected_builtins(config, &VerifyOptions::default())
     } else {
         Vec::new()
     };
+    let compares = checks.contains(&"row-counts") || checks.contains(&"checksums");
+    if !changes_data && !compares {
+        return Ok(None);
+    }
     let unchanged = &config.verify.unchanged_tables;
     let hashed: Option<&[String]> = match checks.contains(&"checksums") {
         true if unchanged.is_empty() => None,
         true => Some(unchanged),
         false => Some(&[]),
     };
-    Baseline::capture(db, run_id, checks.contains(&"row-counts"), hashed)
+    Baseline::capture(db, run_id, checks.contains(&"row-counts"), hashed).map(Some)
 }
 
 /// After the migrations and seeds: records in the ledger the row count of each table the
@@ -381,7 +389,9 @@ fn run_body<'m>(
             Err(message) => return Ok(Some(Failure::of_run(message))),
         }
     }
-    record_row_counts(config, db, recorder, baseline)?;
+    if let Some(baseline) = baseline {
+        record_row_counts(config, db, recorder, baseline)?;
+    }
     if config.apply.verify {
         return verify_after(config, target, db, recorder, baseline);
     }
@@ -423,10 +433,10 @@ fn verify_after(
     target: &Target,
     db: &mut Database,
     recorder: &mut Recorder<'_>,
-    baseline: &Baseline,
+    baseline: Option<&Baseline>,
 ) -> Result<Option<Failure>> {
     let options = VerifyOptions {
-        baseline: Some(baseline.clone()),
+        baseline: baseline.cloned(),
         ..Default::default()
     };
     let results = verify::verify(config, target, db, &options)?;
