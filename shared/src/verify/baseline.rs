@@ -132,8 +132,8 @@ fn grouped(n: u64) -> String {
     out
 }
 
-/// The tables whose row count differs between `before` and `after`, or that appeared or
-/// disappeared.
+/// The tables whose row count differs between `before` and `after` (a table that appeared
+/// or disappeared counts as from or to none; an empty one that did is no row change).
 pub fn changes(before: &Baseline, after: &BTreeMap<String, Counted>) -> Vec<RowChange> {
     let mut names: Vec<&String> = before.tables.keys().chain(after.keys()).collect();
     names.sort();
@@ -142,7 +142,7 @@ pub fn changes(before: &Baseline, after: &BTreeMap<String, Counted>) -> Vec<RowC
         .into_iter()
         .filter_map(|name| {
             let (b, a) = (before.tables.get(name), after.get(name));
-            if b.map(|c| c.rows) == a.map(|c| c.rows) {
+            if b.map_or(0, |c| c.rows) == a.map_or(0, |c| c.rows) {
                 return None;
             }
             Some(RowChange {
