@@ -371,8 +371,9 @@ fn rehearsal_report(
                 }
             }
             EventKind::VerifyFailed { message, .. } => {
-                let check = message.split(':').next().unwrap_or_default();
-                out.push(rehearsed("check", "", check, Some(message), 0, Vec::new()));
+                let (check, why) = message.split_once(": ").unwrap_or((message, message));
+                let why = why.to_owned();
+                out.push(rehearsed("check", "", check, Some(&why), 0, Vec::new()));
             }
             EventKind::SeedApplied { name, duration_ms } => {
                 out.push(rehearsed("seed", "", name, None, *duration_ms, Vec::new()));

@@ -85,8 +85,8 @@ fn behaviour_prelude(invariant: &Invariant) -> String {
     let mut sql = String::new();
     if let Some(role) = &invariant.role {
         sql.push_str(&format!(
-            "SET LOCAL ROLE {};\n",
-            super::builtins::ident(Backend::Postgres, role)
+            "SET LOCAL ROLE \"{}\";\n",
+            role.replace('"', "\"\"")
         ));
     }
     for (name, value) in &invariant.settings {
