@@ -343,8 +343,34 @@ fn record_row_counts(
 
 /// The body of a run: each pending migration, then the seeds, then the row counts it
 /// changed, then (with `[apply] verify`) the verification against the baseline. Returns
-/// the first failure, with `done` holding what was applied.
+/// the first failure, with `done` holding what was applied. The row counts are recorded
+/// after a failed migration or seed too (as they stand before the failure policy acts),
+/// unless the target is dirty or the run was interrupted.
 fn run_body<'m>(
+    body: &Body<'_>,
+    db: &mut Database,
+    recorder: &mut Recorder<'_>,
+    pending: &[&'m Migration],
+    done: &mut Vec<&'m Migration>,
+) -> Result<Option<Failure>> {
+    let failure = run_steps(body, db, recorder, pending, done)?;
+    if let Some(baseline) = body.baseline {
+        match &failure {
+            None => record_row_counts(body.config, db, recorder, baseline)?,
+            Some(f) if !f.dirty && !crate::interrupt::interrupted() => {
+                let _ = record_row_counts(body.config, db, recorder, baseline);
+            }
+            Some(_) => {}
+        }
+    }
+    if failure.is_none() && body.config.apply.verify {
+        return verify_after(body.config, body.target, db, recorder, body.baseline);
+    }
+    Ok(failure)
+}
+
+/// Each pending migration, then the seeds; the first failure.
+fn run_steps<'m>(
     body: &Body<'_>,
     db: &mut Database,
     recorder: &mut Recorder<'_>,
@@ -355,7 +381,7 @@ fn run_body<'m>(
         config,
         target,
         options,
-        baseline,
+        ..
     } = *body;
     for (index, migration) in pending.iter().enumerate() {
         recorder.emit_deferred(EventKind::MigrationStarted {
@@ -388,12 +414,6 @@ fn run_body<'m>(
             )?,
             Err(message) => return Ok(Some(Failure::of_run(message))),
         }
-    }
-    if let Some(baseline) = baseline {
-        record_row_counts(config, db, recorder, baseline)?;
-    }
-    if config.apply.verify {
-        return verify_after(config, target, db, recorder, baseline);
     }
     Ok(None)
 }
