@@ -108,6 +108,24 @@ fn apply_compares_with_its_own_baseline(backend: Backend) {
         "CREATE TABLE deliveries_purged AS SELECT * FROM deliveries WHERE id % 100 < 3;\nDELETE FROM deliveries WHERE id % 100 < 3;",
         Some("INSERT INTO deliveries SELECT * FROM deliveries_purged;\nDROP TABLE deliveries_purged;"),
     );
+    // The rehearsal sees it first, on its clone, with the same baseline.
+    let rehearsal = p.dbsafe(&["plan", "--rehearse", "--message-format", "json"]);
+    rehearsal.expect_code(1);
+    let plan = json_of(&rehearsal, "plan");
+    assert!(
+        plan["rehearsal"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["step"] == "check"
+                && s["name"] == "row-counts"
+                && s["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("`deliveries`: 1000 -> 970")),
+        "{plan}"
+    );
+    assert_eq!(p.db.count("deliveries"), 1000);
     let lossy = p.apply(&[]);
     lossy.expect_code(1);
     let run_id = lossy.run_id();
