@@ -152,6 +152,14 @@ fn apply_compares_with_its_own_baseline(backend: Backend) {
         shown.stdout.contains("deliveries 1 000 → 970 (-3.0%)"),
         "{shown:?}"
     );
+    let markdown = p.dbsafe(&["runs", "show", &run_id, "--format", "markdown"]);
+    markdown.expect_code(0);
+    assert!(
+        markdown
+            .stdout
+            .contains("| deliveries | 1000 | 970 | -30 |"),
+        "{markdown:?}"
+    );
 
     // Without row-counts as an error check, the same loss passes with a warning in the
     // run, and the run records it.

@@ -133,7 +133,17 @@ pub struct RollbackCommand {
 impl RunReport {
     /// Builds the report of one run from its ledger record.
     pub fn from_detail(detail: &RunDetail) -> RunReport {
-        RunReport::new(&detail.run, &detail.steps, &detail.events)
+        let rows = detail
+            .row_counts
+            .iter()
+            .map(|c| RowChange {
+                table: c.table.clone(),
+                before: c.before.map(|n| n as i64),
+                after: c.after.map(|n| n as i64),
+                estimated: c.estimated,
+            })
+            .collect();
+        RunReport::new(&detail.run, &detail.steps, &detail.events).with_rows(rows)
     }
 
     /// Builds the report of a run from its row, steps and events; row counts and locks are
