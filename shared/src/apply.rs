@@ -194,7 +194,8 @@ fn apply_locked(
         None
     };
     let changes_data = !pending.is_empty() || !crate::seed::for_target(config, target).is_empty();
-    let baseline = capture_baseline(config, db, snapshot.as_ref(), &context.id, changes_data)?;
+    let (baseline, uncounted) =
+        capture_baseline(config, db, snapshot.as_ref(), &context.id, changes_data)?;
     let snapshot_id = snapshot.as_ref().map(|m| m.id.clone());
     ledger::insert_run(
         &mut db.conn,
@@ -219,7 +220,7 @@ fn apply_locked(
     if !adopted.is_empty() {
         recorder.emit(db, EventKind::Adopt { versions: adopted })?;
     }
-    let mut warnings: Vec<String> = Vec::new();
+    let mut warnings: Vec<String> = uncounted.into_iter().collect();
     for id in ledger::mark_interrupted(db, &interrupted)? {
         warnings.push(format!(
             "run {id} was interrupted before it finished; marked failed"
@@ -279,16 +280,18 @@ struct Body<'a> {
 /// snapshot's manifest when there is one; else the row counts of every table (exact where
 /// `row-counts` runs after the migrations, else exact up to a million estimated rows) and
 /// the content hashes of the tables `checksums` covers, when it runs. None when the run
-/// has nothing to run that changes data (`changes_data`) and no check needs one.
+/// has nothing to run that changes data (`changes_data`) and no check needs one. Counting
+/// waits for locks no longer than `lock-timeout`: when no check needs the baseline, a
+/// table it could not count makes a warning (returned) rather than a refusal.
 fn capture_baseline(
     config: &Config,
     db: &mut Database,
     snapshot: Option<&Manifest>,
     run_id: &str,
     changes_data: bool,
-) -> Result<Option<Baseline>> {
+) -> Result<(Option<Baseline>, Option<String>)> {
     if let Some(manifest) = snapshot {
-        return Ok(Some(Baseline::from_manifest(manifest)));
+        return Ok((Some(Baseline::from_manifest(manifest)), None));
     }
     let checks = if config.apply.verify {
         verify::selected_builtins(config, &VerifyOptions::default())
@@ -297,7 +300,7 @@ fn capture_baseline(
     };
     let compares = checks.contains(&"row-counts") || checks.contains(&"checksums");
     if !changes_data && !compares {
-        return Ok(None);
+        return Ok((None, None));
     }
     let unchanged = &config.verify.unchanged_tables;
     let hashed: Option<&[String]> = match checks.contains(&"checksums") {
@@ -305,12 +308,26 @@ fn capture_baseline(
         true => Some(unchanged),
         false => Some(&[]),
     };
-    Baseline::capture(db, run_id, checks.contains(&"row-counts"), hashed).map(Some)
+    let exact = checks.contains(&"row-counts");
+    match verify::baseline::bounded(db, &config.apply, |db| {
+        Baseline::capture(db, run_id, exact, hashed)
+    }) {
+        Ok(baseline) => Ok((Some(baseline), None)),
+        Err(e) if !compares => Ok((
+            None,
+            Some(format!(
+                "the row counts before the run could not be read, so this run records none: {e}"
+            )),
+        )),
+        Err(e) => Err(Error::Failed(format!(
+            "the baseline of row-counts/checksums could not be read before the first migration, nothing was touched: {e}"
+        ))),
+    }
 }
 
 /// After the migrations and seeds: records in the ledger the row count of each table the
 /// run changed, before and after, and warns of each that changed by more than
-/// `max-row-change`.
+/// `max-row-change`. Tables it cannot count within `lock-timeout` make a warning.
 fn record_row_counts(
     config: &Config,
     db: &mut Database,
@@ -318,7 +335,15 @@ fn record_row_counts(
     baseline: &Baseline,
 ) -> Result<()> {
     let exact = baseline.tables.values().all(|c| !c.estimated);
-    let after = verify::baseline::counts(db, exact)?;
+    let after = match verify::baseline::bounded(db, &config.apply, |db| {
+        verify::baseline::counts(db, exact)
+    }) {
+        Ok(after) => after,
+        Err(e) => {
+            let message = format!("the row counts after the run could not be read: {e}");
+            return recorder.emit(db, EventKind::PreflightWarning { message });
+        }
+    };
     let changed = verify::baseline::changes(baseline, &after);
     ledger::insert_row_counts(db, &recorder.context.id, &changed)?;
     let Some(max) = config.verify.max_row_change else {

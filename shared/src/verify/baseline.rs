@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::builtins::{ident, json_rows, text};
+use crate::config::ApplyConfig;
 use crate::connection::Database;
 use crate::error::{Error, Result};
 use crate::inspect;
@@ -79,6 +80,22 @@ impl Baseline {
             tables,
         })
     }
+}
+
+/// Runs `read` with the target's `lock-timeout` and `statement-timeout` for the session,
+/// then the session's defaults again: counting a table another session holds locked gives
+/// up instead of waiting for it.
+pub fn bounded<T>(
+    db: &mut Database,
+    apply: &ApplyConfig,
+    read: impl FnOnce(&mut Database) -> Result<T>,
+) -> Result<T> {
+    let backend = db.backend();
+    crate::step::set_timeouts(&mut db.conn, backend, apply, false)
+        .map_err(|e| Error::db("setting the timeouts for counting rows", e))?;
+    let result = read(db);
+    crate::step::reset_timeouts(&mut db.conn, backend);
+    result
 }
 
 /// One table's row count before and after a run (`None`: the table did not exist).
