@@ -310,7 +310,11 @@ fn roundtrip(p: &Project) -> Vec<String> {
     let file = p.path().join("dbsafe.toml");
     let config = Config::parse(&file, &std::fs::read_to_string(&file).unwrap()).unwrap();
     let target = Target::resolve(&config, Some("test")).unwrap();
-    dbsafe::roundtrip::roundtrip(&config, &target, false).unwrap()
+    dbsafe::roundtrip::roundtrip(&config, &target, false)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.message)
+        .collect()
 }
 
 fn seed_idempotence_names_the_column_and_tolerates_volatile_ones(backend: Backend) {
