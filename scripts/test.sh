@@ -4,9 +4,10 @@
 # 1. scripts/ensure-services.sh: installs missing packages, starts PostgreSQL (127.0.0.1:5432)
 #    and MariaDB (127.0.0.1:3306) when they are not answering (see that script; it honours
 #    DBSAFE_TEST_PG_URL / DBSAFE_TEST_MYSQL_URL). Then scripts/ensure-pgbouncer.sh (a PgBouncer
-#    in transaction mode in front of PostgreSQL, for tests/tests/pgbouncer.rs) and
-#    scripts/ensure-chromium.sh (a headless Chromium, for the HTML run report's test).
-#    Skip all three with DBSAFE_SKIP_ENSURE=1.
+#    in transaction mode in front of PostgreSQL, for tests/tests/pgbouncer.rs),
+#    scripts/ensure-chromium.sh (a headless Chromium, for the HTML run report's test) and
+#    scripts/ensure-second-postgres.sh (a second PostgreSQL cluster on 127.0.0.1:5433 for
+#    the fleet tests, DBSAFE_TEST_PG2_URL). Skip all four with DBSAFE_SKIP_ENSURE=1.
 # 2. cargo build --workspace --locked: the integration tests in tests/ run the built binaries
 #    from target/debug, so they must exist first.
 # 3. cargo nextest run --workspace --locked --no-fail-fast [ARGS...] (cargo test --workspace
@@ -22,9 +23,10 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 if [[ ${DBSAFE_SKIP_ENSURE:-0} != 1 ]]; then
     step "scripts/ensure-services.sh"
     scripts/ensure-services.sh
-    step "scripts/ensure-pgbouncer.sh, scripts/ensure-chromium.sh"
+    step "scripts/ensure-pgbouncer.sh, scripts/ensure-chromium.sh, scripts/ensure-second-postgres.sh"
     scripts/ensure-pgbouncer.sh
     scripts/ensure-chromium.sh
+    scripts/ensure-second-postgres.sh
 fi
 pg_versions=$(scripts/ensure-pg-versions.sh --stop-after $$) # PostgreSQL 16 and 18 for tests/tests/pg_versions.rs
 eval "$pg_versions"

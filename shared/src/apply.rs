@@ -44,6 +44,8 @@ pub struct ApplyOptions {
     /// The rehearsal's: collects, per migration version, the locks its transaction held
     /// before commit (PostgreSQL).
     pub lock_log: Option<LockLog>,
+    /// The fleet run this apply is a member's share of (`--fleet`).
+    pub fleet_run: Option<String>,
 }
 
 /// Locks each migration's transaction held before commit, by version, in order.
@@ -97,7 +99,12 @@ pub fn apply(
     preflight::server_activity(&mut db, &config.apply)?;
 
     let journal = Journal::new(&config.snapshot_dir);
-    let mut recorder = Recorder::new(RunContext::new(&config.root), &target.name, journal, sink);
+    let mut recorder = Recorder::new(
+        RunContext::new(&config.root).in_fleet(options.fleet_run.as_deref()),
+        &target.name,
+        journal,
+        sink,
+    );
     let run_id = recorder.context.id.clone();
     // Waiting is shown as it begins; it is recorded (journal, ledger) only once the lock is
     // taken and the run exists.

@@ -8,6 +8,7 @@
 
 mod check;
 mod duration;
+mod fleet;
 #[cfg(test)]
 mod tests;
 mod verify;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use duration::parse_duration;
+pub use fleet::{Canary, Databases, FleetConfig, Servers};
 pub use verify::{
     BUILTINS, Comparison, Expectation, Invariant, InvariantSeverity, KeyColumns, Phase, Seed,
     VerifyConfig,
@@ -69,6 +71,8 @@ pub struct Config {
     pub check: CheckConfig,
     /// How `cargo dbsafe check` lints the migrations' SQL (`[lint]`).
     pub lint: LintConfig,
+    /// The fleets by name (`[fleets.NAME]`).
+    pub fleets: BTreeMap<String, FleetConfig>,
 }
 
 /// What `cargo dbsafe check` requires of the migration files (`[check]`).
@@ -528,6 +532,7 @@ impl Config {
             seeds,
             check,
             lint: settings.lint,
+            fleets: settings.fleets,
         })
     }
 }

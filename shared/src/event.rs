@@ -55,6 +55,9 @@ pub enum EventKind {
         /// The snapshot taken before the run.
         #[serde(default)]
         snapshot_id: Option<String>,
+        /// The fleet run this run belongs to (`--fleet`), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fleet_run: Option<String>,
     },
     /// A preflight check passed with a remark worth reading.
     #[serde(rename = "preflight.warning")]

@@ -199,6 +199,10 @@ pub fn record(
     snapshot_dir: &Path,
     binding: &Binding,
 ) -> Result<()> {
+    // Fleet members are applied on several threads of one process: one read-modify-write
+    // of the bindings file at a time (the staging file is named by the process id).
+    static BINDINGS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = BINDINGS.lock().unwrap_or_else(|e| e.into_inner());
     let mut file = read_bindings(snapshot_dir)?;
     let path = bindings_path(snapshot_dir);
     create_private_dir(snapshot_dir)?;

@@ -70,15 +70,32 @@ impl Journal {
     /// form of an id, are skipped (an id from the journal never reaches a path or the ledger
     /// unchecked).
     pub fn read(&self) -> Result<Vec<JournalEntry>> {
-        match fs::read_to_string(&self.path) {
-            Ok(text) => Ok(text
-                .lines()
-                .filter_map(|l| serde_json::from_str::<JournalEntry>(l).ok())
-                .filter(|e| e.event.run_id.as_deref().is_none_or(is_valid_id))
-                .collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(Error::io(&self.path, e)),
+        self.read_lines_with(&[])
+    }
+
+    /// The entries whose line contains one of `needles` (all when empty), read as a stream:
+    /// a journal grown by hundreds of fleet members is neither held in memory nor parsed
+    /// whole by every apply.
+    pub fn read_lines_with(&self, needles: &[&str]) -> Result<Vec<JournalEntry>> {
+        use std::io::BufRead;
+        let file = match fs::File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&self.path, e)),
+        };
+        let mut entries = Vec::new();
+        for line in std::io::BufReader::new(file).lines() {
+            let line = line.map_err(|e| Error::io(&self.path, e))?;
+            if !needles.is_empty() && !needles.iter().any(|n| line.contains(n)) {
+                continue;
+            }
+            if let Ok(entry) = serde_json::from_str::<JournalEntry>(&line)
+                && entry.event.run_id.as_deref().is_none_or(is_valid_id)
+            {
+                entries.push(entry);
+            }
         }
+        Ok(entries)
     }
 }
 
@@ -148,6 +165,7 @@ mod tests {
                 git_commit: None,
                 git_dirty: None,
                 snapshot_id: None,
+                fleet_run: None,
             },
         };
         journal.append("dev", &event).unwrap();

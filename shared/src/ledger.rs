@@ -14,8 +14,9 @@ use crate::target::Backend;
 use crate::verify::baseline::RowChange;
 
 /// The version of the ledger's own schema; later releases upgrade older ledgers in [`ensure`].
-/// Version 2 added `dbsafe_runs.restored_by`; version 3 the table `dbsafe_row_counts`.
-pub const LEDGER_SCHEMA_VERSION: i64 = 3;
+/// Version 2 added `dbsafe_runs.restored_by`; version 3 the table `dbsafe_row_counts`;
+/// version 4 `dbsafe_runs.fleet_run`.
+pub const LEDGER_SCHEMA_VERSION: i64 = 4;
 
 pub use schema::*;
 
@@ -52,6 +53,7 @@ pub mod schema {
             error -> Nullable<Text>,
             parent_run -> Nullable<Text>,
             restored_by -> Nullable<Text>,
+            fleet_run -> Nullable<Text>,
         }
     }
 
@@ -148,6 +150,8 @@ pub struct RunRow {
     /// The run whose snapshot restore rewound this one's changes (its record was written
     /// back as it was, with this link).
     pub restored_by: Option<String>,
+    /// The fleet run this run is a member's share of (`apply --fleet`), if any.
+    pub fleet_run: Option<String>,
 }
 
 /// A step as stored in `dbsafe_steps`.
@@ -341,6 +345,15 @@ fn upgrade(db: &mut Database) -> Result<()> {
             .map_err(fail)?;
     }
     ensure_row_counts_table(db)?;
+    // Version 4: the fleet run a run belongs to (added here, not in the CREATE above, so a
+    // new ledger and an upgraded one take the same path).
+    if db
+        .execute("SELECT fleet_run FROM dbsafe_runs WHERE 1 = 0")
+        .is_err()
+    {
+        db.execute("ALTER TABLE dbsafe_runs ADD COLUMN fleet_run VARCHAR(40)")
+            .map_err(fail)?;
+    }
     if meta_get(db, "schema_version")?.as_deref() != Some(&LEDGER_SCHEMA_VERSION.to_string()) {
         meta_set(db, "schema_version", &LEDGER_SCHEMA_VERSION.to_string())?;
     }

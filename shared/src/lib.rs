@@ -10,6 +10,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod event;
+pub mod fleet;
 pub mod identity;
 pub mod init;
 pub mod inspect;

@@ -75,6 +75,7 @@ impl<'a> Recorder<'a> {
             error: None,
             parent_run: parent.map(str::to_owned),
             restored_by: None,
+            fleet_run: context.fleet_run.clone(),
         }
     }
 
@@ -99,6 +100,7 @@ impl<'a> Recorder<'a> {
             git_commit: context.git_commit.clone(),
             git_dirty: context.git_dirty,
             snapshot_id,
+            fleet_run: context.fleet_run.clone(),
         }
     }
 

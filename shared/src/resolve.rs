@@ -215,6 +215,7 @@ fn resolve_version(
         error: None,
         parent_run: None,
         restored_by: None,
+        fleet_run: None,
     };
     let (direction, status) = match asked.state {
         ResolvedState::Applied => ("up", step_status::APPLIED),

@@ -141,7 +141,9 @@ struct Interrupted {
 /// The newest restore of `target` with a `restore.swap` line and no `restore.ended`.
 fn interrupted_restore(journal: &Journal, target: &str) -> Result<Option<Interrupted>> {
     let mut open = None;
-    for entry in journal.read()?.into_iter().filter(|e| e.target == target) {
+    // Only restore events matter: the rest of a long journal is not parsed.
+    let restores = journal.read_lines_with(&["\"restore.swap\"", "\"restore.ended\""])?;
+    for entry in restores.into_iter().filter(|e| e.target == target) {
         let run = entry.event.run_id.clone().unwrap_or_default();
         match entry.event.kind {
             EventKind::RestoreSwap {
@@ -325,7 +327,7 @@ fn rehydrate(
 /// Rebuilds a run row from its journal events (its `run.started` carries the provenance).
 fn run_row_from(id: &str, target: &str, events: &[&Event]) -> Option<RunRow> {
     let first = events.first()?;
-    let (kind, environment, host, tool_version, git_commit, git_dirty, snapshot_id) =
+    let (kind, environment, host, tool_version, git_commit, git_dirty, snapshot_id, fleet_run) =
         events.iter().find_map(|e| match &e.kind {
             EventKind::RunStarted {
                 kind,
@@ -335,6 +337,7 @@ fn run_row_from(id: &str, target: &str, events: &[&Event]) -> Option<RunRow> {
                 git_commit,
                 git_dirty,
                 snapshot_id,
+                fleet_run,
                 ..
             } => Some((
                 kind.clone(),
@@ -344,6 +347,7 @@ fn run_row_from(id: &str, target: &str, events: &[&Event]) -> Option<RunRow> {
                 git_commit.clone(),
                 *git_dirty,
                 snapshot_id.clone(),
+                fleet_run.clone(),
             )),
             _ => None,
         })?;
@@ -369,5 +373,6 @@ fn run_row_from(id: &str, target: &str, events: &[&Event]) -> Option<RunRow> {
         error,
         parent_run: None,
         restored_by: None,
+        fleet_run,
     })
 }

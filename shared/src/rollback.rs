@@ -46,6 +46,8 @@ pub struct RollbackOptions {
     pub allow_edit: Vec<String>,
     /// How the target was chosen and confirmed.
     pub confirmation: Confirmation,
+    /// The fleet run this rollback is a member's share of (`cargo dbrollback FLEET_RUN`).
+    pub fleet_run: Option<String>,
 }
 
 /// A run that can be rolled back.
@@ -466,7 +468,7 @@ pub fn rollback(
     preflight::guard_protected(target, options.confirmation)?;
     let binding = identity::check(&mut db, target, &config.snapshot_dir, false)?;
     let mut recorder = Recorder::new(
-        RunContext::new(&config.root),
+        RunContext::new(&config.root).in_fleet(options.fleet_run.as_deref()),
         &target.name,
         Journal::new(&config.snapshot_dir),
         sink,

@@ -1,8 +1,9 @@
 //! A run's identity and provenance: its id (`20261121T153012Z-7f3a`, sortable by time),
 //! who ran it, where, with which tool version and which git commit.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
@@ -25,11 +26,31 @@ pub struct RunContext {
     pub git_commit: Option<String>,
     /// Whether the checkout had uncommitted changes.
     pub git_dirty: Option<bool>,
+    /// The fleet run this run belongs to (`--fleet`), if any.
+    pub fleet_run: Option<String>,
 }
 
 impl RunContext {
-    /// A new run id and the provenance of the project at `root`.
+    /// A new run id and the provenance of the project at `root`. The provenance is read
+    /// once per process and root (a fleet run starts hundreds of runs: not three `git`
+    /// processes each).
     pub fn new(root: &Path) -> RunContext {
+        type Cache = Mutex<Vec<(PathBuf, RunContext)>>;
+        static CACHE: OnceLock<Cache> = OnceLock::new();
+        let cache = CACHE.get_or_init(Default::default);
+        let mut known = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, context)) = known.iter().find(|(r, _)| r == root) {
+            return RunContext {
+                id: new_run_id(),
+                ..context.clone()
+            };
+        }
+        let context = RunContext::read(root);
+        known.push((root.to_owned(), context.clone()));
+        context
+    }
+
+    fn read(root: &Path) -> RunContext {
         let git = |args: &[&str]| -> Option<String> {
             let out = Command::new("git")
                 .arg("-C")
@@ -59,7 +80,14 @@ impl RunContext {
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
             git_commit,
             git_dirty,
+            fleet_run: None,
         }
+    }
+
+    /// This context, linked to the fleet run `fleet_run` (when there is one).
+    pub fn in_fleet(mut self, fleet_run: Option<&str>) -> RunContext {
+        self.fleet_run = fleet_run.map(str::to_owned);
+        self
     }
 }
 

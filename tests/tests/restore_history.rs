@@ -42,12 +42,14 @@ fn sorted(mut rows: Vec<String>) -> Vec<String> {
     rows
 }
 
-/// Every row of the ledger's run, step and event tables, the runs without their last
-/// column (`restored_by`), leaving out the rows of `skip_run`.
+/// Every row of the ledger's run, step and event tables, the runs without their 17th
+/// column (`restored_by`; later columns such as `fleet_run` follow it), leaving out the
+/// rows of `skip_run`.
 fn ledger_dump(p: &Project, skip_run: &str) -> Vec<String> {
     let runs = table_text(&p.db, "dbsafe_runs").into_iter().map(|r| {
-        let cut = r.rfind('|').unwrap();
-        format!("run {}", &r[..cut])
+        let mut columns: Vec<&str> = r.split('|').collect();
+        columns.remove(16);
+        format!("run {}", columns.join("|"))
     });
     let steps = table_text(&p.db, "dbsafe_steps")
         .into_iter()

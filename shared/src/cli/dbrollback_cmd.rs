@@ -25,7 +25,8 @@ enum Cargo {
 #[derive(Debug, Args)]
 #[command(version, after_help = EXAMPLES)]
 struct DbrollbackArgs {
-    /// The run to roll back (its id, or a unique prefix; see --list).
+    /// The run to roll back (its id, or a unique prefix; see --list), or a fleet run: each
+    /// member's run of it, in the fleet's waves.
     #[arg(value_name = "RUN", conflicts_with_all = ["last", "list"])]
     run: Option<String>,
     /// Roll back the newest run that can be rolled back.
@@ -52,6 +53,8 @@ struct DbrollbackArgs {
     #[arg(long, value_name = "NAME", conflicts_with = "restore")]
     allow_edit: Vec<String>,
     // Last, so that the command's own options keep their heading above the global ones.
+    #[command(flatten)]
+    fleet: super::fleet_cmd::FleetArgs,
     #[command(flatten)]
     global: GlobalArgs,
 }
@@ -86,8 +89,37 @@ fn run(args: &DbrollbackArgs, output: &mut Output) -> Result<u8> {
     if let Some(run) = &args.run {
         crate::run::validate_id_prefix(run, "run id")?;
     }
+    args.fleet.validate(&args.global)?;
     let config = args.global.load_config()?;
-    let target = args.global.resolve_target(&config)?;
+    let member = super::fleet_cmd::member_target(&config, &args.fleet, &args.global)?;
+    if let Some(run) = &args.run
+        && member.is_none()
+        && let Some(fleet) = super::fleet_cmd::rollback_fleet(&config, &args.fleet, run)?
+    {
+        if args.to.is_some() || args.cascade || args.dry_run {
+            return Err(Error::Usage("a fleet run is rolled back whole: --to, --cascade and --dry-run work on one target (--target MEMBER)".into()));
+        }
+        crate::run::validate_id(run, "fleet run id")?;
+        let fleet_args = super::fleet_cmd::FleetArgs {
+            fleet: Some(fleet),
+            ..args.fleet.clone()
+        };
+        return super::fleet_cmd::rollback(
+            &config,
+            &fleet_args,
+            &args.global,
+            output,
+            run,
+            args.restore,
+        );
+    }
+    let target = match member {
+        Some(member) => member,
+        None if args.fleet.fleet.is_some() => {
+            return Err(Error::Usage("name the fleet run to roll back: cargo dbrollback FLEET_RUN --fleet NAME (or one member's run with --target MEMBER; cargo dbsafe status --fleet NAME shows each member's last run and its fleet run)".into()));
+        }
+        None => args.global.resolve_target(&config)?,
+    };
     if args.list {
         let candidates = rollback::list(&target)?;
         if output.is_json() {
@@ -135,6 +167,7 @@ fn run(args: &DbrollbackArgs, output: &mut Output) -> Result<u8> {
         } else {
             args.global.confirm(&target, "roll back")?
         },
+        fleet_run: None,
     };
     let phase = (!args.dry_run).then(|| output.phase("rolling back"));
     let outcome = rollback::rollback(&config, &target, &options, output)?;

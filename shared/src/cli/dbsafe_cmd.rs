@@ -28,6 +28,8 @@ enum Cargo {
 struct DbsafeArgs {
     #[command(flatten)]
     global: GlobalArgs,
+    #[command(flatten)]
+    fleet: super::fleet_cmd::FleetArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -175,6 +177,34 @@ enum StateArg {
     Reverted,
 }
 
+/// `status`, `plan` and `apply` with `--fleet NAME`: over every member of the fleet.
+fn fleet(args: &DbsafeArgs, config: &crate::config::Config, output: &Output) -> Result<u8> {
+    use super::fleet_cmd;
+    let (fleet, global) = (&args.fleet, &args.global);
+    match &args.command {
+        Command::Status => fleet_cmd::status(config, fleet, global, output),
+        Command::Plan(_) => fleet_cmd::plan(config, fleet, global, output),
+        Command::Apply(apply_args) => {
+            if apply_args.rebind {
+                return Err(Error::Usage(
+                    "--rebind re-binds one target: run it with --target MEMBER, not --fleet".into(),
+                ));
+            }
+            fleet_cmd::apply(
+                config,
+                fleet,
+                global,
+                output,
+                apply_args.target_version.as_deref(),
+            )
+        }
+        _ => Err(Error::Usage(
+            "--fleet works with status, plan and apply (and cargo dbverify, cargo dbrollback)"
+                .into(),
+        )),
+    }
+}
+
 /// Refuses an id argument that does not have the form of an id (exit 2), before anything
 /// is read or touched.
 fn validate_ids(command: &Command) -> Result<()> {
@@ -238,8 +268,13 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
         }
         _ => {}
     }
+    args.fleet.validate(global)?;
     let config = global.load_config()?;
-    let target = global.resolve_target(&config)?;
+    let target = match super::fleet_cmd::member_target(&config, &args.fleet, global)? {
+        Some(member) => member,
+        None if args.fleet.fleet.is_some() => return fleet(args, &config, output),
+        None => global.resolve_target(&config)?,
+    };
     match &args.command {
         Command::Init | Command::Check(_) | Command::Completions(_) => {
             unreachable!("handled above")

@@ -41,6 +41,8 @@ struct DbverifyArgs {
     /// Also write the results as JUnit XML to FILE.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    #[command(flatten)]
+    fleet: super::fleet_cmd::FleetArgs,
     // Last, so that the command's own options keep their heading above the global ones.
     #[command(flatten)]
     global: GlobalArgs,
@@ -75,8 +77,13 @@ fn run(args: &DbverifyArgs, output: &mut Output) -> Result<u8> {
     if let Some(id) = &args.against {
         crate::run::validate_id(id, "--against run or snapshot id")?;
     }
+    args.fleet.validate(&args.global)?;
     let config = args.global.load_config()?;
-    let target = args.global.resolve_target(&config)?;
+    let target = match super::fleet_cmd::member_target(&config, &args.fleet, &args.global)? {
+        Some(member) => member,
+        None if args.fleet.fleet.is_some() => return fleet(args, &config, output),
+        None => args.global.resolve_target(&config)?,
+    };
     let against = match args.last {
         true => Some(super::snapshot_cmd::chosen_id(&None, &config, &target)?),
         false => args.against.clone(),
@@ -117,6 +124,24 @@ fn run(args: &DbverifyArgs, output: &mut Output) -> Result<u8> {
         )));
     }
     Ok(exit::SUCCESS)
+}
+
+/// `cargo dbverify --fleet NAME`: every check on every member.
+fn fleet(args: &DbverifyArgs, config: &crate::config::Config, output: &Output) -> Result<u8> {
+    if args.last {
+        return Err(Error::Usage(
+            "--last compares one target with its newest snapshot: name the member with --fleet NAME --target MEMBER".into(),
+        ));
+    }
+    let options = VerifyOptions {
+        only: args.only.clone(),
+        against: args.against.clone(),
+        drift: args.drift,
+        phase: None,
+        ..Default::default()
+    };
+    let junit = args.junit.as_deref();
+    super::fleet_cmd::verify(config, &args.fleet, &args.global, output, &options, junit)
 }
 
 /// The results as an aligned table, details indented under each check.

@@ -7,6 +7,7 @@ mod dbrollback_cmd;
 mod dbsafe_cmd;
 mod dbverify_cmd;
 pub mod exit;
+mod fleet_cmd;
 pub mod output;
 mod progress;
 pub mod report;

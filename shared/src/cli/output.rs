@@ -59,6 +59,11 @@ impl Output {
         }
     }
 
+    /// Whether a progress display may be drawn (human output on a terminal, not in CI).
+    pub fn progress_allowed(&self) -> bool {
+        self.progress_allowed
+    }
+
     /// Whether output is JSON Lines.
     pub fn is_json(&self) -> bool {
         self.format == MessageFormat::Json

@@ -6,6 +6,11 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod fleets;
+
+#[cfg(test)]
+pub(super) use fleets::FLEET_KEYS;
+
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -28,6 +33,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "seed",
     "check",
     "lint",
+    "fleets",
 ];
 /// Keys allowed in `[check]`.
 pub(super) const CHECK_KEYS: &[&str] = &["require-down", "lock-file", "roundtrip-column-order"];
@@ -115,6 +121,8 @@ pub(super) struct Settings {
     pub check: CheckSettings,
     /// `[lint]`.
     pub lint: LintConfig,
+    /// `[fleets.NAME]`.
+    pub fleets: BTreeMap<String, super::FleetConfig>,
     /// Every file named as SQL to run (`[[seed]] file`, `[[invariant]] sql-file`), with
     /// where: the caller checks that each stays inside the repository.
     pub sql_files: Vec<FileRef>,
@@ -417,6 +425,7 @@ impl Checker<'_> {
         let migrations_dir = self.non_empty(top, "migrations-dir").map(PathBuf::from);
         let snapshot_dir = self.non_empty(top, "snapshot-dir").map(PathBuf::from);
         let targets = self.targets(top);
+        let fleets = self.fleets(top, &targets);
         let default_target = self.default_target(top);
         let apply = match self.table(top, "apply") {
             Some(section) => self.apply(&section),
@@ -452,6 +461,7 @@ impl Checker<'_> {
             seeds,
             check,
             lint,
+            fleets,
             sql_files: std::mem::take(&mut self.sql_files),
         }
     }

@@ -579,6 +579,21 @@ fn reference_file_is_valid_and_complete() {
     assert_eq!(apply.statement_timeout, None);
     assert_eq!(apply.max_connections, Some(200));
     assert_eq!(config.snapshot.strategy, SnapshotStrategy::Auto);
+    let tenants = &config.fleets["tenants"];
+    assert_eq!(tenants.databases, super::Databases::Like("tenant_%".into()));
+    assert_eq!(
+        (tenants.concurrency, tenants.max_failures, tenants.protected),
+        (8, 1, true)
+    );
+    assert_eq!(
+        config.fleets["pre-production"].canary,
+        super::Canary::Members(vec!["ci".into()])
+    );
+    assert_eq!(
+        config.fleets["regional"].servers,
+        super::Servers::Env("REGIONAL_SERVERS".into())
+    );
+    assert_eq!(config.fleets["local"].canary, super::Canary::Count(0));
     assert_eq!(config.snapshot.keep_last, Some(10));
     assert_eq!(config.snapshot.keep_days, Some(30));
     assert_eq!(
@@ -596,6 +611,7 @@ fn reference_file_is_valid_and_complete() {
         "seed",
         "check",
         "lint",
+        "fleets",
     ];
     let top = check::TOP_KEYS.iter().filter(|key| !tables.contains(key));
     let all = top
@@ -606,7 +622,8 @@ fn reference_file_is_valid_and_complete() {
         .chain(check::INVARIANT_KEYS)
         .chain(check::SEED_KEYS)
         .chain(check::CHECK_KEYS)
-        .chain(check::LINT_KEYS);
+        .chain(check::LINT_KEYS)
+        .chain(check::FLEET_KEYS);
     for key in all {
         let assignment = format!("\n{key} = ");
         assert!(
