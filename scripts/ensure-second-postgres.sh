@@ -10,17 +10,24 @@
 #
 # Usage: scripts/ensure-second-postgres.sh [start|stop]
 set -euo pipefail
+SCRIPT_NAME=ensure-second-postgres ROOT_HINT="start a PostgreSQL server on port ${DBSAFE_PG2_PORT:-5433} yourself"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 PORT=${DBSAFE_PG2_PORT:-5433}
 DIR=${DBSAFE_PG2_DIR:-/tmp/dbsafe-pg2}
 BIN=${DBSAFE_PG2_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}
-[[ -x $BIN/pg_ctl ]] || { echo "ensure-second-postgres: no PostgreSQL binaries (set DBSAFE_PG2_BIN)" >&2; exit 1; }
+[[ -x $BIN/pg_ctl ]] || die "no PostgreSQL binaries in /usr/lib/postgresql/*/bin (run scripts/ensure-services.sh, or set DBSAFE_PG2_BIN)"
 
 as_pg() {
     if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 answers() { "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" </dev/null; }
 
+case ${1:-start} in
+-h | --help) usage; exit 0 ;;
+start | stop) ;;
+*) die "unknown argument $1: use start (the default) or stop" ;;
+esac
 if [[ ${1:-start} == stop ]]; then
     [[ -f $DIR/postmaster.pid ]] && as_pg "$BIN/pg_ctl" -D "$DIR" -m fast -w stop >/dev/null </dev/null
     exit 0
@@ -40,4 +47,4 @@ fi
 as_pg "$BIN/pg_ctl" -D "$DIR" -w -t 60 -l "$DIR/server.log" \
     -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" \
     start >/dev/null </dev/null
-answers || { echo "ensure-second-postgres: the server on port $PORT did not start; see $DIR/server.log" >&2; exit 1; }
+answers || die "the server on port $PORT did not start; see $DIR/server.log"

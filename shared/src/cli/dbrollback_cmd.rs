@@ -52,11 +52,12 @@ struct DbrollbackArgs {
     /// checksums. Directory name or version; repeatable.
     #[arg(long, value_name = "NAME", conflicts_with = "restore")]
     allow_edit: Vec<String>,
-    // Last, so that the command's own options keep their heading above the global ones.
-    #[command(flatten)]
-    fleet: super::fleet_cmd::FleetArgs,
+    // Last, so that the command's own options keep their heading above the global ones
+    // (and the fleet's below those).
     #[command(flatten)]
     global: GlobalArgs,
+    #[command(flatten)]
+    fleet: super::fleet_cmd::FleetArgs,
 }
 
 const EXAMPLES: &str = "\

@@ -41,11 +41,12 @@ struct DbverifyArgs {
     /// Also write the results as JUnit XML to FILE.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    #[command(flatten)]
-    fleet: super::fleet_cmd::FleetArgs,
-    // Last, so that the command's own options keep their heading above the global ones.
+    // Last, so that the command's own options keep their heading above the global ones
+    // (and the fleet's below those).
     #[command(flatten)]
     global: GlobalArgs,
+    #[command(flatten)]
+    fleet: super::fleet_cmd::FleetArgs,
 }
 
 const EXAMPLES: &str = "\

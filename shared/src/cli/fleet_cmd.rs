@@ -17,6 +17,7 @@ use crate::verify::VerifyOptions;
 
 /// Flags that make a command work on a whole fleet.
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Fleet options")]
 pub struct FleetArgs {
     /// Work on every member of this fleet ([fleets.NAME] in dbsafe.toml) as one fleet run.
     #[arg(long, global = true, value_name = "NAME")]
@@ -36,6 +37,11 @@ impl FleetArgs {
         if self.fleet.is_none() && (self.partition.is_some() || self.fleet_run.is_some()) {
             return Err(Error::Usage(
                 "--partition and --fleet-run need --fleet NAME".into(),
+            ));
+        }
+        if self.fleet.is_some() && global.database_url.is_some() {
+            return Err(Error::Usage(
+                "--database-url names one database: a fleet's members come from [fleets.NAME] in dbsafe.toml".into(),
             ));
         }
         if global.target.is_some() && (self.partition.is_some() || self.fleet_run.is_some()) {

@@ -93,6 +93,7 @@ mod tests {
             error: Some(hostile().into()),
             parent_run: None,
             restored_by: None,
+            fleet_run: None,
         };
         let step = |seq, name: &str, status: &str, start: &str, ms, attempts| StepRow {
             run_id: run.id.clone(),
