@@ -294,70 +294,108 @@ pub fn exists(db: &mut Database) -> Result<bool> {
     }
 }
 
-/// Creates the ledger tables if missing (idempotent) and records the ledger schema
-/// version, in one transaction where the backend's DDL is transactional (PostgreSQL,
-/// SQLite), so a process killed meanwhile leaves no ledger or a whole one; on MySQL each
-/// statement commits alone, and the next call completes what is missing. A ledger written
+/// Makes the ledger current: creates its tables if missing and upgrades an older (or
+/// partial) one, then records [`LEDGER_SCHEMA_VERSION`], last, so a version that says
+/// current means everything is there. A current ledger costs one query. Creating or
+/// upgrading is serialised between processes (PostgreSQL: a transaction-scoped advisory
+/// lock, all in one transaction; SQLite: `BEGIN IMMEDIATE`, all in one transaction;
+/// MySQL, whose DDL commits statement by statement: a named lock, each step idempotent),
+/// so concurrent first runs neither collide nor see a half-made ledger. A ledger written
 /// by a newer dbsafe is refused rather than misread.
 pub fn ensure(db: &mut Database) -> Result<()> {
-    let backend = db.backend();
-    let mut statements = ddl(backend);
-    let values = format!("('schema_version', '{LEDGER_SCHEMA_VERSION}')");
-    statements.push(if backend == Backend::Mysql {
-        format!("INSERT IGNORE INTO dbsafe_meta (name, value) VALUES {values}")
-    } else {
-        format!(
-            "INSERT INTO dbsafe_meta (name, value) VALUES {values} ON CONFLICT (name) DO NOTHING"
-        )
-    });
-    let fail = |e| Error::db("creating dbsafe's ledger tables", e);
-    if backend == Backend::Mysql {
-        for statement in &statements {
-            db.execute(statement).map_err(fail)?;
-        }
-    } else {
-        let script = format!("BEGIN;\n{};\nCOMMIT;", statements.join(";\n"));
-        if let Err(e) = db.execute(&script) {
-            let _ = db.execute("ROLLBACK");
-            return Err(fail(e));
-        }
-    }
-    match meta_get(db, "schema_version")? {
-        Some(v) if v.parse::<i64>().unwrap_or(i64::MAX) > LEDGER_SCHEMA_VERSION => {
-            Err(Error::Refused(format!(
+    match recorded_version(db) {
+        Some(v) if v == LEDGER_SCHEMA_VERSION => return Ok(()),
+        Some(v) if v > LEDGER_SCHEMA_VERSION => {
+            return Err(Error::Refused(format!(
                 "this database's dbsafe ledger has schema version {v}, newer than this dbsafe understands ({LEDGER_SCHEMA_VERSION}): upgrade dbsafe (cargo install cargo-dbsafe)"
-            )))
+            )));
         }
-        // A ledger whose tables predate its meta row (cut short, or older) is checked too.
-        _ => upgrade(db),
+        _ => {}
+    }
+    let fail = |e| Error::db("creating dbsafe's ledger tables", e);
+    let (begin, commit, rollback) = match db.backend() {
+        Backend::Postgres => (
+            format!("BEGIN; SELECT pg_advisory_xact_lock({LEDGER_LOCK_KEY})"),
+            "COMMIT",
+            "ROLLBACK",
+        ),
+        Backend::Sqlite => ("BEGIN IMMEDIATE".to_owned(), "COMMIT", "ROLLBACK"),
+        Backend::Mysql => (
+            "DO GET_LOCK(CONCAT('dbsafe-ledger:', DATABASE()), 60)".to_owned(),
+            "DO RELEASE_LOCK(CONCAT('dbsafe-ledger:', DATABASE()))",
+            "DO RELEASE_LOCK(CONCAT('dbsafe-ledger:', DATABASE()))",
+        ),
+    };
+    db.execute(&begin).map_err(fail)?;
+    match create_or_upgrade(db) {
+        Ok(()) => db.execute(commit).map_err(fail),
+        Err(e) => {
+            let _ = db.execute(rollback);
+            Err(e)
+        }
     }
 }
 
-/// Brings an older ledger to [`LEDGER_SCHEMA_VERSION`]: each change is idempotent (a
-/// column is added only when missing), so an upgrade cut short is completed next time.
-fn upgrade(db: &mut Database) -> Result<()> {
-    let fail = |e| Error::db("upgrading dbsafe's ledger", e);
-    if db
-        .execute("SELECT restored_by FROM dbsafe_runs WHERE 1 = 0")
-        .is_err()
-    {
-        db.execute("ALTER TABLE dbsafe_runs ADD COLUMN restored_by VARCHAR(40)")
-            .map_err(fail)?;
+/// The advisory lock key that serialises creating the ledger on PostgreSQL ("dbledg").
+const LEDGER_LOCK_KEY: i64 = 0x6462_6c65_6467;
+
+/// The ledger version recorded in `dbsafe_meta`, if the table and the row exist.
+fn recorded_version(db: &mut Database) -> Option<i64> {
+    db.texts("SELECT value AS v FROM dbsafe_meta WHERE name = 'schema_version'")
+        .ok()?
+        .first()
+        .map(|v| v.parse().unwrap_or(i64::MAX))
+}
+
+/// Every step from nothing (or an older ledger) to the current one, each idempotent;
+/// the version row is written last.
+fn create_or_upgrade(db: &mut Database) -> Result<()> {
+    let fail = |e| Error::db("creating or upgrading dbsafe's ledger", e);
+    for statement in ddl(db.backend()) {
+        db.execute(&statement).map_err(fail)?;
     }
+    // Version 2: the restore that rewound a run; version 4: the fleet run it belongs to.
+    for column in ["restored_by", "fleet_run"] {
+        if !column_exists(db, "dbsafe_runs", column)? {
+            db.execute(&format!(
+                "ALTER TABLE dbsafe_runs ADD COLUMN {column} VARCHAR(40)"
+            ))
+            .map_err(fail)?;
+        }
+    }
+    // Version 3: the row counts a run changed.
     ensure_row_counts_table(db)?;
-    // Version 4: the fleet run a run belongs to (added here, not in the CREATE above, so a
-    // new ledger and an upgraded one take the same path).
-    if db
-        .execute("SELECT fleet_run FROM dbsafe_runs WHERE 1 = 0")
-        .is_err()
-    {
-        db.execute("ALTER TABLE dbsafe_runs ADD COLUMN fleet_run VARCHAR(40)")
-            .map_err(fail)?;
-    }
-    if meta_get(db, "schema_version")?.as_deref() != Some(&LEDGER_SCHEMA_VERSION.to_string()) {
-        meta_set(db, "schema_version", &LEDGER_SCHEMA_VERSION.to_string())?;
-    }
-    Ok(())
+    let version = format!("('schema_version', '{LEDGER_SCHEMA_VERSION}')");
+    db.execute(&if db.backend() == Backend::Mysql {
+        format!(
+            "INSERT INTO dbsafe_meta (name, value) VALUES {version} ON DUPLICATE KEY UPDATE value = VALUES(value)"
+        )
+    } else {
+        format!(
+            "INSERT INTO dbsafe_meta (name, value) VALUES {version} ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+        )
+    })
+    .map_err(fail)
+}
+
+/// Whether `table` has `column`, read from the catalog (a failing probe would abort a
+/// PostgreSQL transaction).
+fn column_exists(db: &mut Database, table: &str, column: &str) -> Result<bool> {
+    let sql = match db.backend() {
+        Backend::Postgres => format!(
+            "SELECT CAST(count(*) AS BIGINT) AS v FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = '{table}' AND column_name = '{column}'"
+        ),
+        Backend::Mysql => format!(
+            "SELECT CAST(count(*) AS SIGNED) AS v FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = '{table}' AND column_name = '{column}'"
+        ),
+        Backend::Sqlite => format!(
+            "SELECT count(*) AS v FROM pragma_table_info('{table}') WHERE name = '{column}'"
+        ),
+    };
+    Ok(db
+        .integer(&sql)
+        .map_err(|e| Error::db("reading dbsafe's ledger columns", e))?
+        > 0)
 }
 
 /// `dbsafe_row_counts` (ledger version 3): the row count of each table a run changed,
