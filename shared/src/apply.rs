@@ -6,9 +6,8 @@ use std::collections::BTreeSet;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use crate::layout::Harness;
 use diesel::Connection;
-use diesel::migration::MigrationConnection;
-use diesel_migrations::MigrationHarness;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ApplyConfig, Config, FailurePolicy, Phase, SnapshotPolicy, SnapshotStrategy};
@@ -153,9 +152,8 @@ fn apply_locked(
         applied.clone()
     };
     ledger::ensure(db)?;
-    db.conn
-        .setup()
-        .map_err(|e| Error::db("creating __diesel_schema_migrations", e))?;
+    crate::layout::ensure_history(&mut db.conn)
+        .map_err(|e| Error::db("creating the migrations history table", e))?;
     identity::record(db, target, &config.snapshot_dir, binding)?;
     if db.backend() == Backend::Mysql {
         lock::announce_mysql_holder(db, &recorder.context.id)?;

@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::layout::Layout;
+
 pub use duration::parse_duration;
 pub use fleet::{Canary, Databases, FleetConfig, Servers};
 pub use verify::{
@@ -49,6 +51,11 @@ pub struct Config {
     /// Where the migrations live: `migrations-dir`, else diesel.toml's
     /// `[migrations_directory] dir`, else `ROOT/migrations`.
     pub migrations_dir: PathBuf,
+    /// How the migrations are laid out (`layout`, else detected from the files and the
+    /// crate's dependencies).
+    pub layout: Layout,
+    /// Why this layout: `set in dbsafe.toml`, or what detection found.
+    pub layout_reason: String,
     /// Where snapshots and the local journal live: `snapshot-dir`, else
     /// `ROOT/.dbsafe/snapshots`.
     pub snapshot_dir: PathBuf,
@@ -352,6 +359,12 @@ pub enum ConfigError {
         /// What is wrong with it.
         message: String,
     },
+    /// The layout is not set and the project does not say which one it is.
+    #[error("cannot tell this project's migration layout: {message}")]
+    AmbiguousLayout {
+        /// What was found, and how to choose.
+        message: String,
+    },
 }
 
 /// Renders [`ConfigError::Invalid`]: a heading, then one `FILE:LINE: key `K`: ...` line per
@@ -478,6 +491,15 @@ impl Config {
             Some(dir) => absolute(&root.join(dir)),
             None => diesel_migrations_dir(&root)?.unwrap_or_else(|| root.join("migrations")),
         };
+        let (layout, layout_reason) = match settings.layout {
+            Some(layout) => (layout, "set in dbsafe.toml".to_owned()),
+            None => {
+                let detected = crate::layout::detect(&root, &migrations_dir)
+                    .map_err(|message| ConfigError::AmbiguousLayout { message })?;
+                (detected.layout, detected.reason)
+            }
+        };
+        crate::layout::set_current(layout);
         let snapshot_dir = match settings.snapshot_dir {
             Some(dir) => absolute(&root.join(dir)),
             None => root.join(".dbsafe").join("snapshots"),
@@ -522,6 +544,8 @@ impl Config {
             file,
             root,
             migrations_dir,
+            layout,
+            layout_reason,
             snapshot_dir,
             default_target: settings.default_target,
             targets,
@@ -752,6 +776,11 @@ choice!(Severity { Warning => "warning", Error => "error" });
 choice!(FailurePolicy { Stop => "stop", Revert => "revert", Restore => "restore" });
 choice!(SnapshotPolicy { Always => "always", Protected => "protected", Never => "never" });
 choice!(Dialect { Postgres => "postgres", Mysql => "mysql", Sqlite => "sqlite" });
+choice!(Layout {
+    Diesel => "diesel",
+    Sqlx => "sqlx",
+    SqlFiles => "sql-files",
+});
 choice!(SnapshotStrategy {
     Auto => "auto",
     PgDump => "pg-dump",

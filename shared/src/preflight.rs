@@ -128,13 +128,14 @@ pub fn ledger_findings(
             {
                 findings.changed.push((
                     version,
-                    migration.dir.join("up.sql").display().to_string(),
+                    migration.up_path.display().to_string(),
                     step.up_checksum,
                     migration.up_checksum.clone(),
                 ));
             }
         }
     }
+    ledger::layout_dirty_steps(db, &mut findings.dirty)?;
     findings.missing_from_disk = applied
         .iter()
         .filter(|v| set.get(v).is_none())

@@ -315,10 +315,16 @@ fn plan_with(
         }
     }
     if !no_down.is_empty() {
+        let restore = match &run.snapshot_id {
+            Some(id) => format!(
+                "Restore the run's snapshot {id} instead: cargo dbrollback {} --restore",
+                run.id
+            ),
+            None => "Restore the run's snapshot instead (--restore), if it has one".to_owned(),
+        };
         return Err(Error::Refused(format!(
             "{} migration(s) of the rollback have no down.sql that can revert them: {}. \
-             Restore the run's snapshot instead (--restore), if it has one, or write the \
-             down.sql and roll back with --allow-edit NAME",
+             {restore}, or write the down.sql and roll back with --allow-edit NAME",
             no_down.len(),
             no_down.join("; ")
         )));
@@ -404,7 +410,7 @@ fn planned(
     if migration.up_checksum != step.up_checksum {
         return Err(Error::Refused(format!(
             "{} changed since run {} applied it: the code being undone must be the code that was done. Restore the file from git (the commit of that run: {})",
-            migration.dir.join("up.sql").display(),
+            migration.up_path.display(),
             run.id,
             run.git_commit.as_deref().unwrap_or("unknown")
         )));
@@ -430,7 +436,7 @@ fn planned(
     if down_edited && !allowed {
         return Err(Error::Refused(format!(
             "{} changed since run {} applied the migration: the down.sql that runs must be the one recorded then. Restore the file from git (the commit of that run: {}), or, if you fixed it on purpose, accept it for this rollback with --allow-edit {}",
-            migration.dir.join("down.sql").display(),
+            migration.down_path.display(),
             run.id,
             run.git_commit.as_deref().unwrap_or("unknown"),
             migration.name

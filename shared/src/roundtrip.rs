@@ -7,8 +7,8 @@
 
 use std::path::PathBuf;
 
+use crate::layout::Harness;
 use diesel::migration::MigrationConnection;
-use diesel_migrations::MigrationHarness;
 use serde::Serialize;
 
 use crate::check::Level;
@@ -167,7 +167,7 @@ impl Walk<'_> {
         for migration in migrations {
             if let Err(e) = self.shadow.conn.run_migration(*migration) {
                 self.problems.push(Problem::error(
-                    Some(migration.dir.join("up.sql")),
+                    Some(migration.up_path.clone()),
                     format!("{}{note} fails on the shadow database: {e}", migration.name),
                 ));
                 return Ok(false);
@@ -187,8 +187,8 @@ impl Walk<'_> {
     }
 
     fn check_one(&mut self, migration: &Migration, before: SchemaFingerprint) -> Result<Next> {
-        let up = Some(migration.dir.join("up.sql"));
-        let down = Some(migration.dir.join("down.sql"));
+        let up = Some(migration.up_path.clone());
+        let down = Some(migration.down_path.clone());
         if let Err(e) = self.shadow.conn.run_migration(migration) {
             self.problems.push(Problem::error(
                 up,
@@ -197,6 +197,12 @@ impl Walk<'_> {
             return Ok(Next::Stop);
         }
         let applied = self.fingerprint()?;
+        if migration.forward_only {
+            // Forward only by design (sqlx): nothing to revert; the apply, the seeds and
+            // the drift after are still checked.
+            self.last = Some(applied);
+            return Ok(Next::Continue);
+        }
         if let Some(missing) = migration.missing_down() {
             // It stays applied: the schema is the one the migrations so far give.
             self.problems.push(Problem::error(

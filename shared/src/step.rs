@@ -3,9 +3,9 @@
 
 use std::time::Instant;
 
+use crate::layout::Harness;
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
-use diesel_migrations::MigrationHarness;
 
 use crate::config::ApplyConfig;
 use crate::connection::{self, AnyConnection, Database};

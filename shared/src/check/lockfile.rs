@@ -260,7 +260,7 @@ fn check_lock(
                         migration.name
                     ),
                 )
-                .at(rel(config, &migration.dir.join("up.sql")), None)
+                .at(rel(config, &migration.up_file), None)
                 .help(format!(
                     "rename its directory so its version sorts after {newest_name} (`diesel \
                      migration generate` uses the current time), then run `cargo dbsafe check \
@@ -279,7 +279,7 @@ fn check_lock(
                     Level::Error,
                     format!("new migration {} is not recorded in {file}", migration.name),
                 )
-                .at(rel(config, &migration.dir.join("up.sql")), None)
+                .at(rel(config, &migration.up_file), None)
                 .help(format!(
                     "run `cargo dbsafe check --update-lock` and commit {file} with the migration"
                 )),
@@ -335,7 +335,7 @@ fn edited_up(config: &Config, migration: &MigrationFiles, file: &str) -> Finding
             migration.name
         ),
     )
-    .at(rel(config, &migration.dir.join("up.sql")), None)
+    .at(rel(config, &migration.up_file), None)
     .help(format!(
         "undo the edit and write a new migration for the change; if no database has applied \
          it yet, accept the edit with `cargo dbsafe check --update-lock --allow-edit {}`",
@@ -355,7 +355,7 @@ fn edited_down(config: &Config, migration: &MigrationFiles, file: &str) -> Findi
             migration.name
         ),
     )
-    .at(rel(config, &migration.dir.join("down.sql")), None)
+    .at(rel(config, &migration.down_file), None)
     .help(format!(
         "undo the edit; if no database has applied the migration yet, or you will revert it \
          by hand, accept the edit with `cargo dbsafe check --update-lock --allow-edit {}`",

@@ -1,8 +1,8 @@
 //! Drift: the live schema against a shadow database built from the migrations the target
 //! says are applied, and which migration version the live schema really matches.
 
+use crate::layout::Harness;
 use diesel::migration::MigrationConnection;
-use diesel_migrations::MigrationHarness;
 
 use super::Finding;
 use crate::config::Config;
