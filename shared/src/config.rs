@@ -34,6 +34,9 @@ pub use verify::{
 /// The name of dbsafe's configuration file, at the root of the user's repository.
 pub const FILE_NAME: &str = "dbsafe.toml";
 
+/// [`Config::layout_reason`] when dbsafe.toml sets `layout`.
+pub const LAYOUT_SET: &str = "set in dbsafe.toml";
+
 /// The name of the target dbsafe uses when `dbsafe.toml` defines none.
 pub const DEFAULT_TARGET: &str = "default";
 
@@ -383,6 +386,19 @@ fn invalid_message(file: &Path, problems: &[ConfigProblem]) -> String {
 }
 
 impl Config {
+    /// Detects the layout again for a new `migrations_dir` (`--migration-dir`), unless
+    /// dbsafe.toml sets it.
+    pub fn redetect_layout(&mut self) -> Result<(), ConfigError> {
+        if self.layout_reason != LAYOUT_SET {
+            let detected = crate::layout::detect(&self.root, &self.migrations_dir)
+                .map_err(|message| ConfigError::AmbiguousLayout { message })?;
+            self.layout = detected.layout;
+            self.layout_reason = detected.reason;
+        }
+        crate::layout::set_current(self.layout);
+        Ok(())
+    }
+
     /// Finds and loads the configuration.
     ///
     /// `explicit` (`--config PATH`, which must exist) wins; else, with `manifest_path`
@@ -492,7 +508,7 @@ impl Config {
             None => diesel_migrations_dir(&root)?.unwrap_or_else(|| root.join("migrations")),
         };
         let (layout, layout_reason) = match settings.layout {
-            Some(layout) => (layout, "set in dbsafe.toml".to_owned()),
+            Some(layout) => (layout, LAYOUT_SET.to_owned()),
             None => {
                 let detected = crate::layout::detect(&root, &migrations_dir)
                     .map_err(|message| ConfigError::AmbiguousLayout { message })?;
