@@ -15,6 +15,7 @@ each_backend!(
     sqlx_reversible_apply_status_rollback,
     sqlx_forward_only_migrations,
     sqlx_dirty_row_until_resolved,
+    sqlx_failing_migration,
     sqlx_tool_first_then_dbsafe,
     sql_files_apply_status_rollback,
 );
@@ -334,6 +335,61 @@ fn sqlx_dirty_row_until_resolved(backend: Backend) {
         ]
     );
     p.apply(&[]).expect_code(0);
+    if let Some(sqlx) = sqlx_cli() {
+        sqlx_sees_installed(&p, &sqlx, &["1", "2"]);
+    }
+}
+
+fn sqlx_failing_migration(backend: Backend) {
+    let p = project(backend, "sqlx", "");
+    p.file("migrations/1_create_users.up.sql", USERS_UP)
+        .file("migrations/1_create_users.down.sql", USERS_DOWN)
+        .file(
+            "migrations/2_broken.up.sql",
+            "CREATE TABLE broken_t (id INTEGER PRIMARY KEY);\nINSERT INTO no_such_table VALUES (1);\n",
+        )
+        .file("migrations/2_broken.down.sql", "DROP TABLE broken_t;\n");
+    let run = p.apply(&[]);
+    assert!(error_message(&run).contains("no_such_table"), "{run:?}");
+    if backend != Backend::Mysql {
+        // sqlx's row commits with the migration and the ledger's rows, or not at all: the
+        // broken one left nothing, and the policy (revert) took back the first with its row.
+        run.expect_code(1);
+        assert!(!p.db.has_table("broken_t") && !p.db.has_table("users"));
+        assert!(sqlx_rows(&p.db).is_empty());
+        assert_eq!(
+            steps(&p.db),
+            ["up:1:applied", "up:2:failed", "down:1:reverted"]
+        );
+    } else {
+        // MariaDB's DDL commits by itself: as sqlx does there, the row went in with
+        // success = false first, and stays: dirty for sqlx and dbsafe alike.
+        run.expect_code(4);
+        assert!(p.db.has_table("broken_t"));
+        let rows = sqlx_rows(&p.db);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(rows[1].starts_with("2|broken|0|"), "{rows:?}");
+        assert_eq!(steps(&p.db), ["up:1:applied", "up:2:started"]);
+        p.apply(&[]).expect_code(3);
+        // Repaired by hand and recorded: sqlx's row goes, the step is resolved.
+        p.db.execute("DROP TABLE broken_t");
+        p.dbsafe(&["resolve", "2", "--as", "reverted"])
+            .expect_code(0);
+        assert_eq!(sqlx_rows(&p.db).len(), 1);
+    }
+    // Fixed, it applies, and sqlx agrees.
+    p.file(
+        "migrations/2_broken.up.sql",
+        "CREATE TABLE broken_t (id INTEGER PRIMARY KEY);\n",
+    );
+    p.apply(&[]).expect_code(0);
+    assert_eq!(
+        sqlx_rows(&p.db),
+        [
+            sqlx_row(&p, "1_create_users.up.sql", "1", "create users"),
+            sqlx_row(&p, "2_broken.up.sql", "2", "broken"),
+        ]
+    );
     if let Some(sqlx) = sqlx_cli() {
         sqlx_sees_installed(&p, &sqlx, &["1", "2"]);
     }
