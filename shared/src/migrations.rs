@@ -122,7 +122,7 @@ impl MissingDown {
             MissingDown::Empty => "an empty down.sql",
             MissingDown::CommentsOnly => "a down.sql of comments only, no SQL",
             MissingDown::ForwardOnly => {
-                "no down migration: it is a forward-only migration (a simple VERSION_NAME.sql; reversible ones are .up.sql + .down.sql)"
+                "no down: it is a forward-only migration (VERSION_NAME.sql; a reversible one is .up.sql + .down.sql)"
             }
         }
     }

@@ -402,6 +402,10 @@ fn sqlx_tool_first_then_dbsafe(backend: Backend) {
     let p = project(backend, "sqlx", "");
     p.file("migrations/1_create_users.up.sql", USERS_UP)
         .file("migrations/1_create_users.down.sql", USERS_DOWN);
+    if backend == Backend::Sqlite {
+        // sqlx opens an existing file only (as `sqlx database create` would leave it).
+        std::fs::File::create(&p.db.name).unwrap();
+    }
     let ran = sqlx_migrate(&p, &sqlx, "run");
     assert!(ran.contains("Applied 1/"), "{ran}");
     // dbsafe applies nothing sqlx applied, then the new migration, which sqlx sees.

@@ -16,27 +16,27 @@ pub struct Detected {
 
 /// What the migrations directory holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Files {
+enum Found {
     /// `VERSION_NAME/up.sql` directories.
     DieselDirs,
     /// `.sql` files at the top.
-    SqlFiles,
+    PlainFiles,
     /// Neither (missing or empty).
     Nothing,
 }
 
-fn files(dir: &Path) -> Files {
+fn found(dir: &Path) -> Found {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return Files::Nothing;
+        return Found::Nothing;
     };
-    let mut found = Files::Nothing;
+    let mut found = Found::Nothing;
     for entry in entries.flatten() {
         let path = entry.path();
         if path.join("up.sql").is_file() {
-            return Files::DieselDirs;
+            return Found::DieselDirs;
         }
         if path.is_file() && entry.file_name().to_string_lossy().ends_with(".sql") {
-            found = Files::SqlFiles;
+            found = Found::PlainFiles;
         }
     }
     found
@@ -68,9 +68,9 @@ fn dependencies(root: &Path) -> (bool, bool) {
 /// what was found and how to choose when the project does not tell.
 pub fn detect(root: &Path, dir: &Path) -> Result<Detected, String> {
     let shown = dir.strip_prefix(root).unwrap_or(dir).display().to_string();
-    let files = files(dir);
+    let files = found(dir);
     let detected = |layout, reason: String| Ok(Detected { layout, reason });
-    if files == Files::DieselDirs {
+    if files == Found::DieselDirs {
         return detected(
             Layout::Diesel,
             format!("{shown}/ holds diesel's VERSION_NAME/up.sql directories"),
@@ -78,11 +78,11 @@ pub fn detect(root: &Path, dir: &Path) -> Result<Detected, String> {
     }
     let (diesel, sqlx) = dependencies(root);
     match (files, diesel, sqlx) {
-        (Files::SqlFiles, _, true) => detected(
+        (Found::PlainFiles, _, true) => detected(
             Layout::Sqlx,
             format!("the workspace depends on sqlx and {shown}/ holds .sql files"),
         ),
-        (Files::SqlFiles, _, false) => detected(
+        (Found::PlainFiles, _, false) => detected(
             Layout::SqlFiles,
             format!("{shown}/ holds plain .sql files and the workspace does not depend on sqlx"),
         ),
