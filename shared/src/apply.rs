@@ -161,7 +161,10 @@ fn apply_locked(
     let interrupted = ledger::running_runs(db)?;
 
     let applied: BTreeSet<String> = applied.into_iter().collect();
-    let newest_applied = applied.iter().next_back().cloned();
+    let newest_applied = applied
+        .iter()
+        .max_by(|a, b| crate::migrations::version_cmp(a, b))
+        .cloned();
     let pending: Vec<&Migration> = set
         .migrations
         .iter()
@@ -170,7 +173,7 @@ fn apply_locked(
             options
                 .target_version
                 .as_ref()
-                .is_none_or(|v| m.version <= *v)
+                .is_none_or(|v| crate::migrations::version_cmp(&m.version, v).is_le())
         })
         .collect();
 
@@ -236,9 +239,9 @@ fn apply_locked(
     }));
     if let Some(newest) = &newest_applied {
         // diesel's setup migration sorts first by design, whenever `diesel setup` added it.
-        let out_of_order = pending
-            .iter()
-            .filter(|m| m.version < *newest && !is_diesel_setup(&m.name));
+        let out_of_order = pending.iter().filter(|m| {
+            crate::migrations::version_cmp(&m.version, newest).is_lt() && !is_diesel_setup(&m.name)
+        });
         warnings.extend(out_of_order.map(|m| {
             format!("{} is older than the newest applied migration {newest}: it runs out of order (merged from an older branch?)", m.name)
         }));

@@ -171,11 +171,7 @@ impl MigrationSet {
     /// versions are numbers); two migrations with one version are an error.
     pub fn load_as(layout: Layout, dir: &Path) -> Result<MigrationSet> {
         let mut migrations = crate::layout::load(layout, dir)?;
-        if layout == Layout::Diesel {
-            migrations.sort_by(|a, b| a.version.cmp(&b.version));
-        } else {
-            migrations.sort_by(|a, b| version_order(&a.version, &b.version));
-        }
+        migrations.sort_by(|a, b| version_cmp_in(layout, &a.version, &b.version));
         for pair in migrations.windows(2) {
             if pair[0].version == pair[1].version {
                 return Err(Error::BadMigration {
@@ -198,10 +194,16 @@ impl MigrationSet {
     }
 }
 
-/// Versions in order: by number when both are digits (sqlx's `9` before `10`), else as text.
-fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+/// Two versions in the project's layout's order ([`crate::layout::current`]).
+pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    version_cmp_in(crate::layout::current(), a, b)
+}
+
+/// Two versions in `layout`'s order: diesel's as text (as diesel sorts them), the others by
+/// number when both are digits (sqlx's `9` before `10`), else as text.
+fn version_cmp_in(layout: Layout, a: &str, b: &str) -> std::cmp::Ordering {
     let digits = |v: &str| v.bytes().all(|c| c.is_ascii_digit());
-    if digits(a) && digits(b) {
+    if layout != Layout::Diesel && digits(a) && digits(b) {
         let (ta, tb) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
         ta.len().cmp(&tb.len()).then(ta.cmp(tb)).then(a.cmp(b))
     } else {

@@ -134,7 +134,7 @@ fn still_applied(db: &mut Database) -> Result<Vec<(RunRow, Vec<StepRow>)>> {
                 })
                 .cloned()
                 .collect();
-            steps.sort_by(|a, b| a.version.cmp(&b.version));
+            steps.sort_by(|a, b| crate::migrations::version_cmp(&a.version, &b.version));
             (run, steps)
         })
         .collect())
@@ -285,7 +285,7 @@ fn plan_with(
         if chosen_run.id == run.id
             && let Some(to) = &to
         {
-            steps.retain(|s| s.version > *to);
+            steps.retain(|s| crate::migrations::version_cmp(&s.version, to).is_gt());
         }
         planned_steps.extend(steps.into_iter().rev().map(|step| (chosen_run, step)));
     }

@@ -127,7 +127,7 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
                 state: if is_applied { "applied" } else { "pending" }.into(),
                 applied_by: is_applied.then(|| match latest.get(&m.version) {
                     Some(step) if step.status == step_status::APPLIED => step.run_id.clone(),
-                    _ => "diesel".to_owned(),
+                    _ => crate::layout::current().outside_tool().to_owned(),
                 }),
                 edited: edited.contains(&m.version),
                 missing_down: m.missing_down().map(|d| d.describe().to_owned()),
@@ -142,7 +142,7 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
         edited: false,
         missing_down: None,
     }));
-    migrations.sort_by(|a, b| a.version.cmp(&b.version));
+    migrations.sort_by(|a, b| crate::migrations::version_cmp(&a.version, &b.version));
     let lock = lock::probe(&mut db)?;
     let mut last_runs = if has_ledger {
         ledger::runs(&mut db, 5)?
@@ -177,7 +177,7 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
         interrupted_restore,
         outside_dbsafe: migrations
             .iter()
-            .filter(|m| m.applied_by.as_deref() == Some("diesel"))
+            .filter(|m| m.applied_by.as_deref() == Some(crate::layout::current().outside_tool()))
             .map(|m| m.version.clone())
             .collect(),
         migrations,

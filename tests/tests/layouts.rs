@@ -16,6 +16,7 @@ each_backend!(
     sqlx_forward_only_migrations,
     sqlx_dirty_row_until_resolved,
     sqlx_failing_migration,
+    sqlx_versions_order_as_numbers,
     sqlx_tool_first_then_dbsafe,
     sql_files_apply_status_rollback,
 );
@@ -395,6 +396,38 @@ fn sqlx_failing_migration(backend: Backend) {
     }
 }
 
+fn sqlx_versions_order_as_numbers(backend: Backend) {
+    let p = project(backend, "sqlx", "");
+    p.file("migrations/9_create_users.up.sql", USERS_UP)
+        .file("migrations/9_create_users.down.sql", USERS_DOWN)
+        .file("migrations/10_create_posts.up.sql", POSTS_UP)
+        .file("migrations/10_create_posts.down.sql", POSTS_DOWN);
+    let run = p.apply(&[]);
+    run.expect_code(0);
+    assert!(
+        !run.stdout.contains("out of order"),
+        "10 is newer than 9: {run:?}"
+    );
+    assert_eq!(steps(&p.db), ["up:9:applied", "up:10:applied"]);
+    assert_eq!(
+        states(&p),
+        state_pairs(&[("9", "applied"), ("10", "applied")])
+    );
+    p.dbrollback(&["--last", "--to", "9"]).expect_code(0);
+    assert_eq!(steps(&p.db)[2..], ["down:10:reverted"]);
+    assert!(p.db.has_table("users") && !p.db.has_table("posts"));
+    // A migration older than the newest applied one is out of order, by number.
+    p.apply(&[]).expect_code(0);
+    p.file(
+        "migrations/8_create_tags.up.sql",
+        "CREATE TABLE tags (id INTEGER PRIMARY KEY);\n",
+    )
+    .file("migrations/8_create_tags.down.sql", "DROP TABLE tags;\n");
+    let late = p.apply(&[]);
+    late.expect_code(0);
+    assert!(late.stdout.contains("out of order"), "{late:?}");
+}
+
 fn sqlx_tool_first_then_dbsafe(backend: Backend) {
     let Some(sqlx) = sqlx_cli() else {
         return;
@@ -410,6 +443,8 @@ fn sqlx_tool_first_then_dbsafe(backend: Backend) {
     assert!(ran.contains("Applied 1/"), "{ran}");
     // dbsafe applies nothing sqlx applied, then the new migration, which sqlx sees.
     assert_eq!(states(&p), state_pairs(&[("1", "applied")]));
+    let status = p.dbsafe(&["status"]);
+    assert!(status.stdout.contains("by sqlx"), "{status:?}");
     p.file("migrations/2_create_posts.up.sql", POSTS_UP)
         .file("migrations/2_create_posts.down.sql", POSTS_DOWN);
     let run = p.apply(&[]);

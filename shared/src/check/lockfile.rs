@@ -162,7 +162,10 @@ fn check_lock(
             )),
         );
     }
-    let newest = locked.iter().map(Entry::version).max();
+    let newest = locked
+        .iter()
+        .map(Entry::version)
+        .max_by(|a, b| crate::migrations::version_cmp(a, b));
     let mut result: Vec<Entry> = Vec::new();
     let mut used_allows: Vec<String> = Vec::new();
     let mut accept = |name: &str, outcome: &mut LockOutcome| -> bool {
@@ -235,7 +238,7 @@ fn check_lock(
     {
         let out_of_order = newest
             .as_ref()
-            .filter(|newest| migration.version < **newest)
+            .filter(|newest| crate::migrations::version_cmp(&migration.version, newest).is_lt())
             .filter(|_| !is_diesel_setup(&migration.name));
         if let Some(newest) = out_of_order {
             if accept(&migration.name, &mut outcome) {

@@ -103,6 +103,16 @@ impl Layout {
         self == Layout::Sqlx
     }
 
+    /// The tool that applies migrations outside dbsafe in this layout (`applied_by` of a
+    /// migration dbsafe did not apply): `diesel`, `sqlx`, or `psql` for plain SQL files.
+    pub fn outside_tool(self) -> &'static str {
+        match self {
+            Layout::Diesel => "diesel",
+            Layout::Sqlx => "sqlx",
+            Layout::SqlFiles => "psql",
+        }
+    }
+
     /// The table that records applied migrations, when the layout has one of its own.
     pub fn history_table(self) -> Option<&'static str> {
         match self {
