@@ -10,8 +10,11 @@
 # When DBSAFE_TEST_SQLX is already set and runs, it only prints it back.
 set -euo pipefail
 
+SCRIPT_NAME=ensure-sqlx-cli
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
 DIR=${DBSAFE_SQLX_CLI_DIR:-${HOME}/.cache/dbsafe/sqlx-cli}
-log() { printf 'ensure-sqlx-cli: %s\n' "$*" >&2; }
 
 if [[ -n ${DBSAFE_TEST_SQLX:-} ]] && "$DBSAFE_TEST_SQLX" --version >/dev/null 2>&1; then
     printf 'export DBSAFE_TEST_SQLX=%q\n' "$DBSAFE_TEST_SQLX"
