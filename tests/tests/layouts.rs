@@ -445,6 +445,19 @@ fn sqlx_tool_first_then_dbsafe(backend: Backend) {
     assert_eq!(states(&p), state_pairs(&[("1", "applied")]));
     let status = p.dbsafe(&["status"]);
     assert!(status.stdout.contains("by sqlx"), "{status:?}");
+    // An edit of what sqlx applied is refused, from sqlx's own checksum.
+    p.file(
+        "migrations/1_create_users.up.sql",
+        &format!("{USERS_UP}-- edited\n"),
+    );
+    let refused = p.apply(&[]);
+    refused.expect_code(3);
+    let message = error_message(&refused);
+    assert!(
+        message.contains("1_create_users.up.sql") && message.contains("sha384"),
+        "{message}"
+    );
+    p.file("migrations/1_create_users.up.sql", USERS_UP);
     p.file("migrations/2_create_posts.up.sql", POSTS_UP)
         .file("migrations/2_create_posts.down.sql", POSTS_DOWN);
     let run = p.apply(&[]);

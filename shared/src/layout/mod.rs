@@ -52,6 +52,11 @@ pub(crate) trait History: Sync {
     fn dirty(&self, _db: &mut Database) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
+    /// The checksum (hex) the history table recorded for each version, when it keeps one
+    /// (sqlx's SHA-384 of the up file).
+    fn checksums(&self, _db: &mut Database) -> Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
     /// Records `migration` applied, after its SQL ran (`elapsed_ns` taken).
     fn record_up(
         &self,
@@ -137,6 +142,30 @@ pub fn applied(db: &mut Database) -> Result<Vec<String>> {
 /// Versions the current layout's own table marks dirty (sqlx's `success = false`).
 pub fn dirty_versions(db: &mut Database) -> Result<Vec<String>> {
     history(current()).dirty(db)
+}
+
+/// Applied migrations of `set` whose up file no longer has the checksum the current
+/// layout's history table recorded (sqlx's): (version, file, recorded, now).
+pub fn edited(
+    db: &mut Database,
+    set: &crate::migrations::MigrationSet,
+) -> Result<Vec<(String, String, String, String)>> {
+    let mut edited = Vec::new();
+    for (version, recorded) in history(current()).checksums(db)? {
+        let Some(migration) = set.get(&version) else {
+            continue;
+        };
+        let now: String = migration
+            .history_checksum
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if now != recorded {
+            let file = migration.up_path.display().to_string();
+            edited.push((version, file, recorded, now));
+        }
+    }
+    Ok(edited)
 }
 
 /// Creates the current layout's history table when missing.

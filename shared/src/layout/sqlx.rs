@@ -126,6 +126,22 @@ impl History for Sqlx {
         self.versions(db, "success = false")
     }
 
+    fn checksums(&self, db: &mut Database) -> Result<Vec<(String, String)>> {
+        let hex = match db.backend() {
+            Backend::Postgres => "version::text || '|' || encode(checksum, 'hex')",
+            Backend::Sqlite => "version || '|' || lower(hex(checksum))",
+            Backend::Mysql => "CAST(CONCAT(version, '|', LOWER(HEX(checksum))) AS CHAR)",
+        };
+        Ok(self
+            .select(db, &format!("{hex} AS v"), "success = true")?
+            .into_iter()
+            .filter_map(|row| {
+                let (version, checksum) = row.split_once('|')?;
+                Some((version.to_owned(), checksum.to_owned()))
+            })
+            .collect())
+    }
+
     fn record_up(&self, conn: &mut AnyConnection, m: &Migration, ns: i64) -> QueryResult<()> {
         use diesel::RunQueryDsl;
         let backend = backend_of(conn);
@@ -172,18 +188,24 @@ impl History for Sqlx {
 
 impl Sqlx {
     fn versions(&self, db: &mut Database, condition: &str) -> Result<Vec<String>> {
+        let text = match db.backend() {
+            Backend::Mysql => "CHAR",
+            _ => "TEXT",
+        };
+        self.select(db, &format!("CAST(version AS {text}) AS v"), condition)
+    }
+
+    /// One text column `v` of `_sqlx_migrations`'s rows matching `condition`, by version;
+    /// empty when the table does not exist.
+    fn select(&self, db: &mut Database, column: &str, condition: &str) -> Result<Vec<String>> {
         if !db
             .table_exists(TABLE)
             .map_err(|e| Error::db("reading _sqlx_migrations", e))?
         {
             return Ok(Vec::new());
         }
-        let text = match db.backend() {
-            Backend::Mysql => "CHAR",
-            _ => "TEXT",
-        };
         db.texts(&format!(
-            "SELECT CAST(version AS {text}) AS v FROM {TABLE} WHERE {condition} ORDER BY version"
+            "SELECT {column} FROM {TABLE} WHERE {condition} ORDER BY version"
         ))
         .map_err(|e| Error::db("reading _sqlx_migrations", e))
     }
