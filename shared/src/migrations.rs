@@ -552,6 +552,15 @@ mod tests {
     }
 
     #[test]
+    fn versions_order_by_number_outside_diesel() {
+        use std::cmp::Ordering::{Greater, Less};
+        assert_eq!(version_cmp_in(Layout::Sqlx, "9", "10"), Less);
+        assert_eq!(version_cmp_in(Layout::SqlFiles, "0010", "9"), Greater);
+        assert_eq!(version_cmp_in(Layout::Diesel, "9", "10"), Greater);
+        assert_eq!(version_cmp_in(Layout::Sqlx, "x", "y"), Less);
+    }
+
+    #[test]
     fn metadata_rules() {
         let p = Path::new("metadata.toml");
         assert!(!parse_metadata(p, "run_in_transaction = false").unwrap().0);

@@ -532,6 +532,17 @@ fn sql_files_apply_status_rollback(backend: Backend) {
             ("0010", "applied")
         ])
     );
+
+    // A .sql file without an order prefix is refused, naming it, nothing touched.
+    p.file("migrations/cleanup.sql", "DELETE FROM users;\n");
+    let refused = p.apply(&[]);
+    refused.expect_code(2);
+    let message = error_message(&refused);
+    assert!(
+        message.contains("cleanup.sql") && message.contains("prefix"),
+        "{message}"
+    );
+    assert_eq!(steps(&p.db).len(), 7);
 }
 
 // ---------------------------------------------------------------------------------------
