@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::layout::Harness;
 use diesel::Connection;
 use sha2::{Digest, Sha256};
 
@@ -16,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
 use crate::identity;
 use crate::journal::Journal;
+use crate::layout::Harness;
 use crate::ledger::{self, run_status, step_status};
 use crate::lock;
 use crate::migrations::{Migration, MigrationSet, is_diesel_setup};

@@ -7,8 +7,6 @@
 
 use std::path::PathBuf;
 
-use crate::layout::Harness;
-use diesel::migration::MigrationConnection;
 use serde::Serialize;
 
 use crate::check::Level;
@@ -16,6 +14,7 @@ use crate::config::{Config, Severity};
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::inspect::{self, SchemaFingerprint};
+use crate::layout::Harness;
 use crate::ledger;
 use crate::migrations::{Migration, MigrationSet};
 use crate::run::new_run_id;
@@ -141,10 +140,8 @@ pub fn roundtrip(config: &Config, target: &Target, all: bool) -> Result<Vec<Prob
 fn new_shadow(url: &DatabaseUrl) -> Result<(Scratch, Database)> {
     let scratch = Scratch::create(url, &new_run_id())?;
     let mut shadow = Database::connect(scratch.url(), Create::IfMissing)?;
-    shadow
-        .conn
-        .setup()
-        .map_err(|e| Error::db("creating diesel's table on the shadow database", e))?;
+    crate::layout::ensure_history(&mut shadow.conn)
+        .map_err(|e| Error::db("creating the history table on the shadow database", e))?;
     Ok((scratch, shadow))
 }
 

@@ -202,6 +202,12 @@ fn sqlx_reversible_apply_status_rollback(backend: Backend) {
         states(&p),
         state_pairs(&[("1", "applied"), ("2", "applied")])
     );
+    // Drift: a shadow built from the sqlx files matches the live schema.
+    let mut verify = p.command("cargo-dbverify");
+    verify.args(["dbverify", "--drift"]);
+    let drift = dbsafe_tests::run(verify);
+    drift.expect_code(0);
+    assert!(drift.stdout.contains("matches the 2 applied"), "{drift:?}");
     let sqlx = sqlx_cli();
     if let Some(sqlx) = &sqlx {
         sqlx_sees_installed(&p, sqlx, &["1", "2"]);

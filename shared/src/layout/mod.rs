@@ -271,10 +271,6 @@ fn run_with(
 ) -> std::result::Result<(), BoxError> {
     use ::diesel::Connection;
     let migration = step.migration();
-    if up {
-        // A shadow or a clone may not have the table yet.
-        history.ensure(conn)?;
-    }
     let body = |conn: &mut AnyConnection| -> std::result::Result<(), BoxError> {
         let started = std::time::Instant::now();
         if up {
