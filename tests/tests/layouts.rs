@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use dbsafe_tests::{Backend, Project, Run, TestDb, each_backend};
+use std::time::Duration;
+
+use dbsafe_tests::{Backend, Project, Run, TestDb, Watched, each_backend, wait_until};
 use sha2::{Digest, Sha384};
 
 each_backend!(
@@ -17,6 +19,7 @@ each_backend!(
     sqlx_dirty_row_until_resolved,
     sqlx_failing_migration,
     sqlx_versions_order_as_numbers,
+    sqlx_kill_9_during_a_migration,
     sqlx_tool_first_then_dbsafe,
     sql_files_apply_status_rollback,
 );
@@ -252,7 +255,10 @@ fn sqlx_forward_only_migrations(backend: Backend) {
     assert!(!check.stdout.contains("missing-down"), "{check:?}");
     let roundtrip = p.dbsafe(&["check", "--roundtrip"]);
     roundtrip.expect_code(0);
-    assert!(roundtrip.stdout.contains("round trip passed"), "{roundtrip:?}");
+    assert!(
+        roundtrip.stdout.contains("round trip passed"),
+        "{roundtrip:?}"
+    );
 
     let run = p.apply(&[]);
     run.expect_code(0);
@@ -431,6 +437,101 @@ fn sqlx_versions_order_as_numbers(backend: Backend) {
     let late = p.apply(&[]);
     late.expect_code(0);
     assert!(late.stdout.contains("out of order"), "{late:?}");
+}
+
+/// A migration that creates a table and then runs for a long time.
+fn slow_up(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => {
+            "CREATE TABLE slow_t (id INTEGER PRIMARY KEY);\nSELECT pg_sleep(30);\n"
+        }
+        Backend::Mysql => "CREATE TABLE slow_t (id INTEGER PRIMARY KEY);\nSELECT SLEEP(30);\n",
+        Backend::Sqlite => {
+            "CREATE TABLE slow_t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);\n\
+             INSERT INTO slow_t (n) SELECT x FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000) SELECT x FROM c) WHERE x % 1000 = 0;\n"
+        }
+    }
+}
+
+fn sqlx_kill_9_during_a_migration(backend: Backend) {
+    let p = project(backend, "sqlx", "");
+    p.file("migrations/1_create_users.up.sql", USERS_UP)
+        .file("migrations/1_create_users.down.sql", USERS_DOWN)
+        .file("migrations/2_slow.up.sql", slow_up(backend))
+        .file("migrations/2_slow.down.sql", "DROP TABLE slow_t;\n");
+    let mut cmd = p.command("cargo-dbsafe");
+    cmd.args(["dbsafe", "apply", "--message-format", "json"]);
+    let mut watched = Watched::start(cmd);
+    wait_until(Duration::from_secs(20), "the slow migration to run", || {
+        watched.saw("\"migration.started\",\"version\":\"2\"")
+    });
+    match backend {
+        Backend::Postgres => wait_until(Duration::from_secs(20), "pg_sleep running", || {
+            !p.db
+                .strings(
+                    "SELECT CAST(pid AS TEXT) AS v FROM pg_stat_activity WHERE datname = current_database() \
+                     AND pid <> pg_backend_pid() AND wait_event = 'PgSleep'",
+                )
+                .is_empty()
+        }),
+        Backend::Mysql => wait_until(Duration::from_secs(20), "SLEEP running", || {
+            !p.db.sessions_running("SLEEP(30)").is_empty()
+        }),
+        Backend::Sqlite => std::thread::sleep(Duration::from_millis(1000)),
+    }
+    assert!(watched.saw("migration.applied"), "the first one applied");
+    watched.child.kill().expect("SIGKILL");
+    assert_eq!(watched.wait().code, -1);
+    let first = sqlx_row(&p, "1_create_users.up.sql", "1", "create users");
+    if backend != Backend::Mysql {
+        // The slow migration, its sqlx row and its ledger rows were one transaction: none.
+        assert_eq!(sqlx_rows(&p.db), [first.clone()]);
+        assert!(!p.db.has_table("slow_t"));
+        assert_eq!(steps(&p.db), ["up:1:applied"]);
+        if backend == Backend::Postgres {
+            wait_until(
+                Duration::from_secs(10),
+                "the dead client's session to end",
+                || p.db.sessions_running("pg_sleep(30)").is_empty(),
+            );
+        }
+        p.file(
+            "migrations/2_slow.up.sql",
+            "CREATE TABLE slow_t (id INTEGER PRIMARY KEY);\n",
+        );
+        p.apply(&[]).expect_code(0);
+        assert_eq!(
+            sqlx_rows(&p.db),
+            [first, sqlx_row(&p, "2_slow.up.sql", "2", "slow")]
+        );
+    } else {
+        // MariaDB: the DDL committed; sqlx's row says success = false and dbsafe's step
+        // `started`: one dirty migration for both tools.
+        assert!(p.db.has_table("slow_t"));
+        let rows = sqlx_rows(&p.db);
+        assert_eq!(rows[0], first);
+        assert!(rows[1].starts_with("2|slow|0|"), "{rows:?}");
+        // The server sleeps on in the dead client's session, holding the lock: end it.
+        for id in p.db.sessions_running("SLEEP(30)") {
+            p.db.execute(&format!("KILL {id}"));
+        }
+        wait_until(
+            Duration::from_secs(20),
+            "the orphaned session to end",
+            || p.db.sessions_running("SLEEP(30)").is_empty(),
+        );
+        let status = p.dbsafe(&["status", "--message-format", "json"]);
+        let report = status
+            .events()
+            .into_iter()
+            .find(|e| e["type"] == "status")
+            .unwrap();
+        assert_eq!(report["dirty"].as_array().unwrap().len(), 1, "{report}");
+        p.db.execute("DROP TABLE slow_t");
+        p.dbsafe(&["resolve", "2", "--as", "reverted"])
+            .expect_code(0);
+        assert_eq!(sqlx_rows(&p.db), [first]);
+    }
 }
 
 fn sqlx_tool_first_then_dbsafe(backend: Backend) {
