@@ -60,10 +60,7 @@ fn sqlx_rows(db: &TestDb) -> Vec<String> {
 /// The row sqlx writes for a migration file of this project.
 fn sqlx_row(p: &Project, file: &str, version: &str, description: &str) -> String {
     let text = std::fs::read(p.path().join("migrations").join(file)).unwrap();
-    let hex: String = Sha384::digest(&text)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = format!("{:x}", Sha384::digest(&text));
     format!("{version}|{description}|1|{hex}")
 }
 
@@ -82,13 +79,7 @@ fn steps(db: &TestDb) -> Vec<String> {
 
 /// `status --message-format json`: version -> state.
 fn states(p: &Project) -> Vec<(String, String)> {
-    let status = p.dbsafe(&["status", "--message-format", "json"]);
-    let report = status
-        .events()
-        .into_iter()
-        .find(|e| e["type"] == "status")
-        .unwrap_or_else(|| panic!("no status object in {status:?}"));
-    report["migrations"]
+    p.status_report()["migrations"]
         .as_array()
         .unwrap()
         .iter()
@@ -322,12 +313,7 @@ fn sqlx_dirty_row_until_resolved(backend: Backend) {
             "0"
         }
     ));
-    let status = p.dbsafe(&["status", "--message-format", "json"]);
-    let report = status
-        .events()
-        .into_iter()
-        .find(|e| e["type"] == "status")
-        .unwrap();
+    let report = p.status_report();
     let dirty = report["dirty"].as_array().unwrap();
     assert_eq!(dirty.len(), 1, "{report}");
     assert!(dirty[0].as_str().unwrap().contains("resolve 2"), "{report}");
@@ -520,12 +506,7 @@ fn sqlx_kill_9_during_a_migration(backend: Backend) {
             "the orphaned session to end",
             || p.db.sessions_running("SLEEP(30)").is_empty(),
         );
-        let status = p.dbsafe(&["status", "--message-format", "json"]);
-        let report = status
-            .events()
-            .into_iter()
-            .find(|e| e["type"] == "status")
-            .unwrap();
+        let report = p.status_report();
         assert_eq!(report["dirty"].as_array().unwrap().len(), 1, "{report}");
         p.db.execute("DROP TABLE slow_t");
         p.dbsafe(&["resolve", "2", "--as", "reverted"])

@@ -155,11 +155,7 @@ pub fn edited(
         let Some(migration) = set.get(&version) else {
             continue;
         };
-        let now: String = migration
-            .history_checksum
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let now = hex(&migration.history_checksum);
         if now != recorded {
             let file = migration.up_path.display().to_string();
             edited.push((version, file, recorded, now));
@@ -289,4 +285,9 @@ fn run_with(
         history.mark_dirty(conn, migration, up)?;
         body(conn)
     }
+}
+
+/// Bytes as lowercase hex (a recorded checksum).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

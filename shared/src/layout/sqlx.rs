@@ -261,7 +261,7 @@ fn text_literal(backend: Backend, text: &str) -> String {
 }
 
 fn bytes_literal(backend: Backend, bytes: &[u8]) -> String {
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = super::hex(bytes);
     match backend {
         Backend::Postgres => format!("decode('{hex}', 'hex')"),
         _ => format!("X'{hex}'"),
