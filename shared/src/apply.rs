@@ -143,6 +143,7 @@ fn apply_locked(
     let applied = ledger::diesel_applied(db)?;
     let findings = preflight::ledger_findings(db, set, &applied)?;
     findings.refuse_unsafe()?;
+    crate::layout::refuse_unrecorded(db, set)?;
     check_preconditions(config, target, db)?;
 
     // The first dbsafe apply on a database `diesel migration run` stamped adopts what it found.

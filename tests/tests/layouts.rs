@@ -22,6 +22,7 @@ each_backend!(
     sqlx_kill_9_during_a_migration,
     sqlx_tool_first_then_dbsafe,
     sql_files_apply_status_rollback,
+    sql_files_applied_by_hand_are_not_run_again,
 );
 
 const USERS_UP: &str = "CREATE TABLE users (id INTEGER PRIMARY KEY, name VARCHAR(50));\n";
@@ -630,6 +631,23 @@ fn sql_files_apply_status_rollback(backend: Backend) {
         "{message}"
     );
     assert_eq!(steps(&p.db).len(), 7);
+}
+
+fn sql_files_applied_by_hand_are_not_run_again(backend: Backend) {
+    let p = project(backend, "sql-files", "");
+    p.file("migrations/0008_create_users.sql", USERS_UP)
+        .file("migrations/0009_create_posts.sql", POSTS_UP);
+    // Applied with psql before dbsafe: the ledger cannot know which.
+    p.db.execute(USERS_UP);
+    let refused = p.apply(&[]);
+    refused.expect_code(3);
+    let message = error_message(&refused);
+    assert!(
+        message.contains("`table users") && message.contains("2 migration(s)"),
+        "{message}"
+    );
+    assert!(!p.db.has_table("posts"));
+    assert!(!p.db.has_table("dbsafe_steps") || steps(&p.db).is_empty());
 }
 
 // ---------------------------------------------------------------------------------------

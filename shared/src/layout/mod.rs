@@ -164,6 +164,35 @@ pub fn edited(
     Ok(edited)
 }
 
+/// Refuses to apply a plain SQL directory (`sql-files`, whose only history is dbsafe's
+/// ledger) to a database that already has a schema when the ledger records none of its
+/// migrations: they were most likely applied by hand (psql), and running them all again
+/// is the accident dbsafe exists to prevent.
+pub fn refuse_unrecorded(db: &mut Database, set: &crate::migrations::MigrationSet) -> Result<()> {
+    if current() != Layout::SqlFiles || set.migrations.is_empty() {
+        return Ok(());
+    }
+    if crate::ledger::exists(db)? && !crate::ledger::latest_steps(db)?.is_empty() {
+        return Ok(());
+    }
+    // Tables and views only: a new PostgreSQL database already has its extensions.
+    let schema = crate::inspect::schema_fingerprint(db)?;
+    let objects: Vec<&String> = schema
+        .lines
+        .iter()
+        .filter(|l| l.starts_with("table ") || l.starts_with("view "))
+        .collect();
+    let Some(first) = objects.first() else {
+        return Ok(());
+    };
+    Err(crate::error::Error::Refused(format!(
+        "the database already has {} table(s) or view(s) (`{first}`, ...) but dbsafe's ledger records none of the {} migration(s) in {}: with layout = \"sql-files\" the ledger is the only history, so dbsafe cannot tell which files were already applied by hand and would run them all again. Apply to an empty database; recording files applied before dbsafe is not supported yet for sql-files",
+        objects.len(),
+        set.migrations.len(),
+        set.dir.display()
+    )))
+}
+
 /// Creates the current layout's history table when missing.
 pub fn ensure_history(conn: &mut AnyConnection) -> QueryResult<()> {
     history(current()).ensure(conn)
