@@ -573,7 +573,7 @@ fn held_locks(conn: &mut crate::connection::AnyConnection) -> diesel::QueryResul
         "SELECT l.mode || ' on ' || c.relname || ' (' || CAST(GREATEST(c.reltuples, 0) AS BIGINT) || ' rows)' AS v \
          FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE l.pid = pg_backend_pid() AND l.granted AND c.relkind IN ('r', 'p') \
-         AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND c.relname <> '__diesel_schema_migrations' \
+         AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND c.relname NOT IN ('__diesel_schema_migrations', '_sqlx_migrations') \
          AND c.relname NOT LIKE 'dbsafe\\_%' ORDER BY c.relname, l.mode",
     )
 }

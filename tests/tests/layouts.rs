@@ -648,6 +648,20 @@ fn sql_files_applied_by_hand_are_not_run_again(backend: Backend) {
     );
     assert!(!p.db.has_table("posts"));
     assert!(!p.db.has_table("dbsafe_steps") || steps(&p.db).is_empty());
+    assert!(
+        message.contains("resolve VERSION --as applied"),
+        "{message}"
+    );
+    // Recorded as applied by the operator, only the rest runs.
+    p.dbsafe(&["resolve", "0008", "--as", "applied"])
+        .expect_code(0);
+    assert_eq!(
+        states(&p),
+        state_pairs(&[("0008", "applied"), ("0009", "pending")])
+    );
+    p.apply(&[]).expect_code(0);
+    assert_eq!(steps(&p.db), ["up:0008:applied", "up:0009:applied"]);
+    assert!(p.db.has_table("posts"));
 }
 
 // ---------------------------------------------------------------------------------------
