@@ -191,6 +191,9 @@ fn disagreements(
 ) -> Vec<String> {
     let fix =
         "find out which is true (cargo dbverify --drift), then record it: cargo dbsafe resolve";
+    let table = crate::layout::current()
+        .history_table()
+        .unwrap_or("the history table");
     latest
         .iter()
         .filter_map(|(version, step)| {
@@ -199,12 +202,12 @@ fn disagreements(
             let in_diesel = applied.contains(version);
             if ledger_applied && !in_diesel {
                 Some(format!(
-                    "{version}: the ledger says applied (run {}) but __diesel_schema_migrations does not list it; {fix} {version} --as applied|reverted --reason TEXT",
+                    "{version}: the ledger says applied (run {}) but {table} does not list it; {fix} {version} --as applied|reverted --reason TEXT",
                     step.run_id
                 ))
             } else if ledger_reverted && in_diesel {
                 Some(format!(
-                    "{version}: __diesel_schema_migrations lists it but the ledger says reverted (run {}); {fix} {version} --as applied|reverted --reason TEXT",
+                    "{version}: {table} lists it but the ledger says reverted (run {}); {fix} {version} --as applied|reverted --reason TEXT",
                     step.run_id
                 ))
             } else {

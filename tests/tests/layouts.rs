@@ -553,12 +553,30 @@ fn sqlx_tool_first_then_dbsafe(backend: Backend) {
     assert_eq!(steps(&p.db), ["up:2:applied"]);
     sqlx_sees_installed(&p, &sqlx, &["1", "2"]);
     assert!(!sqlx_migrate(&p, &sqlx, "run").contains("Applied"));
-    // sqlx reverts dbsafe's migration; dbsafe sees it pending.
+    // sqlx reverts dbsafe's migration; dbsafe sees it pending, and that its ledger
+    // disagrees with sqlx's table until the operator records it.
     sqlx_migrate(&p, &sqlx, "revert");
     assert_eq!(
         states(&p),
         state_pairs(&[("1", "applied"), ("2", "pending")])
     );
+    let disagreements = p.status_report()["disagreements"].clone();
+    assert!(
+        disagreements[0]
+            .as_str()
+            .is_some_and(|d| d.starts_with("2:") && d.contains("_sqlx_migrations does not list it")),
+        "{disagreements}"
+    );
+    p.dbsafe(&[
+        "resolve",
+        "2",
+        "--as",
+        "reverted",
+        "--reason",
+        "sqlx migrate revert",
+    ])
+    .expect_code(0);
+    assert_eq!(p.status_report()["disagreements"], serde_json::json!([]));
     assert!(!p.db.has_table("posts"));
 }
 
