@@ -8,6 +8,8 @@
 #    scripts/ensure-chromium.sh (a headless Chromium, for the HTML run report's test) and
 #    scripts/ensure-second-postgres.sh (a second PostgreSQL cluster on 127.0.0.1:5433 for
 #    the fleet tests, DBSAFE_TEST_PG2_URL). Skip all four with DBSAFE_SKIP_ENSURE=1.
+#    Then scripts/ensure-sqlx-cli.sh (sqlx-cli, built once into ~/.cache/dbsafe/sqlx-cli, for
+#    tests/tests/layouts.rs).
 # 2. cargo build --workspace --locked: the integration tests in tests/ run the built binaries
 #    from target/debug, so they must exist first.
 # 3. cargo nextest run --workspace --locked --no-fail-fast [ARGS...] (cargo test --workspace
@@ -30,6 +32,13 @@ if [[ ${DBSAFE_SKIP_ENSURE:-0} != 1 ]]; then
 fi
 pg_versions=$(scripts/ensure-pg-versions.sh --stop-after $$) # PostgreSQL 16 and 18 for tests/tests/pg_versions.rs
 eval "$pg_versions"
+# sqlx-cli 0.8 for tests/tests/layouts.rs (dbsafe and sqlx side by side); built once into a cache.
+if sqlx_cli=$(scripts/ensure-sqlx-cli.sh); then
+    eval "$sqlx_cli"
+    export DBSAFE_REQUIRE_SQLX=1
+else
+    step "warning: sqlx-cli could not be installed: layouts.rs skips its side-by-side checks"
+fi
 
 step "cargo build --workspace --locked"
 cargo build --workspace --locked

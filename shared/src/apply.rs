@@ -7,8 +7,6 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use diesel::Connection;
-use diesel::migration::MigrationConnection;
-use diesel_migrations::MigrationHarness;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ApplyConfig, Config, FailurePolicy, Phase, SnapshotPolicy, SnapshotStrategy};
@@ -17,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
 use crate::identity;
 use crate::journal::Journal;
+use crate::layout::Harness;
 use crate::ledger::{self, run_status, step_status};
 use crate::lock;
 use crate::migrations::{Migration, MigrationSet, is_diesel_setup};
@@ -144,6 +143,7 @@ fn apply_locked(
     let applied = ledger::diesel_applied(db)?;
     let findings = preflight::ledger_findings(db, set, &applied)?;
     findings.refuse_unsafe()?;
+    crate::layout::refuse_unrecorded(db, set)?;
     check_preconditions(config, target, db)?;
 
     // The first dbsafe apply on a database `diesel migration run` stamped adopts what it found.
@@ -153,9 +153,8 @@ fn apply_locked(
         applied.clone()
     };
     ledger::ensure(db)?;
-    db.conn
-        .setup()
-        .map_err(|e| Error::db("creating __diesel_schema_migrations", e))?;
+    crate::layout::ensure_history(&mut db.conn)
+        .map_err(|e| Error::db("creating the migrations history table", e))?;
     identity::record(db, target, &config.snapshot_dir, binding)?;
     if db.backend() == Backend::Mysql {
         lock::announce_mysql_holder(db, &recorder.context.id)?;
@@ -163,7 +162,10 @@ fn apply_locked(
     let interrupted = ledger::running_runs(db)?;
 
     let applied: BTreeSet<String> = applied.into_iter().collect();
-    let newest_applied = applied.iter().next_back().cloned();
+    let newest_applied = applied
+        .iter()
+        .max_by(|a, b| crate::migrations::version_cmp(a, b))
+        .cloned();
     let pending: Vec<&Migration> = set
         .migrations
         .iter()
@@ -172,7 +174,7 @@ fn apply_locked(
             options
                 .target_version
                 .as_ref()
-                .is_none_or(|v| m.version <= *v)
+                .is_none_or(|v| crate::migrations::version_cmp(&m.version, v).is_le())
         })
         .collect();
 
@@ -238,9 +240,9 @@ fn apply_locked(
     }));
     if let Some(newest) = &newest_applied {
         // diesel's setup migration sorts first by design, whenever `diesel setup` added it.
-        let out_of_order = pending
-            .iter()
-            .filter(|m| m.version < *newest && !is_diesel_setup(&m.name));
+        let out_of_order = pending.iter().filter(|m| {
+            crate::migrations::version_cmp(&m.version, newest).is_lt() && !is_diesel_setup(&m.name)
+        });
         warnings.extend(out_of_order.map(|m| {
             format!("{} is older than the newest applied migration {newest}: it runs out of order (merged from an older branch?)", m.name)
         }));
@@ -571,7 +573,7 @@ fn held_locks(conn: &mut crate::connection::AnyConnection) -> diesel::QueryResul
         "SELECT l.mode || ' on ' || c.relname || ' (' || CAST(GREATEST(c.reltuples, 0) AS BIGINT) || ' rows)' AS v \
          FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE l.pid = pg_backend_pid() AND l.granted AND c.relkind IN ('r', 'p') \
-         AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND c.relname <> '__diesel_schema_migrations' \
+         AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND c.relname NOT IN ('__diesel_schema_migrations', '_sqlx_migrations') \
          AND c.relname NOT LIKE 'dbsafe\\_%' ORDER BY c.relname, l.mode",
     )
 }

@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::layout::Layout;
+
 pub use duration::parse_duration;
 pub use fleet::{Canary, Databases, FleetConfig, Servers};
 pub use verify::{
@@ -31,6 +33,9 @@ pub use verify::{
 
 /// The name of dbsafe's configuration file, at the root of the user's repository.
 pub const FILE_NAME: &str = "dbsafe.toml";
+
+/// [`Config::layout_reason`] when dbsafe.toml sets `layout`.
+pub const LAYOUT_SET: &str = "set in dbsafe.toml";
 
 /// The name of the target dbsafe uses when `dbsafe.toml` defines none.
 pub const DEFAULT_TARGET: &str = "default";
@@ -49,6 +54,11 @@ pub struct Config {
     /// Where the migrations live: `migrations-dir`, else diesel.toml's
     /// `[migrations_directory] dir`, else `ROOT/migrations`.
     pub migrations_dir: PathBuf,
+    /// How the migrations are laid out (`layout`, else detected from the files and the
+    /// crate's dependencies).
+    pub layout: Layout,
+    /// Why this layout: `set in dbsafe.toml`, or what detection found.
+    pub layout_reason: String,
     /// Where snapshots and the local journal live: `snapshot-dir`, else
     /// `ROOT/.dbsafe/snapshots`.
     pub snapshot_dir: PathBuf,
@@ -352,6 +362,12 @@ pub enum ConfigError {
         /// What is wrong with it.
         message: String,
     },
+    /// The layout is not set and the project does not say which one it is.
+    #[error("cannot tell this project's migration layout: {message}")]
+    AmbiguousLayout {
+        /// What was found, and how to choose.
+        message: String,
+    },
 }
 
 /// Renders [`ConfigError::Invalid`]: a heading, then one `FILE:LINE: key `K`: ...` line per
@@ -370,6 +386,19 @@ fn invalid_message(file: &Path, problems: &[ConfigProblem]) -> String {
 }
 
 impl Config {
+    /// Detects the layout again for a new `migrations_dir` (`--migration-dir`), unless
+    /// dbsafe.toml sets it.
+    pub fn redetect_layout(&mut self) -> Result<(), ConfigError> {
+        if self.layout_reason != LAYOUT_SET {
+            let detected = crate::layout::detect(&self.root, &self.migrations_dir)
+                .map_err(|message| ConfigError::AmbiguousLayout { message })?;
+            self.layout = detected.layout;
+            self.layout_reason = detected.reason;
+        }
+        crate::layout::set_current(self.layout);
+        Ok(())
+    }
+
     /// Finds and loads the configuration.
     ///
     /// `explicit` (`--config PATH`, which must exist) wins; else, with `manifest_path`
@@ -478,6 +507,15 @@ impl Config {
             Some(dir) => absolute(&root.join(dir)),
             None => diesel_migrations_dir(&root)?.unwrap_or_else(|| root.join("migrations")),
         };
+        let (layout, layout_reason) = match settings.layout {
+            Some(layout) => (layout, LAYOUT_SET.to_owned()),
+            None => {
+                let detected = crate::layout::detect(&root, &migrations_dir)
+                    .map_err(|message| ConfigError::AmbiguousLayout { message })?;
+                (detected.layout, detected.reason)
+            }
+        };
+        crate::layout::set_current(layout);
         let snapshot_dir = match settings.snapshot_dir {
             Some(dir) => absolute(&root.join(dir)),
             None => root.join(".dbsafe").join("snapshots"),
@@ -522,6 +560,8 @@ impl Config {
             file,
             root,
             migrations_dir,
+            layout,
+            layout_reason,
             snapshot_dir,
             default_target: settings.default_target,
             targets,
@@ -752,6 +792,11 @@ choice!(Severity { Warning => "warning", Error => "error" });
 choice!(FailurePolicy { Stop => "stop", Revert => "revert", Restore => "restore" });
 choice!(SnapshotPolicy { Always => "always", Protected => "protected", Never => "never" });
 choice!(Dialect { Postgres => "postgres", Mysql => "mysql", Sqlite => "sqlite" });
+choice!(Layout {
+    Diesel => "diesel",
+    Sqlx => "sqlx",
+    SqlFiles => "sql-files",
+});
 choice!(SnapshotStrategy {
     Auto => "auto",
     PgDump => "pg-dump",

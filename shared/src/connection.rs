@@ -9,7 +9,7 @@ use diesel::{MysqlConnection, PgConnection, SqliteConnection};
 use crate::error::{Error, Result};
 use crate::target::{Backend, DatabaseUrl};
 
-pub use any::AnyConnection;
+pub use any::{AnyConnection, MultiBackend};
 
 #[allow(missing_docs)] // the derive generates undocumented items
 mod any {

@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::layout::{Detected, Layout};
 
 /// What `init` wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,7 +14,14 @@ pub struct InitOutcome {
     pub config: PathBuf,
     /// Whether `.dbsafe/` was added to .gitignore (false when already there).
     pub gitignore_updated: bool,
+    /// The layout written, and what gave it away.
+    pub layout: Detected,
+    /// The `migrations-dir` written.
+    pub migrations_dir: String,
 }
+
+/// Directories where projects keep plain SQL migrations, tried after `migrations`.
+const SQL_DIRS: &[&str] = &["migrations", "db/migrations", "sql/migrations", "sql"];
 
 /// What to do after `init`, one command per line, for the CLI to print.
 pub const NEXT_STEPS: &[&str] = &[
@@ -32,8 +40,21 @@ pub fn init(root: &Path) -> Result<InitOutcome> {
             config.display()
         )));
     }
-    let migrations_dir = diesel_migrations_dir(root).unwrap_or_else(|| "migrations".to_owned());
-    fs::write(&config, template(&migrations_dir)).map_err(|e| Error::io(&config, e))?;
+    let migrations_dir = diesel_migrations_dir(root)
+        .or_else(|| {
+            SQL_DIRS
+                .iter()
+                .find(|d| root.join(d).is_dir())
+                .map(|d| (*d).to_owned())
+        })
+        .unwrap_or_else(|| "migrations".to_owned());
+    let layout = crate::layout::detect(root, &root.join(&migrations_dir)).map_err(|message| {
+        Error::Usage(format!(
+            "cannot tell this project's migration layout: {message}; nothing was written"
+        ))
+    })?;
+    fs::write(&config, template(&migrations_dir, layout.layout))
+        .map_err(|e| Error::io(&config, e))?;
     let gitignore = root.join(".gitignore");
     let existing = match fs::read_to_string(&gitignore) {
         Ok(text) => text,
@@ -57,6 +78,8 @@ pub fn init(root: &Path) -> Result<InitOutcome> {
     Ok(InitOutcome {
         config,
         gitignore_updated: !ignored,
+        layout,
+        migrations_dir,
     })
 }
 
@@ -71,12 +94,17 @@ fn diesel_migrations_dir(root: &Path) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn template(migrations_dir: &str) -> String {
+fn template(migrations_dir: &str, layout: Layout) -> String {
     format!(
         r#"# dbsafe.toml: how dbsafe applies, records and protects this project's migrations.
 # Every key is documented in dbsafe's docs/dbsafe.reference.toml.
 
-# diesel's migration directory (diesel.toml's [migrations_directory] is used when this is absent).
+# How the migrations are laid out: "diesel" (VERSION_NAME/up.sql + down.sql), "sqlx"
+# (VERSION_NAME.sql or .up.sql + .down.sql, recorded in _sqlx_migrations) or "sql-files"
+# (plain ordered .sql files, recorded in dbsafe's ledger only).
+layout = "{layout}"
+
+# The migration directory (diesel.toml's [migrations_directory] is used when this is absent).
 migrations-dir = "{migrations_dir}"
 
 # Where snapshots, the journal and target bindings live (keep it out of git).

@@ -734,8 +734,44 @@ pub fn copy_runs(
 }
 
 /// Steps left `started` by a non-transactional migration that never finished: each makes
-/// the target dirty.
+/// the target dirty. Versions the layout's own table marks dirty (sqlx's `success =
+/// false`) without such a step come after, as [`layout_dirty_steps`] describes them.
 pub fn dirty_steps(db: &mut Database) -> Result<Vec<StepRow>> {
+    let mut steps = started_steps(db)?;
+    layout_dirty_steps(db, &mut steps)?;
+    Ok(steps)
+}
+
+/// Adds to `steps` a `started` row for each version the layout's own history table marks
+/// dirty (sqlx's `success = false`, left by sqlx or by dbsafe on MySQL) that `steps` lacks.
+pub fn layout_dirty_steps(db: &mut Database, steps: &mut Vec<StepRow>) -> Result<()> {
+    for version in crate::layout::dirty_versions(db)? {
+        if steps.iter().any(|s| s.version == version) {
+            continue;
+        }
+        steps.push(StepRow {
+            run_id: "_sqlx_migrations".into(),
+            seq: 0,
+            name: version.clone(),
+            version,
+            direction: "up".into(),
+            status: step_status::STARTED.into(),
+            transactional: false,
+            up_checksum: String::new(),
+            down_checksum: None,
+            started_at: crate::run::now(),
+            finished_at: None,
+            duration_ms: None,
+            attempts: 1,
+            error: Some(
+                "_sqlx_migrations records it with success = false, sqlx's dirty state".into(),
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn started_steps(db: &mut Database) -> Result<Vec<StepRow>> {
     dbsafe_steps::table
         .filter(dbsafe_steps::status.eq(step_status::STARTED))
         // Not of a run rewound by a snapshot restore: its record is kept as it was, but
@@ -807,19 +843,11 @@ pub fn mark_interrupted(db: &mut Database, ids: &[String]) -> Result<Vec<String>
     Ok(ids.to_vec())
 }
 
-/// Versions in diesel's `__diesel_schema_migrations`, sorted; empty when the table does not exist.
+/// The applied versions, sorted, from the project's layout's history table (diesel's
+/// `__diesel_schema_migrations`, sqlx's `_sqlx_migrations`, or this ledger for plain SQL
+/// files); empty when it does not exist. Kept under its old name for callers.
 pub fn diesel_applied(db: &mut Database) -> Result<Vec<String>> {
-    if !db
-        .table_exists("__diesel_schema_migrations")
-        .map_err(|e| Error::db("reading diesel's migrations table", e))?
-    {
-        return Ok(Vec::new());
-    }
-    __diesel_schema_migrations::table
-        .select(__diesel_schema_migrations::version)
-        .order(__diesel_schema_migrations::version)
-        .load(&mut db.conn)
-        .map_err(|e| Error::db("reading __diesel_schema_migrations", e))
+    crate::layout::applied(db)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod init;
 pub mod inspect;
 pub mod interrupt;
 pub mod journal;
+pub mod layout;
 pub mod ledger;
 pub mod lock;
 pub mod migrations;

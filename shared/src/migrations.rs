@@ -1,5 +1,6 @@
-//! The migration set on disk in diesel's layout (`<version>_<name>/up.sql`, `down.sql`,
-//! optional `metadata.toml` and dbsafe's `verify.sql`), with SHA-256 checksums.
+//! The migration set on disk, one model for every layout (see [`crate::layout`]): diesel's
+//! (`<version>_<name>/up.sql`, `down.sql`, optional `metadata.toml` and dbsafe's
+//! `verify.sql`), sqlx's files, plain SQL files; with SHA-256 checksums.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use diesel::migration::{self, MigrationMetadata, MigrationName, MigrationVersion
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::layout::Layout;
 
 /// One migration directory.
 #[derive(Debug, Clone)]
@@ -35,8 +37,51 @@ pub struct Migration {
     pub up_checksum: String,
     /// SHA-256 of down.sql, when present.
     pub down_checksum: Option<String>,
+    /// The layout it was read in.
+    pub layout: Layout,
+    /// The up file (`up.sql` for diesel).
+    pub up_path: PathBuf,
+    /// The down file, or where it would be (`down.sql` for diesel).
+    pub down_path: PathBuf,
+    /// A forward-only migration (sqlx's simple `VERSION_NAME.sql`): no down by design.
+    pub forward_only: bool,
+    /// The description its layout's history table records (sqlx's).
+    pub description: String,
+    /// The checksum its layout's history table records (sqlx's SHA-384 of the up file).
+    pub history_checksum: Vec<u8>,
     missing_down: Option<MissingDown>,
     diesel_name: DieselName,
+}
+
+/// What a layout read from disk for one migration ([`Migration::new`] makes the model).
+#[derive(Debug, Clone)]
+pub struct MigrationSource {
+    /// The layout.
+    pub layout: Layout,
+    /// The version, as its history table writes it.
+    pub version: String,
+    /// Its name (directory name, or file name without `.sql`).
+    pub name: String,
+    /// The history table's description.
+    pub description: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The up file.
+    pub up_path: PathBuf,
+    /// The down file, or where it would be.
+    pub down_path: PathBuf,
+    /// The up file's text.
+    pub up_sql: String,
+    /// The down file's text, when there is one.
+    pub down: Option<String>,
+    /// verify.sql's text, when present.
+    pub verify_sql: Option<String>,
+    /// Whether it runs in a transaction.
+    pub run_in_transaction: bool,
+    /// Forward only by design (no down expected).
+    pub forward_only: bool,
+    /// The history table's checksum.
+    pub history_checksum: Vec<u8>,
 }
 
 /// The migrations of a directory, sorted by version.
@@ -65,6 +110,8 @@ pub enum MissingDown {
     Empty,
     /// down.sql holds only comments (`-- Not reversible`).
     CommentsOnly,
+    /// A forward-only migration (sqlx's simple `VERSION_NAME.sql`): no down by design.
+    ForwardOnly,
 }
 
 impl MissingDown {
@@ -74,6 +121,9 @@ impl MissingDown {
             MissingDown::NoFile => "no down.sql",
             MissingDown::Empty => "an empty down.sql",
             MissingDown::CommentsOnly => "a down.sql of comments only, no SQL",
+            MissingDown::ForwardOnly => {
+                "no down: it is a forward-only migration (VERSION_NAME.sql; a reversible one is .up.sql + .down.sql)"
+            }
         }
     }
 
@@ -112,41 +162,24 @@ pub fn version_of(dir_name: &str) -> String {
 }
 
 impl MigrationSet {
-    /// Reads every migration under `dir`. Hidden entries and files are skipped as diesel
-    /// does; a directory without up.sql, an empty up.sql, an unreadable file, a malformed
-    /// metadata.toml or two directories with one version are errors.
+    /// Reads every migration under `dir` in the project's layout ([`crate::layout::current`]).
     pub fn load(dir: &Path) -> Result<MigrationSet> {
-        let entries = std::fs::read_dir(dir).map_err(|e| Error::MigrationsDir {
-            path: dir.to_owned(),
-            problem: if e.kind() == std::io::ErrorKind::NotFound {
-                "does not exist".to_owned()
-            } else {
-                format!("cannot be read ({e})")
-            },
-        })?;
-        let mut migrations = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let path = entry.path();
-            if name.starts_with('.') || !path.is_dir() {
-                continue;
-            }
-            if !path.join("up.sql").is_file() {
-                // diesel refuses such a directory too ("unknown migration format"): a typo
-                // like `up.sq` must not silently skip a migration.
-                return Err(Error::BadMigration {
-                    path,
-                    problem: "has no up.sql: name the file up.sql, or move the directory out of the migrations directory".into(),
-                });
-            }
-            migrations.push(Migration::load(&path, &name)?);
-        }
-        migrations.sort_by(|a, b| a.version.cmp(&b.version));
+        Self::load_as(crate::layout::current(), dir)
+    }
+
+    /// Reads every migration under `dir` in `layout`, sorted by version (numerically where
+    /// versions are numbers); two migrations with one version are an error.
+    pub fn load_as(layout: Layout, dir: &Path) -> Result<MigrationSet> {
+        let mut migrations = crate::layout::load(layout, dir)?;
+        migrations.sort_by(|a, b| version_cmp_in(layout, &a.version, &b.version));
         for pair in migrations.windows(2) {
             if pair[0].version == pair[1].version {
                 return Err(Error::BadMigration {
-                    path: pair[1].dir.clone(),
+                    path: if layout == Layout::Diesel {
+                        pair[1].dir.clone()
+                    } else {
+                        pair[1].up_path.clone()
+                    },
                     problem: format!(
                         "has the same version {} as {}: rename one so every version is unique",
                         pair[1].version, pair[0].name
@@ -159,7 +192,59 @@ impl MigrationSet {
             migrations,
         })
     }
+}
 
+/// Two versions in the project's layout's order ([`crate::layout::current`]).
+pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    version_cmp_in(crate::layout::current(), a, b)
+}
+
+/// Two versions in `layout`'s order: diesel's as text (as diesel sorts them), the others by
+/// number when both are digits (sqlx's `9` before `10`), else as text.
+fn version_cmp_in(layout: Layout, a: &str, b: &str) -> std::cmp::Ordering {
+    let digits = |v: &str| v.bytes().all(|c| c.is_ascii_digit());
+    if layout != Layout::Diesel && digits(a) && digits(b) {
+        let (ta, tb) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+        ta.len().cmp(&tb.len()).then(ta.cmp(tb)).then(a.cmp(b))
+    } else {
+        a.cmp(b)
+    }
+}
+
+/// Reads every diesel migration under `dir`. Hidden entries and files are skipped as diesel
+/// does; a directory without up.sql, an empty up.sql, an unreadable file or a malformed
+/// metadata.toml are errors.
+pub(crate) fn load_diesel(dir: &Path) -> Result<Vec<Migration>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::MigrationsDir {
+        path: dir.to_owned(),
+        problem: if e.kind() == std::io::ErrorKind::NotFound {
+            "does not exist".to_owned()
+        } else {
+            format!("cannot be read ({e})")
+        },
+    })?;
+    let mut migrations = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name.starts_with('.') || !path.is_dir() {
+            continue;
+        }
+        if !path.join("up.sql").is_file() {
+            // diesel refuses such a directory too ("unknown migration format"): a typo
+            // like `up.sq` must not silently skip a migration.
+            return Err(Error::BadMigration {
+                    path,
+                    problem: "has no up.sql: name the file up.sql, or move the directory out of the migrations directory".into(),
+                });
+        }
+        migrations.push(Migration::load(&path, &name)?);
+    }
+    Ok(migrations)
+}
+
+impl MigrationSet {
     /// The migration with this version, written as digits (`20241024134209`), as in its
     /// directory name (`2024-10-24-134209`), or its whole directory name.
     pub fn get(&self, version: &str) -> Option<&Migration> {
@@ -202,6 +287,49 @@ pub fn normalise_version(text: &str) -> Option<String> {
 }
 
 impl Migration {
+    /// The model of a migration a layout read.
+    pub fn new(source: MigrationSource) -> Result<Migration> {
+        if source.up_sql.trim().is_empty() {
+            return Err(Error::BadMigration {
+                path: source.up_path,
+                problem: if source.layout == Layout::Diesel {
+                    "is empty: write the migration's SQL, or delete the directory".into()
+                } else {
+                    "is empty: write the migration's SQL, or delete the file".into()
+                },
+            });
+        }
+        let missing_down = if source.forward_only {
+            Some(MissingDown::ForwardOnly)
+        } else {
+            MissingDown::of(source.down.as_deref())
+        };
+        let down_sql = source.down.filter(|s| !s.trim().is_empty());
+        Ok(Migration {
+            diesel_name: DieselName {
+                version: source.version.clone(),
+                name: source.name.clone(),
+            },
+            up_checksum: checksum(&source.up_sql),
+            down_checksum: down_sql.as_deref().map(checksum),
+            missing_down,
+            version: source.version,
+            name: source.name,
+            dir: source.dir,
+            up_sql: source.up_sql,
+            down_sql,
+            verify_sql: source.verify_sql,
+            run_in_transaction: source.run_in_transaction,
+            metadata_warning: None,
+            layout: source.layout,
+            up_path: source.up_path,
+            down_path: source.down_path,
+            forward_only: source.forward_only,
+            description: source.description,
+            history_checksum: source.history_checksum,
+        })
+    }
+
     /// Why this migration's down.sql cannot revert it; `None` when it holds SQL.
     pub fn missing_down(&self) -> Option<MissingDown> {
         self.missing_down
@@ -217,38 +345,29 @@ impl Migration {
     fn load(dir: &Path, name: &str) -> Result<Migration> {
         let read = |file: &str| read_migration_file(&dir.join(file));
         let up_sql = read("up.sql")?.unwrap_or_default();
-        if up_sql.trim().is_empty() {
-            return Err(Error::BadMigration {
-                path: dir.join("up.sql"),
-                problem: "is empty: write the migration's SQL, or delete the directory".into(),
-            });
-        }
-        let down_file = read("down.sql")?;
-        let missing_down = MissingDown::of(down_file.as_deref());
-        let down_sql = down_file.filter(|s| !s.trim().is_empty());
+        let down = read("down.sql")?;
         let verify_sql = read("verify.sql")?.filter(|s| !s.trim().is_empty());
         let (run_in_transaction, metadata_warning) = match read("metadata.toml")? {
             None => (true, None),
             Some(text) => parse_metadata(&dir.join("metadata.toml"), &text)?,
         };
-        let version = version_of(name);
-        Ok(Migration {
-            diesel_name: DieselName {
-                version: version.clone(),
-                name: name.to_owned(),
-            },
-            up_checksum: checksum(&up_sql),
-            down_checksum: down_sql.as_deref().map(checksum),
-            missing_down,
-            version,
+        let mut migration = Migration::new(MigrationSource {
+            layout: Layout::Diesel,
+            version: version_of(name),
             name: name.to_owned(),
+            description: name.to_owned(),
             dir: dir.to_owned(),
+            up_path: dir.join("up.sql"),
+            down_path: dir.join("down.sql"),
             up_sql,
-            down_sql,
+            down,
             verify_sql,
             run_in_transaction,
-            metadata_warning,
-        })
+            forward_only: false,
+            history_checksum: Vec::new(),
+        })?;
+        migration.metadata_warning = metadata_warning;
+        Ok(migration)
     }
 }
 
@@ -347,6 +466,13 @@ pub struct InOpenTransaction<'a> {
     prelude: String,
 }
 
+impl InOpenTransaction<'_> {
+    /// The migration.
+    pub fn migration(&self) -> &Migration {
+        self.migration
+    }
+}
+
 impl Migration {
     /// This migration, to run inside the caller's transaction after `prelude`.
     pub fn in_open_transaction(&self, prelude: String) -> InOpenTransaction<'_> {
@@ -423,6 +549,15 @@ mod tests {
         assert_eq!(normalise_version("-"), None);
         assert!(is_diesel_setup("00000000000000_diesel_initial_setup"));
         assert!(!is_diesel_setup("2024-01-01-000000_diesel_initial_setup"));
+    }
+
+    #[test]
+    fn versions_order_by_number_outside_diesel() {
+        use std::cmp::Ordering::{Greater, Less};
+        assert_eq!(version_cmp_in(Layout::Sqlx, "9", "10"), Less);
+        assert_eq!(version_cmp_in(Layout::SqlFiles, "0010", "9"), Greater);
+        assert_eq!(version_cmp_in(Layout::Diesel, "9", "10"), Greater);
+        assert_eq!(version_cmp_in(Layout::Sqlx, "x", "y"), Less);
     }
 
     #[test]

@@ -128,11 +128,17 @@ pub fn ledger_findings(
             {
                 findings.changed.push((
                     version,
-                    migration.dir.join("up.sql").display().to_string(),
+                    migration.up_path.display().to_string(),
                     step.up_checksum,
                     migration.up_checksum.clone(),
                 ));
             }
+        }
+    }
+    ledger::layout_dirty_steps(db, &mut findings.dirty)?;
+    for edited in crate::layout::edited(db, set)? {
+        if !findings.changed.iter().any(|c| c.0 == edited.0) {
+            findings.changed.push(edited);
         }
     }
     findings.missing_from_disk = applied
@@ -155,7 +161,12 @@ impl LedgerFindings {
                 .iter()
                 .map(|(version, file, recorded, now)| {
                     format!(
-                        "  {file} (version {version}): applied with sha256 {}…, now {}…",
+                        "  {file} (version {version}): applied with {} {}…, now {}…",
+                        if recorded.len() == 96 {
+                            "sha384"
+                        } else {
+                            "sha256"
+                        },
                         &recorded[..12],
                         &now[..12]
                     )

@@ -4,7 +4,6 @@
 //! ledger and diesel's table are made to agree with it (a `step.resolved` event with the
 //! operator and the reason; outside a dirty step, a `resolve` run of one step).
 
-use diesel::migration::MigrationConnection;
 use diesel::prelude::*;
 
 use crate::config::Config;
@@ -13,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
 use crate::identity;
 use crate::journal::Journal;
-use crate::ledger::{self, __diesel_schema_migrations, RunRow, StepRow, run_status, step_status};
+use crate::ledger::{self, RunRow, StepRow, run_status, step_status};
 use crate::lock;
 use crate::migrations::MigrationSet;
 use crate::preflight::{self, Confirmation};
@@ -86,20 +85,15 @@ impl Asked<'_> {
 }
 
 /// Makes diesel's table say `version` is applied or not, in `conn`'s transaction.
-fn set_diesel_state(
+/// Makes the layout's history table (diesel's, sqlx's; none for plain SQL files) say what
+/// the operator found.
+fn set_history_state(
     conn: &mut crate::connection::AnyConnection,
     version: &str,
+    migration: Option<&crate::migrations::Migration>,
     state: ResolvedState,
 ) -> QueryResult<()> {
-    let versions =
-        __diesel_schema_migrations::table.filter(__diesel_schema_migrations::version.eq(version));
-    diesel::delete(versions).execute(conn)?;
-    if state == ResolvedState::Applied {
-        diesel::insert_into(__diesel_schema_migrations::table)
-            .values(__diesel_schema_migrations::version.eq(version))
-            .execute(conn)?;
-    }
-    Ok(())
+    crate::layout::record_resolved(conn, version, migration, state == ResolvedState::Applied)
 }
 
 fn resolve_locked(
@@ -114,7 +108,13 @@ fn resolve_locked(
     let dirty = if ledger::exists(db)? {
         ledger::dirty_steps(db)?
     } else {
-        Vec::new()
+        // Only sqlx's own dirty rows can be there; recording their resolution needs the ledger.
+        let mut dirty = Vec::new();
+        ledger::layout_dirty_steps(db, &mut dirty)?;
+        if !dirty.is_empty() {
+            ledger::ensure(db)?;
+        }
+        dirty
     };
     let Some(step) = dirty
         .iter()
@@ -133,6 +133,9 @@ fn resolve_locked(
         ResolvedState::Reverted => step_status::FAILED,
     };
     let word = asked.word();
+    let migration = crate::migrations::MigrationSet::load(&config.migrations_dir)
+        .ok()
+        .and_then(|set| set.get(&step.version).cloned());
     let mut resolved = step.clone();
     resolved.status = status.into();
     resolved.error = Some(format!(
@@ -145,7 +148,7 @@ fn resolve_locked(
     db.conn
         .transaction(|conn| {
             ledger::finish_step(conn, &resolved)?;
-            set_diesel_state(conn, &step.version, state)?;
+            set_history_state(conn, &step.version, migration.as_ref(), state)?;
             let seq = ledger::last_event_seq(conn, &step.run_id)? + 1;
             ledger::insert_event(conn, seq, &event)
         })
@@ -238,14 +241,13 @@ fn resolve_version(
         error: Some(note),
     };
     let event = asked.event(&context.id, &version, &context.operator);
-    db.conn
-        .setup()
-        .map_err(|e| Error::db("creating __diesel_schema_migrations", e))?;
+    crate::layout::ensure_history(&mut db.conn)
+        .map_err(|e| Error::db("creating the migrations history table", e))?;
     db.conn
         .transaction(|conn| {
             ledger::insert_run(conn, &run)?;
             ledger::insert_step(conn, &step)?;
-            set_diesel_state(conn, &version, asked.state)?;
+            set_history_state(conn, &version, migration, asked.state)?;
             ledger::insert_event(conn, 1, &event)
         })
         .map_err(|e| Error::db("recording the resolution", e))?;

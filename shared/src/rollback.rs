@@ -134,7 +134,7 @@ fn still_applied(db: &mut Database) -> Result<Vec<(RunRow, Vec<StepRow>)>> {
                 })
                 .cloned()
                 .collect();
-            steps.sort_by(|a, b| a.version.cmp(&b.version));
+            steps.sort_by(|a, b| crate::migrations::version_cmp(&a.version, &b.version));
             (run, steps)
         })
         .collect())
@@ -285,7 +285,7 @@ fn plan_with(
         if chosen_run.id == run.id
             && let Some(to) = &to
         {
-            steps.retain(|s| s.version > *to);
+            steps.retain(|s| crate::migrations::version_cmp(&s.version, to).is_gt());
         }
         planned_steps.extend(steps.into_iter().rev().map(|step| (chosen_run, step)));
     }
@@ -315,10 +315,16 @@ fn plan_with(
         }
     }
     if !no_down.is_empty() {
+        let restore = match &run.snapshot_id {
+            Some(id) => format!(
+                "Restore the run's snapshot {id} instead: cargo dbrollback {} --restore",
+                run.id
+            ),
+            None => "Restore the run's snapshot instead (--restore), if it has one".to_owned(),
+        };
         return Err(Error::Refused(format!(
             "{} migration(s) of the rollback have no down.sql that can revert them: {}. \
-             Restore the run's snapshot instead (--restore), if it has one, or write the \
-             down.sql and roll back with --allow-edit NAME",
+             {restore}, or write the down.sql and roll back with --allow-edit NAME",
             no_down.len(),
             no_down.join("; ")
         )));
@@ -404,7 +410,7 @@ fn planned(
     if migration.up_checksum != step.up_checksum {
         return Err(Error::Refused(format!(
             "{} changed since run {} applied it: the code being undone must be the code that was done. Restore the file from git (the commit of that run: {})",
-            migration.dir.join("up.sql").display(),
+            migration.up_path.display(),
             run.id,
             run.git_commit.as_deref().unwrap_or("unknown")
         )));
@@ -430,7 +436,7 @@ fn planned(
     if down_edited && !allowed {
         return Err(Error::Refused(format!(
             "{} changed since run {} applied the migration: the down.sql that runs must be the one recorded then. Restore the file from git (the commit of that run: {}), or, if you fixed it on purpose, accept it for this rollback with --allow-edit {}",
-            migration.dir.join("down.sql").display(),
+            migration.down_path.display(),
             run.id,
             run.git_commit.as_deref().unwrap_or("unknown"),
             migration.name

@@ -7,8 +7,6 @@
 
 use std::path::PathBuf;
 
-use diesel::migration::MigrationConnection;
-use diesel_migrations::MigrationHarness;
 use serde::Serialize;
 
 use crate::check::Level;
@@ -16,6 +14,7 @@ use crate::config::{Config, Severity};
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::inspect::{self, SchemaFingerprint};
+use crate::layout::Harness;
 use crate::ledger;
 use crate::migrations::{Migration, MigrationSet};
 use crate::run::new_run_id;
@@ -141,10 +140,8 @@ pub fn roundtrip(config: &Config, target: &Target, all: bool) -> Result<Vec<Prob
 fn new_shadow(url: &DatabaseUrl) -> Result<(Scratch, Database)> {
     let scratch = Scratch::create(url, &new_run_id())?;
     let mut shadow = Database::connect(scratch.url(), Create::IfMissing)?;
-    shadow
-        .conn
-        .setup()
-        .map_err(|e| Error::db("creating diesel's table on the shadow database", e))?;
+    crate::layout::ensure_history(&mut shadow.conn)
+        .map_err(|e| Error::db("creating the history table on the shadow database", e))?;
     Ok((scratch, shadow))
 }
 
@@ -167,7 +164,7 @@ impl Walk<'_> {
         for migration in migrations {
             if let Err(e) = self.shadow.conn.run_migration(*migration) {
                 self.problems.push(Problem::error(
-                    Some(migration.dir.join("up.sql")),
+                    Some(migration.up_path.clone()),
                     format!("{}{note} fails on the shadow database: {e}", migration.name),
                 ));
                 return Ok(false);
@@ -187,8 +184,8 @@ impl Walk<'_> {
     }
 
     fn check_one(&mut self, migration: &Migration, before: SchemaFingerprint) -> Result<Next> {
-        let up = Some(migration.dir.join("up.sql"));
-        let down = Some(migration.dir.join("down.sql"));
+        let up = Some(migration.up_path.clone());
+        let down = Some(migration.down_path.clone());
         if let Err(e) = self.shadow.conn.run_migration(migration) {
             self.problems.push(Problem::error(
                 up,
@@ -197,6 +194,12 @@ impl Walk<'_> {
             return Ok(Next::Stop);
         }
         let applied = self.fingerprint()?;
+        if migration.forward_only {
+            // Forward only by design (sqlx): nothing to revert; the apply, the seeds and
+            // the drift after are still checked.
+            self.last = Some(applied);
+            return Ok(Next::Continue);
+        }
         if let Some(missing) = migration.missing_down() {
             // It stays applied: the schema is the one the migrations so far give.
             self.problems.push(Problem::error(

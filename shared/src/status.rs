@@ -127,7 +127,7 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
                 state: if is_applied { "applied" } else { "pending" }.into(),
                 applied_by: is_applied.then(|| match latest.get(&m.version) {
                     Some(step) if step.status == step_status::APPLIED => step.run_id.clone(),
-                    _ => "diesel".to_owned(),
+                    _ => crate::layout::current().outside_tool().to_owned(),
                 }),
                 edited: edited.contains(&m.version),
                 missing_down: m.missing_down().map(|d| d.describe().to_owned()),
@@ -142,7 +142,7 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
         edited: false,
         missing_down: None,
     }));
-    migrations.sort_by(|a, b| a.version.cmp(&b.version));
+    migrations.sort_by(|a, b| crate::migrations::version_cmp(&a.version, &b.version));
     let lock = lock::probe(&mut db)?;
     let mut last_runs = if has_ledger {
         ledger::runs(&mut db, 5)?
@@ -177,7 +177,7 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
         interrupted_restore,
         outside_dbsafe: migrations
             .iter()
-            .filter(|m| m.applied_by.as_deref() == Some("diesel"))
+            .filter(|m| m.applied_by.as_deref() == Some(crate::layout::current().outside_tool()))
             .map(|m| m.version.clone())
             .collect(),
         migrations,
@@ -191,6 +191,9 @@ fn disagreements(
 ) -> Vec<String> {
     let fix =
         "find out which is true (cargo dbverify --drift), then record it: cargo dbsafe resolve";
+    let table = crate::layout::current()
+        .history_table()
+        .unwrap_or("the history table");
     latest
         .iter()
         .filter_map(|(version, step)| {
@@ -199,12 +202,12 @@ fn disagreements(
             let in_diesel = applied.contains(version);
             if ledger_applied && !in_diesel {
                 Some(format!(
-                    "{version}: the ledger says applied (run {}) but __diesel_schema_migrations does not list it; {fix} {version} --as applied|reverted --reason TEXT",
+                    "{version}: the ledger says applied (run {}) but {table} does not list it; {fix} {version} --as applied|reverted --reason TEXT",
                     step.run_id
                 ))
             } else if ledger_reverted && in_diesel {
                 Some(format!(
-                    "{version}: __diesel_schema_migrations lists it but the ledger says reverted (run {}); {fix} {version} --as applied|reverted --reason TEXT",
+                    "{version}: {table} lists it but the ledger says reverted (run {}); {fix} {version} --as applied|reverted --reason TEXT",
                     step.run_id
                 ))
             } else {

@@ -5,11 +5,11 @@ use std::time::Instant;
 
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
-use diesel_migrations::MigrationHarness;
 
 use crate::config::ApplyConfig;
 use crate::connection::{self, AnyConnection, Database};
 use crate::event::{Event, EventKind};
+use crate::layout::Harness;
 use crate::ledger::{self, StepRow, step_status};
 use crate::migrations::Migration;
 use crate::recorder::Recorder;

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use super::{Finding, Level, rel};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::migrations::{MissingDown, holds_sql, version_of};
+use crate::layout::Layout;
+use crate::migrations::{MigrationSet, MissingDown, holds_sql, version_of};
 
 /// The files a migration directory may hold.
 const KNOWN_FILES: &[&str] = &["up.sql", "down.sql", "metadata.toml", "verify.sql"];
@@ -27,6 +28,12 @@ pub(crate) struct MigrationFiles {
     pub up: String,
     /// down.sql's text, when the file exists.
     pub down: Option<String>,
+    /// The up file.
+    pub up_file: PathBuf,
+    /// The down file, or where it would be.
+    pub down_file: PathBuf,
+    /// Forward only by design (sqlx's simple migrations): no down is expected.
+    pub forward_only: bool,
     /// Whether diesel runs it in a transaction.
     pub run_in_transaction: bool,
     /// The line of `run_in_transaction = false` in metadata.toml, when set so.
@@ -43,7 +50,6 @@ impl MigrationFiles {
 /// Whether a migration's files hold SQL: an up.sql of comments only, and (unless `[check]
 /// require-down = false`) a down.sql that is missing, empty or only comments, are findings.
 pub(crate) fn content(config: &Config, migration: &MigrationFiles) -> Vec<Finding> {
-    let dir = &migration.dir;
     let mut findings = Vec::new();
     if !holds_sql(&migration.up) {
         findings.push(
@@ -53,11 +59,11 @@ pub(crate) fn content(config: &Config, migration: &MigrationFiles) -> Vec<Findin
                 "up.sql holds no SQL statement: the migration would be recorded as applied and \
                  change nothing",
             )
-            .at(rel(config, &dir.join("up.sql")), Some(1))
+            .at(rel(config, &migration.up_file), Some(1))
             .help("write the migration's SQL, or delete the directory"),
         );
     }
-    let missing = MissingDown::of(migration.down.as_deref());
+    let missing = MissingDown::of(migration.down.as_deref()).filter(|_| !migration.forward_only);
     if let Some(missing) = missing.filter(|_| config.check.require_down) {
         let (message, line) = match missing {
             MissingDown::NoFile => (
@@ -75,7 +81,7 @@ pub(crate) fn content(config: &Config, migration: &MigrationFiles) -> Vec<Findin
         };
         findings.push(
             Finding::new("missing-down", Level::Error, message)
-                .at(rel(config, &dir.join("down.sql")), line)
+                .at(rel(config, &migration.down_file), line)
                 .help(
                     "write the SQL that undoes up.sql (`cargo dbsafe check --roundtrip` tests \
                      it), or set `[check] require-down = false` in dbsafe.toml if this project \
@@ -88,6 +94,9 @@ pub(crate) fn content(config: &Config, migration: &MigrationFiles) -> Vec<Findin
 
 /// Reads every migration of `config.migrations_dir`, with the findings about its layout.
 pub(crate) fn scan(config: &Config) -> Result<(Vec<MigrationFiles>, Vec<Finding>)> {
+    if config.layout != Layout::Diesel {
+        return scan_files(config);
+    }
     let dir = &config.migrations_dir;
     let entries = std::fs::read_dir(dir).map_err(|e| Error::MigrationsDir {
         path: dir.clone(),
@@ -141,6 +150,29 @@ pub(crate) fn scan(config: &Config) -> Result<(Vec<MigrationFiles>, Vec<Finding>
     Ok((migrations, findings))
 }
 
+/// The migrations of a sqlx or plain SQL layout, as its reader reads them (a name it
+/// refuses is an error, exit 2).
+fn scan_files(config: &Config) -> Result<(Vec<MigrationFiles>, Vec<Finding>)> {
+    let set = MigrationSet::load_as(config.layout, &config.migrations_dir)?;
+    let migrations = set
+        .migrations
+        .into_iter()
+        .map(|m| MigrationFiles {
+            name: m.name,
+            version: m.version,
+            dir: m.dir,
+            up_file: m.up_path,
+            down_file: m.down_path,
+            forward_only: m.forward_only,
+            up: m.up_sql,
+            down: m.down_sql,
+            run_in_transaction: m.run_in_transaction,
+            no_transaction_line: (!m.run_in_transaction).then_some(1),
+        })
+        .collect();
+    Ok((migrations, Vec::new()))
+}
+
 /// Reads one directory of the migrations directory; `None` when it is not a migration.
 fn read_migration(
     config: &Config,
@@ -177,6 +209,9 @@ fn read_migration(
         name: name.to_owned(),
         version: version_of(name),
         dir: dir.to_owned(),
+        up_file: dir.join("up.sql"),
+        down_file: dir.join("down.sql"),
+        forward_only: false,
         up,
         down,
         run_in_transaction,

@@ -162,7 +162,10 @@ fn check_lock(
             )),
         );
     }
-    let newest = locked.iter().map(Entry::version).max();
+    let newest = locked
+        .iter()
+        .map(Entry::version)
+        .max_by(|a, b| crate::migrations::version_cmp(a, b));
     let mut result: Vec<Entry> = Vec::new();
     let mut used_allows: Vec<String> = Vec::new();
     let mut accept = |name: &str, outcome: &mut LockOutcome| -> bool {
@@ -235,7 +238,7 @@ fn check_lock(
     {
         let out_of_order = newest
             .as_ref()
-            .filter(|newest| migration.version < **newest)
+            .filter(|newest| crate::migrations::version_cmp(&migration.version, newest).is_lt())
             .filter(|_| !is_diesel_setup(&migration.name));
         if let Some(newest) = out_of_order {
             if accept(&migration.name, &mut outcome) {
@@ -260,7 +263,7 @@ fn check_lock(
                         migration.name
                     ),
                 )
-                .at(rel(config, &migration.dir.join("up.sql")), None)
+                .at(rel(config, &migration.up_file), None)
                 .help(format!(
                     "rename its directory so its version sorts after {newest_name} (`diesel \
                      migration generate` uses the current time), then run `cargo dbsafe check \
@@ -279,7 +282,7 @@ fn check_lock(
                     Level::Error,
                     format!("new migration {} is not recorded in {file}", migration.name),
                 )
-                .at(rel(config, &migration.dir.join("up.sql")), None)
+                .at(rel(config, &migration.up_file), None)
                 .help(format!(
                     "run `cargo dbsafe check --update-lock` and commit {file} with the migration"
                 )),
@@ -335,7 +338,7 @@ fn edited_up(config: &Config, migration: &MigrationFiles, file: &str) -> Finding
             migration.name
         ),
     )
-    .at(rel(config, &migration.dir.join("up.sql")), None)
+    .at(rel(config, &migration.up_file), None)
     .help(format!(
         "undo the edit and write a new migration for the change; if no database has applied \
          it yet, accept the edit with `cargo dbsafe check --update-lock --allow-edit {}`",
@@ -355,7 +358,7 @@ fn edited_down(config: &Config, migration: &MigrationFiles, file: &str) -> Findi
             migration.name
         ),
     )
-    .at(rel(config, &migration.dir.join("down.sql")), None)
+    .at(rel(config, &migration.down_file), None)
     .help(format!(
         "undo the edit; if no database has applied the migration yet, or you will revert it \
          by hand, accept the edit with `cargo dbsafe check --update-lock --allow-edit {}`",

@@ -402,9 +402,13 @@ fn init(global: &GlobalArgs, output: &mut Output) -> Result<u8> {
     };
     let outcome = crate::init::init(&root)?;
     if output.is_json() {
-        output.json_typed("init", &serde_json::json!({"config": outcome.config, "gitignore_updated": outcome.gitignore_updated, "next_steps": crate::init::NEXT_STEPS}));
+        output.json_typed("init", &serde_json::json!({"config": outcome.config, "gitignore_updated": outcome.gitignore_updated, "next_steps": crate::init::NEXT_STEPS, "layout": outcome.layout.layout.as_str(), "layout_reason": outcome.layout.reason, "migrations_dir": outcome.migrations_dir}));
     } else {
         output.note(&format!("wrote {}", outcome.config.display()));
+        output.note(&format!(
+            "layout = \"{}\", migrations-dir = \"{}\": {}",
+            outcome.layout.layout, outcome.migrations_dir, outcome.layout.reason
+        ));
         if outcome.gitignore_updated {
             output.note("added .dbsafe/ to .gitignore");
         }

@@ -117,6 +117,7 @@ impl GlobalArgs {
                     .join(crate::check::LOCK_FILE_NAME);
             }
             config.migrations_dir = dir;
+            config.redetect_layout()?;
         }
         Ok(config)
     }

@@ -334,10 +334,11 @@ impl Output {
                 }
             }
             EventKind::Adopt { versions } => self.note(&format!(
-                "{} {} migration(s) applied by diesel outside dbsafe, recorded as found (an \
+                "{} {} migration(s) applied by {} outside dbsafe, recorded as found (an \
                  `adopt` event); `cargo dbverify --drift` checks the schema matches them",
                 yellow.apply_to("adopted"),
-                versions.len()
+                versions.len(),
+                crate::layout::current().outside_tool()
             )),
             EventKind::RollbackDownEdited { name, .. } => self.note(&format!(
                 "  {} {name}: running its edited down.sql (--allow-edit), recorded as rollback.down_edited",

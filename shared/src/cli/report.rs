@@ -54,7 +54,7 @@ pub fn status(report: &StatusReport) -> String {
     );
     for m in &report.migrations {
         let by = match m.applied_by.as_deref() {
-            Some("diesel") => " by diesel".to_owned(),
+            Some(tool) if tool == crate::layout::current().outside_tool() => format!(" by {tool}"),
             Some(run) => format!(" by run {run}"),
             None => String::new(),
         };

@@ -23,6 +23,7 @@ use super::{
 /// Keys allowed at the top level of dbsafe.toml.
 pub(super) const TOP_KEYS: &[&str] = &[
     "migrations-dir",
+    "layout",
     "snapshot-dir",
     "default-target",
     "targets",
@@ -101,6 +102,8 @@ pub(super) const SNAPSHOT_KEYS: &[&str] = &[
 pub(super) struct Settings {
     /// `migrations-dir`.
     pub migrations_dir: Option<PathBuf>,
+    /// `layout`, when set.
+    pub layout: Option<crate::layout::Layout>,
     /// `snapshot-dir`.
     pub snapshot_dir: Option<PathBuf>,
     /// `default-target`, known to name a target.
@@ -423,6 +426,7 @@ impl Checker<'_> {
     fn document(&mut self, top: &Section) -> Settings {
         self.unknown_keys(top, TOP_KEYS);
         let migrations_dir = self.non_empty(top, "migrations-dir").map(PathBuf::from);
+        let layout = self.choice(top, "layout");
         let snapshot_dir = self.non_empty(top, "snapshot-dir").map(PathBuf::from);
         let targets = self.targets(top);
         let fleets = self.fleets(top, &targets);
@@ -451,6 +455,7 @@ impl Checker<'_> {
         };
         Settings {
             migrations_dir,
+            layout,
             snapshot_dir,
             default_target,
             targets,

@@ -97,9 +97,11 @@ pub struct TableFingerprint {
     pub hash: String,
 }
 
-/// Whether a table is dbsafe's or diesel's bookkeeping, left out of every fingerprint.
+/// Whether a table is dbsafe's, diesel's or sqlx's bookkeeping, left out of every fingerprint.
 pub fn is_bookkeeping(table: &str) -> bool {
-    table.starts_with("dbsafe_") || table == "__diesel_schema_migrations"
+    table.starts_with("dbsafe_")
+        || table == "__diesel_schema_migrations"
+        || table == "_sqlx_migrations"
 }
 
 /// The schema fingerprint of the connected database.

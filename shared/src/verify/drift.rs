@@ -1,14 +1,12 @@
 //! Drift: the live schema against a shadow database built from the migrations the target
 //! says are applied, and which migration version the live schema really matches.
 
-use diesel::migration::MigrationConnection;
-use diesel_migrations::MigrationHarness;
-
 use super::Finding;
 use crate::config::Config;
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::inspect::{self, SchemaFingerprint};
+use crate::layout::Harness;
 use crate::ledger;
 use crate::migrations::{Migration, MigrationSet};
 use crate::run::new_run_id;
@@ -150,10 +148,8 @@ fn build(
             .execute(sql)
             .map_err(|e| Error::db("setting up the shadow database", e))?;
     }
-    shadow
-        .conn
-        .setup()
-        .map_err(|e| Error::db("creating diesel's table on the shadow database", e))?;
+    crate::layout::ensure_history(&mut shadow.conn)
+        .map_err(|e| Error::db("creating the history table on the shadow database", e))?;
     for migration in migrations {
         shadow.conn.run_migration(*migration).map_err(|e| {
             Error::Failed(format!(

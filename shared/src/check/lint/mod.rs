@@ -203,7 +203,7 @@ pub(crate) fn lint_migration(ctx: &Context, migration: &MigrationFiles) -> Vec<F
     let up = sql::split(&migration.up, ctx.dialect);
     let mut findings = lint_file(
         ctx,
-        &migration.dir.join("up.sql"),
+        &migration.up_file,
         &migration.up,
         &up,
         Which::Up,
@@ -213,7 +213,7 @@ pub(crate) fn lint_migration(ctx: &Context, migration: &MigrationFiles) -> Vec<F
         let script = sql::split(text, ctx.dialect);
         findings.extend(lint_file(
             ctx,
-            &migration.dir.join("down.sql"),
+            &migration.down_file,
             text,
             &script,
             Which::Down,
