@@ -14,7 +14,7 @@
 #     DBSAFE_SKIP_ENSURE=1, or when DBSAFE_BENCH_PG_URL names another server);
 #   - installs diesel_cli when `diesel` is not on PATH:
 #       cargo install diesel_cli --version '~2.3' --no-default-features --features postgres --locked
-#   - builds the binaries: cargo build --release --locked -p cargo-dbverify -p cargo-dbsafe
+#   - builds the binaries: cargo build --release --locked -p cargo-dbsafe
 #     (cargo-dbsafe only serves --profile's fingerprint timing).
 #
 # Usage: bench/drift.sh [OPTIONS]   (options go to bench/drift_bench.py; see --help)
@@ -61,8 +61,8 @@ fi
 step "$(diesel --version | tr -s "\n " " ")"
 
 release="${CARGO_TARGET_DIR:-$root/target}/release"
-step "cargo build --release --locked -p cargo-dbverify -p cargo-dbsafe"
-cargo build --release --locked -p cargo-dbverify -p cargo-dbsafe
+step "cargo build --release --locked -p cargo-dbsafe"
+cargo build --release --locked -p cargo-dbsafe
 
 exec python3 bench/drift_bench.py --dbverify "$release/cargo-dbverify" --dbsafe "$release/cargo-dbsafe" \
     --diesel "$(command -v diesel)" "$@"

@@ -109,7 +109,7 @@ def main() -> int:
 
     dbverify_bin = str(Path(a.dbverify).resolve())
     if not os.access(dbverify_bin, os.X_OK):
-        p.error(f"{dbverify_bin} is not an executable (cargo build --release -p cargo-dbverify)")
+        p.error(f"{dbverify_bin} is not an executable (cargo build --release -p cargo-dbsafe)")
     if not shutil.which(a.diesel):
         p.error(f"diesel_cli not found ({a.diesel}); see bench/drift.sh for the install command")
 

@@ -13,7 +13,7 @@
 #
 # Before timing anything it makes sure PostgreSQL answers (scripts/ensure-services.sh;
 # skipped with DBSAFE_SKIP_ENSURE=1 or when DBSAFE_BENCH_PG_URL names another server) and
-# builds dbsafe: cargo build --release --locked -p cargo-dbsafe -p cargo-dbrollback
+# builds dbsafe: cargo build --release --locked -p cargo-dbsafe
 #
 # Usage: bench/restore.sh [OPTIONS]   (options go to bench/restore_bench.py; see --help)
 #   --size-mb MB      table data to generate (default 1024)
@@ -48,7 +48,7 @@ if [[ -z ${DBSAFE_BENCH_PG_URL:-} && ${DBSAFE_SKIP_ENSURE:-0} != 1 ]]; then
     scripts/ensure-services.sh </dev/null
 fi
 
-step "cargo build --release --locked -p cargo-dbsafe -p cargo-dbrollback"
-cargo build --release --locked -p cargo-dbsafe -p cargo-dbrollback
+step "cargo build --release --locked -p cargo-dbsafe"
+cargo build --release --locked -p cargo-dbsafe
 
 exec python3 bench/restore_bench.py --bin-dir "${CARGO_TARGET_DIR:-$root/target}/release" "$@"

@@ -94,7 +94,7 @@ def main() -> int:
     for b in bins.values():
         if not os.access(b, os.X_OK):
             p.error(f"{b} is not an executable "
-                    "(cargo build --release -p cargo-dbsafe -p cargo-dbrollback)")
+                    "(cargo build --release -p cargo-dbsafe)")
     for tool in ("psql", "createdb", "pg_restore"):
         if not shutil.which(tool):
             p.error(f"{tool} is not on PATH")
