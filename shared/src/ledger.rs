@@ -427,12 +427,44 @@ pub fn insert_row_counts(db: &mut Database, run_id: &str, changes: &[RowChange])
 }
 
 fn write_row_counts(conn: &mut AnyConnection, rows: &[RowCountRow]) -> QueryResult<()> {
-    for row in rows {
-        diesel::insert_into(dbsafe_row_counts::table)
-            .values(row)
-            .execute(conn)?;
+    use diesel::connection::SimpleConnection;
+    let backend = match conn {
+        AnyConnection::Postgresql(_) => Backend::Postgres,
+        AnyConnection::Mysql(_) => Backend::Mysql,
+        AnyConnection::Sqlite(_) => Backend::Sqlite,
+    };
+    let number = |n: Option<i64>| n.map_or_else(|| "NULL".to_owned(), |n| n.to_string());
+    // Many rows per INSERT: one round trip per few hundred tables, not one per table.
+    for chunk in rows.chunks(500) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|row| {
+                format!(
+                    "({}, {}, {}, {}, {})",
+                    literal(backend, &row.run_id),
+                    literal(backend, &row.table_name),
+                    number(row.rows_before),
+                    number(row.rows_after),
+                    sql_bool(backend, row.estimated)
+                )
+            })
+            .collect();
+        conn.batch_execute(&format!(
+            "INSERT INTO dbsafe_row_counts (run_id, table_name, rows_before, rows_after, estimated) VALUES {}",
+            values.join(", ")
+        ))?;
     }
     Ok(())
+}
+
+/// A boolean literal on `backend`.
+fn sql_bool(backend: Backend, value: bool) -> &'static str {
+    match (backend, value) {
+        (Backend::Postgres, true) => "TRUE",
+        (Backend::Postgres, false) => "FALSE",
+        (_, true) => "1",
+        (_, false) => "0",
+    }
 }
 
 fn row_count_rows(db: &mut Database, run_id: &str) -> Result<Vec<RowCountRow>> {
@@ -553,12 +585,7 @@ fn literal_or_null(backend: Backend, text: Option<&str>) -> String {
 /// only (their migrations run in transactions); MySQL uses [`insert_step`] and
 /// [`insert_event`].
 pub fn step_and_events_sql(backend: Backend, step: &StepRow, events: &[(i32, &Event)]) -> String {
-    let bool_sql = |b: bool| match (backend, b) {
-        (Backend::Postgres, true) => "TRUE",
-        (Backend::Postgres, false) => "FALSE",
-        (_, true) => "1",
-        (_, false) => "0",
-    };
+    let bool_sql = |b: bool| sql_bool(backend, b);
     let mut sql = format!(
         "INSERT INTO dbsafe_steps (run_id, seq, version, name, direction, status, transactional, up_checksum, down_checksum, started_at, finished_at, duration_ms, attempts, error) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {});\n",
         literal(backend, &step.run_id),
