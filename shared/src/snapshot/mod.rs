@@ -284,6 +284,25 @@ pub fn create_private_file(path: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// A new snapshot id and its directory, created here and now (mode 0700): an id that two
+/// snapshots drew in the same second is drawn again, so a snapshot never writes into (nor,
+/// failing, deletes) another one's directory.
+fn claim_new_dir(store: &SnapshotStore) -> Result<(String, PathBuf)> {
+    loop {
+        let id = new_run_id();
+        let dir = store.path(&id)?;
+        match fs::create_dir(&dir) {
+            Ok(()) => {
+                #[cfg(unix)]
+                crate::journal::tighten(&dir, 0o700)?;
+                return Ok((id, dir));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(&dir, e)),
+        }
+    }
+}
+
 /// SHA-256 and size of a file, streaming.
 pub fn file_checksum(path: &Path) -> Result<(u64, String)> {
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -333,10 +352,8 @@ pub fn create(
 ) -> Result<Manifest> {
     let strategy = resolve_strategy(strategy, db.backend())?;
     let store = SnapshotStore::new(config);
-    let id = new_run_id();
-    let dir = store.path(&id)?;
     create_private_dir(&config.snapshot_dir)?;
-    create_private_dir(&dir)?;
+    let (id, dir) = claim_new_dir(&store)?;
     let started = Instant::now();
     let result = (|| -> Result<Manifest> {
         let Contents {
