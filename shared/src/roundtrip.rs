@@ -139,9 +139,7 @@ pub fn roundtrip(config: &Config, target: &Target, all: bool) -> Result<Vec<Prob
 /// A new empty shadow database beside `url`, with diesel's table.
 fn new_shadow(url: &DatabaseUrl) -> Result<(Scratch, Database)> {
     let scratch = Scratch::create(url, &new_run_id())?;
-    let mut shadow = Database::connect(scratch.url(), Create::IfMissing)?;
-    crate::layout::ensure_history(&mut shadow.conn)
-        .map_err(|e| Error::db("creating the history table on the shadow database", e))?;
+    let shadow = scratch.connect_shadow()?;
     Ok((scratch, shadow))
 }
 

@@ -455,6 +455,25 @@ impl Scratch {
         &self.url
     }
 
+    /// A session on it for building a shadow schema: the database is thrown away, so its
+    /// commits do not wait for the disk (each migration still commits on its own).
+    pub fn connect_shadow(&self) -> Result<Database> {
+        let mut shadow = Database::connect(&self.url, Create::IfMissing)?;
+        let no_sync = match shadow.backend() {
+            Backend::Postgres => Some("SET synchronous_commit = off"),
+            Backend::Sqlite => Some("PRAGMA synchronous = OFF"),
+            Backend::Mysql => None,
+        };
+        if let Some(sql) = no_sync {
+            shadow
+                .execute(sql)
+                .map_err(|e| Error::db("setting up the shadow database", e))?;
+        }
+        crate::layout::ensure_history(&mut shadow.conn)
+            .map_err(|e| Error::db("creating the history table on the shadow database", e))?;
+        Ok(shadow)
+    }
+
     fn guarded(url: DatabaseUrl, name: String) -> Scratch {
         let (cleanup_url, cleanup_name) = (url.clone(), name.clone());
         let interrupt_key =

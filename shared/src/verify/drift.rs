@@ -11,7 +11,7 @@ use crate::ledger;
 use crate::migrations::{Migration, MigrationSet};
 use crate::run::new_run_id;
 use crate::snapshot::Scratch;
-use crate::target::{Backend, Target};
+use crate::target::Target;
 
 /// Whether a fingerprint line is one the configuration says to ignore: `KIND NAME` or a
 /// bare `NAME` (MariaDB and table-scoped objects are `table.name`, which `KIND name` and
@@ -135,21 +135,7 @@ fn build(
     migrations: &[&Migration],
     mut after_each: Option<&mut AfterEach<'_>>,
 ) -> Result<SchemaFingerprint> {
-    let mut shadow = Database::connect(scratch.url(), Create::IfMissing)?;
-    // The shadow is thrown away: waiting for each commit to reach the disk buys nothing.
-    // The migrations still run one by one, each in its own transaction, as diesel runs them.
-    let no_sync = match shadow.backend() {
-        Backend::Postgres => Some("SET synchronous_commit = off"),
-        Backend::Sqlite => Some("PRAGMA synchronous = OFF"),
-        Backend::Mysql => None,
-    };
-    if let Some(sql) = no_sync {
-        shadow
-            .execute(sql)
-            .map_err(|e| Error::db("setting up the shadow database", e))?;
-    }
-    crate::layout::ensure_history(&mut shadow.conn)
-        .map_err(|e| Error::db("creating the history table on the shadow database", e))?;
+    let mut shadow = scratch.connect_shadow()?;
     for migration in migrations {
         shadow.conn.run_migration(*migration).map_err(|e| {
             Error::Failed(format!(
