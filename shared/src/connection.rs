@@ -159,18 +159,28 @@ impl Database {
 
     /// Whether a table of this name exists in the connection's database / schema search path.
     pub fn table_exists(&mut self, table: &str) -> QueryResult<bool> {
+        Ok(self.tables_present(&[table])? > 0)
+    }
+
+    /// How many of `tables` exist (in the database / schema search path), in one query.
+    pub fn tables_present(&mut self, tables: &[&str]) -> QueryResult<usize> {
+        let names = tables
+            .iter()
+            .map(|t| quote(t))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = match self.backend() {
             Backend::Postgres => format!(
-                "SELECT CAST(count(*) AS BIGINT) AS v FROM pg_catalog.pg_tables WHERE tablename = '{table}' AND schemaname = ANY (current_schemas(false))"
+                "SELECT CAST(count(*) AS BIGINT) AS v FROM pg_catalog.pg_tables WHERE tablename IN ({names}) AND schemaname = ANY (current_schemas(false))"
             ),
             Backend::Mysql => format!(
-                "SELECT CAST(count(*) AS SIGNED) AS v FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = '{table}'"
+                "SELECT CAST(count(*) AS SIGNED) AS v FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name IN ({names})"
             ),
             Backend::Sqlite => format!(
-                "SELECT count(*) AS v FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
+                "SELECT count(*) AS v FROM sqlite_master WHERE type = 'table' AND name IN ({names})"
             ),
         };
-        Ok(self.integer(&sql)? > 0)
+        Ok(self.integer(&sql)?.max(0) as usize)
     }
 }
 

@@ -48,22 +48,7 @@ impl Journal {
             target: target.to_owned(),
             event: event.clone(),
         };
-        let mut line = serde_json::to_string(&entry).unwrap_or_default();
-        line.push('\n');
-        if let Some(dir) = self.path.parent() {
-            create_private_dir(dir)?;
-        }
-        let mut options = OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options
-            .open(&self.path)
-            .map_err(|e| Error::io(&self.path, e))?;
-        #[cfg(unix)]
-        tighten(&self.path, 0o600)?;
-        file.write_all(line.as_bytes())
-            .map_err(|e| Error::io(&self.path, e))
+        append_line(&self.path, &entry)
     }
 
     /// Every entry, oldest first; lines that do not parse, or whose run id does not have the
@@ -101,6 +86,26 @@ impl Journal {
 
 /// dbsafe's own directory in a repository (`.dbsafe/`, the default snapshot folder's parent).
 const STATE_DIR: &str = ".dbsafe";
+
+/// Appends `value` to the JSON Lines file at `path` in one `write` of one line, so that
+/// concurrent writers do not interleave; creates the directory (mode 0700) and the file
+/// (mode 0600) on first use, and tightens a file left more open.
+pub fn append_line(path: &Path, value: &impl Serialize) -> Result<()> {
+    let mut line = serde_json::to_string(value).unwrap_or_default();
+    line.push('\n');
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+    }
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| Error::io(path, e))?;
+    #[cfg(unix)]
+    tighten(path, 0o600)?;
+    file.write_all(line.as_bytes())
+        .map_err(|e| Error::io(path, e))
+}
 
 /// Creates a directory and its missing parents with mode 0700. An existing one left more
 /// open by an older dbsafe is tightened to 0700, and so is `.dbsafe/` when it is the parent.

@@ -278,15 +278,9 @@ const TABLES: [&str; 4] = [
 /// backend without transactional DDL created it) is completed first, so whoever reads it
 /// next finds every table.
 pub fn exists(db: &mut Database) -> Result<bool> {
-    let mut present = 0;
-    for table in TABLES {
-        if db
-            .table_exists(table)
-            .map_err(|e| Error::db("looking for dbsafe's ledger", e))?
-        {
-            present += 1;
-        }
-    }
+    let present = db
+        .tables_present(&TABLES)
+        .map_err(|e| Error::db("looking for dbsafe's ledger", e))?;
     match present {
         0 => Ok(false),
         n if n == TABLES.len() => Ok(true),

@@ -211,18 +211,23 @@ fn version_cmp_in(layout: Layout, a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-/// Reads every diesel migration under `dir`. Hidden entries and files are skipped as diesel
-/// does; a directory without up.sql, an empty up.sql, an unreadable file or a malformed
-/// metadata.toml are errors.
-pub(crate) fn load_diesel(dir: &Path) -> Result<Vec<Migration>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::MigrationsDir {
+/// The entries of a migrations directory; a missing or unreadable one is an error naming it.
+pub(crate) fn read_migrations_dir(dir: &Path) -> Result<std::fs::ReadDir> {
+    std::fs::read_dir(dir).map_err(|e| Error::MigrationsDir {
         path: dir.to_owned(),
         problem: if e.kind() == std::io::ErrorKind::NotFound {
             "does not exist".to_owned()
         } else {
             format!("cannot be read ({e})")
         },
-    })?;
+    })
+}
+
+/// Reads every diesel migration under `dir`. Hidden entries and files are skipped as diesel
+/// does; a directory without up.sql, an empty up.sql, an unreadable file or a malformed
+/// metadata.toml are errors.
+pub(crate) fn load_diesel(dir: &Path) -> Result<Vec<Migration>> {
+    let entries = read_migrations_dir(dir)?;
     let mut migrations = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;

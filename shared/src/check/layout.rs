@@ -98,14 +98,7 @@ pub(crate) fn scan(config: &Config) -> Result<(Vec<MigrationFiles>, Vec<Finding>
         return scan_files(config);
     }
     let dir = &config.migrations_dir;
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::MigrationsDir {
-        path: dir.clone(),
-        problem: if e.kind() == std::io::ErrorKind::NotFound {
-            "does not exist".to_owned()
-        } else {
-            format!("cannot be read ({e})")
-        },
-    })?;
+    let entries = crate::migrations::read_migrations_dir(dir)?;
     let mut names = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;

@@ -3,14 +3,12 @@
 //! partitioned run under the same fleet run id. Each member's own run is in its ledger,
 //! linked by `fleet_run`.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::journal::create_private_dir;
 use crate::run::now;
 
 /// One line of the fleet journal.
@@ -66,20 +64,7 @@ impl FleetJournal {
                 _ => Default::default(),
             },
         };
-        let mut line = serde_json::to_string(&entry).unwrap_or_default();
-        line.push('\n');
-        if let Some(dir) = self.path.parent() {
-            create_private_dir(dir)?;
-        }
-        let mut options = OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options
-            .open(&self.path)
-            .map_err(|e| Error::io(&self.path, e))?;
-        file.write_all(line.as_bytes())
-            .map_err(|e| Error::io(&self.path, e))
+        crate::journal::append_line(&self.path, &entry)
     }
 
     /// Every entry, oldest first (lines that do not parse are skipped).

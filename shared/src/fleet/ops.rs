@@ -84,12 +84,18 @@ impl<'a> FleetRequest<'a> {
         config: &Config,
         members: &Members,
         command: &str,
-        waves: &Waves,
         job: J,
     ) -> Result<FleetReport>
     where
         J: Fn(&Member) -> Result<JobDone> + Sync,
     {
+        let fleet = &members.fleet;
+        let waves = &Waves::new(
+            &members.members,
+            &fleet.canary,
+            fleet.concurrency,
+            fleet.max_failures,
+        )?;
         let fleet_run = self.fleet_run()?;
         let journal = FleetJournal::new(&config.snapshot_dir);
         let names: Vec<&str> = members.members.iter().map(|m| m.name.as_str()).collect();
@@ -161,17 +167,10 @@ pub fn apply(
         .map(|m| m.version.as_str())
         .filter(|v| target_version.is_none_or(|t| *v <= t))
         .collect();
-    let fleet = &members.fleet;
-    let waves = Waves::new(
-        &members.members,
-        &fleet.canary,
-        fleet.concurrency,
-        fleet.max_failures,
-    )?;
     // The fleet run id is known before the first member starts: each member's run links to it.
     let fleet_run = request.fleet_run()?;
     let request = request.with_run(&fleet_run);
-    request.record(config, &members, "apply", &waves, |member| {
+    request.record(config, &members, "apply", |member| {
         if let Some(done) = up_to_date(member, &wanted)? {
             return Ok(done);
         }
@@ -225,16 +224,9 @@ pub fn rollback(
 ) -> Result<FleetReport> {
     let members = request.members(config)?;
     let confirmation = request.guard_protected(&members, "roll back")?;
-    let fleet = &members.fleet;
-    let waves = Waves::new(
-        &members.members,
-        &fleet.canary,
-        fleet.concurrency,
-        fleet.max_failures,
-    )?;
     let fleet_run = request.fleet_run()?;
     let request = request.with_run(&fleet_run);
-    request.record(config, &members, "rollback", &waves, |member| {
+    request.record(config, &members, "rollback", |member| {
         let Some(run) = member_run(member, of_fleet_run)? else {
             return Ok(JobDone {
                 detail: format!("no applied run of fleet run {of_fleet_run}: nothing to roll back"),

@@ -22,14 +22,7 @@ pub const TABLE: &str = "_sqlx_migrations";
 
 /// The files of `dir` ending in `.sql`, sorted by name (hidden ones skipped).
 pub(super) fn sql_files_in(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::MigrationsDir {
-        path: dir.to_owned(),
-        problem: if e.kind() == std::io::ErrorKind::NotFound {
-            "does not exist".to_owned()
-        } else {
-            format!("cannot be read ({e})")
-        },
-    })?;
+    let entries = crate::migrations::read_migrations_dir(dir)?;
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;

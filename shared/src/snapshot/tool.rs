@@ -167,11 +167,8 @@ impl PgTools {
                 major,
             });
         }
-        let found: Vec<PgTools> = candidate_dirs()
-            .into_iter()
-            .filter_map(|dir| version_in(&dir).map(|major| PgTools { dir, major }))
-            .collect();
-        choose(&found, server_major).ok_or_else(|| {
+        let found = installed();
+        choose(found, server_major).ok_or_else(|| {
             let seen = if found.is_empty() {
                 "none was found on PATH or in /usr/lib/postgresql/*/bin".to_owned()
             } else {
@@ -195,6 +192,19 @@ impl PgTools {
     pub fn describe(&self) -> String {
         format!("pg_dump {} ({})", self.major, self.dir.display())
     }
+}
+
+/// The PostgreSQL client tools installed on this machine, with their versions: looked for
+/// once per process (each candidate costs a `pg_dump --version`), however many snapshots
+/// and restores it takes.
+fn installed() -> &'static [PgTools] {
+    static FOUND: std::sync::OnceLock<Vec<PgTools>> = std::sync::OnceLock::new();
+    FOUND.get_or_init(|| {
+        candidate_dirs()
+            .into_iter()
+            .filter_map(|dir| version_in(&dir).map(|major| PgTools { dir, major }))
+            .collect()
+    })
 }
 
 /// The newest of `found` that is at least `server_major` (the first found among equals).
