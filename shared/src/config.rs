@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dialect::Backend;
+
 pub use crate::layout::Layout;
 
 pub use duration::parse_duration;
@@ -109,24 +111,11 @@ pub enum Severity {
     Error,
 }
 
-/// The SQL dialect `cargo dbsafe check` lints in when no target URL says.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    /// PostgreSQL: squawk's rules and dbsafe's.
-    #[default]
-    Postgres,
-    /// MySQL or MariaDB: dbsafe's rules.
-    Mysql,
-    /// SQLite: dbsafe's rules.
-    Sqlite,
-}
-
 /// How `cargo dbsafe check` lints the migrations' SQL (`[lint]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LintConfig {
     /// The dialect when the target's URL is not known offline (`dialect`); `None`: postgres.
-    pub dialect: Option<Dialect>,
+    pub dialect: Option<Backend>,
     /// The PostgreSQL version squawk's rules assume (`pg-version`, like "15" or "16.2").
     pub pg_version: Option<String>,
     /// Rules switched off (`allow`).
@@ -791,7 +780,6 @@ choice!(Phase { Before => "before", After => "after" });
 choice!(Severity { Warning => "warning", Error => "error" });
 choice!(FailurePolicy { Stop => "stop", Revert => "revert", Restore => "restore" });
 choice!(SnapshotPolicy { Always => "always", Protected => "protected", Never => "never" });
-choice!(Dialect { Postgres => "postgres", Mysql => "mysql", Sqlite => "sqlite" });
 choice!(Layout {
     Diesel => "diesel",
     Sqlx => "sqlx",
@@ -804,6 +792,13 @@ choice!(SnapshotStrategy {
     Mysqldump => "mysqldump",
     SqliteBackup => "sqlite-backup",
 });
+
+impl Choice for Backend {
+    const ALL: &'static [Self] = &Backend::ALL;
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
 
 /// Finds the value of `T` named `text`; the error names the value and lists the allowed ones.
 fn parse_choice<T: Choice>(text: &str) -> Result<T, String> {

@@ -4,8 +4,8 @@
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
-use diesel::{MysqlConnection, PgConnection, SqliteConnection};
 
+use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::target::{Backend, DatabaseUrl};
 
@@ -16,7 +16,7 @@ mod any {
     use diesel::{MysqlConnection, PgConnection, SqliteConnection};
 
     /// diesel's connection over the three backends; migrations and the ledger's queries run
-    /// through it unchanged, backend-specific SQL matches on the variant.
+    /// through it unchanged, backend-specific SQL comes from the backend's dialect.
     #[derive(diesel::MultiConnection)]
     pub enum AnyConnection {
         /// PostgreSQL.
@@ -65,55 +65,7 @@ struct IntRow {
 impl Database {
     /// Connects to `url`. Errors never contain the password.
     pub fn connect(url: &DatabaseUrl, create: Create) -> Result<Database> {
-        let redacted = url.redacted();
-        let fail = |e: diesel::ConnectionError| Error::Connect {
-            url: redacted.clone(),
-            message: scrub(&e.to_string(), url),
-        };
-        let conn = match url.backend() {
-            Backend::Postgres => {
-                let mut pg = PgConnection::establish(url.connection_string()).map_err(fail)?;
-                // client_connection_check_interval (PostgreSQL 14+; older servers have no
-                // such row, a no-op): if dbsafe dies mid-statement, the server ends the session
-                // within a second (rolling back, freeing the lock) instead of running a long
-                // migration to its end for nobody.
-                pg.batch_execute(
-                    "SET application_name = 'dbsafe'; \
-                     SELECT set_config(name, '1000', false) FROM pg_settings \
-                     WHERE name = 'client_connection_check_interval'",
-                )
-                .map_err(|e| Error::db("setting up the PostgreSQL session", e))?;
-                crate::pooler::ensure_direct(&mut pg, url)?;
-                AnyConnection::Postgresql(pg)
-            }
-            Backend::Mysql => AnyConnection::Mysql(
-                MysqlConnection::establish(url.connection_string()).map_err(fail)?,
-            ),
-            Backend::Sqlite => {
-                let path = url.sqlite_path().expect("a SQLite URL has a path");
-                if create == Create::Never && !path.exists() {
-                    return Err(Error::NoSqliteFile {
-                        path: path.to_owned(),
-                    });
-                }
-                if let Some(dir) = path.parent()
-                    && !dir.as_os_str().is_empty()
-                    && !dir.is_dir()
-                {
-                    return Err(Error::BadUrl(format!(
-                        "the directory of SQLite database {} does not exist: check the URL or create the directory",
-                        path.display()
-                    )));
-                }
-                let mut lite =
-                    SqliteConnection::establish(url.connection_string()).map_err(fail)?;
-                lite.batch_execute(&format!(
-                    "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON;"
-                ))
-                .map_err(|e| Error::db("setting up the SQLite connection", e))?;
-                AnyConnection::Sqlite(lite)
-            }
-        };
+        let conn = url.backend().dialect().open(url, create)?;
         Ok(Database {
             conn,
             url: url.clone(),
@@ -124,6 +76,11 @@ impl Database {
     /// The backend of this connection.
     pub fn backend(&self) -> Backend {
         self.url.backend()
+    }
+
+    /// How SQL is written on this connection's backend.
+    pub fn dialect(&self) -> &'static dyn Dialect {
+        self.url.backend().dialect()
     }
 
     /// The URL this connection was opened with.
@@ -164,23 +121,24 @@ impl Database {
 
     /// How many of `tables` exist (in the database / schema search path), in one query.
     pub fn tables_present(&mut self, tables: &[&str]) -> QueryResult<usize> {
+        let dialect = self.backend().dialect();
         let names = tables
             .iter()
-            .map(|t| quote(t))
+            .map(|t| dialect.literal(t))
             .collect::<Vec<_>>()
             .join(", ");
-        let sql = match self.backend() {
-            Backend::Postgres => format!(
-                "SELECT CAST(count(*) AS BIGINT) AS v FROM pg_catalog.pg_tables WHERE tablename IN ({names}) AND schemaname = ANY (current_schemas(false))"
-            ),
-            Backend::Mysql => format!(
-                "SELECT CAST(count(*) AS SIGNED) AS v FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name IN ({names})"
-            ),
-            Backend::Sqlite => format!(
-                "SELECT count(*) AS v FROM sqlite_master WHERE type = 'table' AND name IN ({names})"
-            ),
-        };
-        Ok(self.integer(&sql)?.max(0) as usize)
+        Ok(self.integer(&dialect.tables_present_sql(&names))?.max(0) as usize)
+    }
+}
+
+impl AnyConnection {
+    /// The backend of this connection.
+    pub fn backend(&self) -> Backend {
+        match self {
+            AnyConnection::Postgresql(_) => Backend::Postgres,
+            AnyConnection::Mysql(_) => Backend::Mysql,
+            AnyConnection::Sqlite(_) => Backend::Sqlite,
+        }
     }
 }
 
@@ -196,6 +154,15 @@ pub fn texts(conn: &mut AnyConnection, sql: &str) -> QueryResult<Vec<String>> {
 /// Runs a query whose single column is named `v` and is a 64-bit integer.
 pub fn integer(conn: &mut AnyConnection, sql: &str) -> QueryResult<i64> {
     Ok(diesel::sql_query(sql).get_result::<IntRow>(conn)?.v)
+}
+
+/// What a failed connection to `url` is reported as: the driver's message, never the password.
+pub(crate) fn connect_error(url: &DatabaseUrl) -> impl Fn(diesel::ConnectionError) -> Error {
+    let redacted = url.redacted();
+    move |e| Error::Connect {
+        url: redacted.clone(),
+        message: scrub(&e.to_string(), url),
+    }
 }
 
 /// Removes the URL's password from a driver message, should a driver echo it.
@@ -214,9 +181,4 @@ fn password_of(url: &str) -> Option<String> {
     let userinfo = &authority[..authority.rfind('@')?];
     let password = &userinfo[userinfo.find(':')? + 1..];
     (!password.is_empty()).then(|| password.to_owned())
-}
-
-/// Quotes a string literal for SQL text built by dbsafe (values dbsafe itself made).
-pub fn quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
 }

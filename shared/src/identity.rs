@@ -14,42 +14,12 @@ use crate::connection::Database;
 use crate::error::{Error, Result};
 use crate::journal::create_private_dir;
 use crate::ledger;
-use crate::target::{Backend, Target};
+use crate::target::Target;
 
-/// The identity of the database a connection reaches.
+/// The identity of the database a connection reaches (PostgreSQL system identifier +
+/// database, MySQL server + schema, SQLite file).
 pub fn identity(db: &mut Database) -> Result<String> {
-    let fail = |e| Error::db("reading the database identity", e);
-    match db.backend() {
-        Backend::Postgres => {
-            let server = db
-                .texts("SELECT CAST(system_identifier AS TEXT) AS v FROM pg_control_system()")
-                .or_else(|_| db.texts("SELECT COALESCE(CAST(inet_server_addr() AS TEXT), 'local') || ':' || CAST(inet_server_port() AS TEXT) AS v"))
-                .map_err(fail)?;
-            let name = db
-                .texts("SELECT CAST(current_database() AS TEXT) AS v")
-                .map_err(fail)?;
-            Ok(format!("postgres:{}/{}", first(server), first(name)))
-        }
-        Backend::Mysql => {
-            let server = db
-                .texts("SELECT CAST(@@server_uuid AS CHAR) AS v")
-                .or_else(|_| db.texts("SELECT CAST(CONCAT(@@hostname, ':', @@port, ':', @@server_id) AS CHAR) AS v"))
-                .map_err(fail)?;
-            let name = db
-                .texts("SELECT CAST(COALESCE(DATABASE(), '') AS CHAR) AS v")
-                .map_err(fail)?;
-            Ok(format!("mysql:{}/{}", first(server), first(name)))
-        }
-        Backend::Sqlite => {
-            let path = db.url().sqlite_path().expect("SQLite has a path");
-            let canonical = path.canonicalize().unwrap_or_else(|_| path.to_owned());
-            Ok(format!("sqlite:{}", canonical.display()))
-        }
-    }
-}
-
-fn first(rows: Vec<String>) -> String {
-    rows.into_iter().next().unwrap_or_default()
+    db.dialect().identity(db)
 }
 
 /// The outcome of checking a target's binding: what to record once the lock is held.
@@ -170,7 +140,7 @@ pub fn check(
 /// Whether a URL reaches a database on this machine: SQLite, or a server on localhost,
 /// a loopback address or a Unix socket.
 fn is_local(url: &crate::target::DatabaseUrl) -> bool {
-    if url.backend() == Backend::Sqlite {
+    if url.sqlite_path().is_some() {
         return true;
     }
     let text = url.connection_string();

@@ -14,7 +14,7 @@ use crate::event::{Event, EventKind};
 use crate::journal::Journal;
 use crate::ledger::{self, dbsafe_runs, dbsafe_steps, run_status, step_status};
 use crate::run::now;
-use crate::target::{Backend, DatabaseUrl};
+use crate::target::DatabaseUrl;
 
 type Cleanup = Box<dyn Fn() + Send>;
 
@@ -23,9 +23,10 @@ static NEXT: AtomicU64 = AtomicU64::new(1);
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static ACTIVE: Mutex<Option<ActiveRun>> = Mutex::new(None);
 
-/// How long the handler retries writing the ledger of a SQLite target, whose write lock
-/// the interrupted statement may hold until it ends (it cannot be cancelled from outside).
-const SQLITE_PATIENCE: Duration = Duration::from_secs(30);
+/// How long the handler retries writing the ledger of a target whose statements cannot be
+/// cancelled from another session (SQLite): the interrupted statement may hold the write
+/// lock until it ends.
+const UNCANCELLABLE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// What the handler needs to mark the run in progress failed, on its own connection.
 pub struct ActiveRun {
@@ -158,9 +159,10 @@ const INTERRUPTED_ERROR: &str =
 fn write_ledger(run: &ActiveRun, event: &mut Event) -> crate::Result<bool> {
     let mut db = Database::connect(&run.url, Create::Never)?;
     crate::lock::cancel_holder_statement(&mut db);
-    let patience = match db.backend() {
-        Backend::Sqlite => SQLITE_PATIENCE,
-        _ => Duration::ZERO,
+    let patience = if db.dialect().can_cancel_statements() {
+        Duration::ZERO
+    } else {
+        UNCANCELLABLE_PATIENCE
     };
     let seq = run.seq.fetch_add(1, Ordering::SeqCst) + 1;
     let started = Instant::now();

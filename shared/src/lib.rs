@@ -8,6 +8,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod dialect;
 pub mod error;
 pub mod event;
 pub mod fleet;

@@ -8,7 +8,7 @@ use crate::connection::Database;
 use crate::error::{Error, Result};
 use crate::ledger::{self, StepRow, step_status};
 use crate::migrations::MigrationSet;
-use crate::target::{Backend, Target};
+use crate::target::Target;
 
 /// How the operator chose and confirmed the target.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,22 +59,16 @@ pub fn check_answer(target: &Target, answer: Option<&str>) -> Result<()> {
     )))
 }
 
-/// PostgreSQL only: refuse when transactions older than `max-transaction-age` are open (a
-/// migration's lock would queue behind them and block everyone) or when more than
-/// `max-connections` sessions are connected.
+/// Where the backend can tell (PostgreSQL): refuse when transactions older than
+/// `max-transaction-age` are open (a migration's lock would queue behind them and block
+/// everyone) or when more than `max-connections` sessions are connected.
 pub fn server_activity(db: &mut Database, config: &ApplyConfig) -> Result<()> {
-    if db.backend() != Backend::Postgres {
-        return Ok(());
-    }
-    if let Some(age) = config.max_transaction_age {
+    let dialect = db.dialect();
+    if let Some(age) = config.max_transaction_age
+        && let Some(sql) = dialect.old_transactions_sql(age)
+    {
         let old = db
-            .texts(&format!(
-                "SELECT CAST(pid AS TEXT) || ' (' || COALESCE(usename, '?') || ', open ' || \
-                 CAST(date_trunc('second', now() - xact_start) AS TEXT) || ')' AS v \
-                 FROM pg_stat_activity WHERE xact_start < now() - interval '{} milliseconds' \
-                 AND pid <> pg_backend_pid() AND datname = current_database() ORDER BY xact_start",
-                age.as_millis()
-            ))
+            .texts(&sql)
             .map_err(|e| Error::db("reading pg_stat_activity", e))?;
         if !old.is_empty() {
             return Err(Error::Refused(format!(
@@ -84,9 +78,11 @@ pub fn server_activity(db: &mut Database, config: &ApplyConfig) -> Result<()> {
             )));
         }
     }
-    if let Some(max) = config.max_connections {
+    if let Some(max) = config.max_connections
+        && let Some(sql) = dialect.client_connections_sql()
+    {
         let count = db
-            .integer("SELECT CAST(count(*) AS BIGINT) AS v FROM pg_stat_activity WHERE backend_type = 'client backend'")
+            .integer(sql)
             .map_err(|e| Error::db("reading pg_stat_activity", e))?;
         if count > i64::from(max) {
             return Err(Error::Refused(format!(

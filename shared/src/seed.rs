@@ -11,11 +11,10 @@ use diesel::Connection;
 use diesel::connection::SimpleConnection;
 
 use crate::config::{ApplyConfig, Config, Seed};
-use crate::connection::{Database, quote};
+use crate::connection::Database;
 use crate::error::{Error, Result};
 use crate::step;
-use crate::target::{Backend, Target};
-use crate::verify::ident;
+use crate::target::Target;
 
 fn seeds<'c>(config: &'c Config, target: &Target) -> impl Iterator<Item = &'c Seed> {
     config
@@ -33,17 +32,19 @@ pub fn run_one(
     apply: &ApplyConfig,
 ) -> std::result::Result<u64, String> {
     let started = Instant::now();
-    let backend = db.backend();
-    let result = if backend == Backend::Mysql {
-        step::set_timeouts(&mut db.conn, backend, apply, false).and_then(|()| db.execute(&seed.sql))
-    } else {
-        let prelude = step::timeouts_sql(backend, apply, true);
+    let dialect = db.dialect();
+    let (lock_timeout, statement_timeout) = (apply.lock_timeout, apply.statement_timeout);
+    let result = if dialect.transactional_ddl() {
+        let prelude = dialect.timeouts_sql(lock_timeout, statement_timeout, true);
         db.conn.transaction(|conn| {
             conn.batch_execute(&prelude)?;
             conn.batch_execute(&seed.sql)
         })
+    } else {
+        db.execute(&dialect.timeouts_sql(lock_timeout, statement_timeout, false))
+            .and_then(|()| db.execute(&seed.sql))
     };
-    step::reset_timeouts(&mut db.conn, backend);
+    let _ = db.execute(&dialect.reset_timeouts_sql());
     result.map_err(|e| {
         let message = e.to_string();
         format!(
@@ -130,69 +131,10 @@ fn contents(db: &mut Database) -> Result<BTreeMap<String, TableRows>> {
 }
 
 fn table_rows(db: &mut Database, table: &str) -> Result<TableRows> {
-    let backend = db.backend();
-    let quoted = ident(backend, table);
+    let dialect = db.dialect();
     let fail = |e| Error::db(format!("reading the rows of {table}"), e);
-    let (key_sql, rows_sql) = match backend {
-        Backend::Postgres => (
-            format!(
-                "SELECT a.attname::text AS v FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
-                 WHERE i.indrelid = {}::regclass AND i.indisprimary ORDER BY a.attnum",
-                quote(&quoted)
-            ),
-            format!("SELECT row_to_json(t)::text AS v FROM {quoted} t"),
-        ),
-        Backend::Mysql | Backend::Sqlite => {
-            let (columns_sql, key_sql, object) = if backend == Backend::Mysql {
-                let of = |extra: &str| {
-                    format!(
-                        "SELECT CAST(c.COLUMN_NAME AS CHAR) AS v FROM information_schema.COLUMNS c {extra} c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = {}",
-                        quote(table)
-                    )
-                };
-                (
-                    format!("{} ORDER BY c.ORDINAL_POSITION", of("WHERE")),
-                    format!(
-                        "{} AND c.COLUMN_KEY = 'PRI' ORDER BY c.ORDINAL_POSITION",
-                        of("WHERE")
-                    ),
-                    "JSON_OBJECT",
-                )
-            } else {
-                (
-                    format!(
-                        "SELECT name AS v FROM pragma_table_info({}) ORDER BY cid",
-                        quote(table)
-                    ),
-                    format!(
-                        "SELECT name AS v FROM pragma_table_info({}) WHERE pk > 0 ORDER BY pk",
-                        quote(table)
-                    ),
-                    "json_object",
-                )
-            };
-            let columns = db.texts(&columns_sql).map_err(fail)?;
-            let pairs: Vec<String> = columns
-                .iter()
-                .map(|c| format!("{}, {}", quote(c), ident(backend, c)))
-                .collect();
-            let cast = if backend == Backend::Mysql {
-                ("CAST(", " AS CHAR)")
-            } else {
-                ("", "")
-            };
-            (
-                key_sql,
-                format!(
-                    "SELECT {}{object}({}){} AS v FROM {quoted}",
-                    cast.0,
-                    pairs.join(", "),
-                    cast.1
-                ),
-            )
-        }
-    };
-    let key = db.texts(&key_sql).map_err(fail)?;
+    let key = db.texts(&dialect.primary_key_sql(table)).map_err(fail)?;
+    let rows_sql = dialect.rows_json_sql(db, table).map_err(fail)?;
     let rows = db
         .texts(&rows_sql)
         .map_err(fail)?

@@ -293,7 +293,7 @@ fn not_created(target: &Target, set: &MigrationSet, path: &std::path::Path) -> S
         target: target.name.clone(),
         environment: target.environment.to_string(),
         protected: target.protected,
-        backend: Backend::Sqlite,
+        backend: target.url.backend(),
         url: target.url.redacted(),
         identity: format!(
             "none: {} does not exist yet (the first apply creates it)",

@@ -7,27 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{Config, Environment, TargetConfig};
 use crate::error::{Error, Result};
 
-/// The database engines dbsafe works with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// PostgreSQL.
-    Postgres,
-    /// MySQL or MariaDB.
-    Mysql,
-    /// SQLite (bundled).
-    Sqlite,
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Postgres => "postgres",
-            Backend::Mysql => "mysql",
-            Backend::Sqlite => "sqlite",
-        })
-    }
-}
+pub use crate::dialect::Backend;
 
 /// A parsed database URL. The backend comes from the scheme, never from guessing: a URL
 /// meant for a server that has a typo is an error, not a new SQLite file.
@@ -217,6 +197,11 @@ impl DatabaseUrl {
             password: parsed.password().map(decode),
             database: decode(parsed.path().trim_start_matches('/')),
         })
+    }
+
+    /// The database name of a server URL (empty for SQLite).
+    pub fn database_name(&self) -> String {
+        self.server_params().map(|p| p.database).unwrap_or_default()
     }
 
     /// The same server URL with another database name (for scratch databases).

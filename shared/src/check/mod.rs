@@ -18,7 +18,8 @@ use serde::Serialize;
 
 pub use lockfile::{LOCK_FILE_NAME, LockOutcome};
 
-use crate::config::{Config, ConfigError, Dialect, SnapshotPolicy, TargetConfig};
+use crate::config::{Config, ConfigError, SnapshotPolicy, TargetConfig};
+use crate::dialect::Backend;
 use crate::error::{Error, Result};
 
 /// How bad a finding is.
@@ -125,7 +126,7 @@ pub struct CheckReport {
     /// `--all`).
     pub linted: usize,
     /// The dialect the SQL was linted in.
-    pub dialect: Dialect,
+    pub dialect: Backend,
     /// Where the dialect came from.
     pub dialect_source: DialectSource,
     /// The target whose settings were used, when one was chosen.
@@ -242,7 +243,7 @@ fn lint_all(context: &lint::Context, migrations: &[&layout::MigrationFiles]) -> 
 /// The dialect to lint in: the scheme of the target's URL when it is known without
 /// resolving it (written in dbsafe.toml, or its `url-env` variable set), else `[lint]
 /// dialect`, else PostgreSQL.
-fn dialect(config: &Config, target: Option<&TargetConfig>) -> (Dialect, DialectSource) {
+fn dialect(config: &Config, target: Option<&TargetConfig>) -> (Backend, DialectSource) {
     if let Some(target) = target {
         if let Some(dialect) = target.url.as_deref().and_then(scheme_dialect) {
             return (dialect, DialectSource::TargetUrl);
@@ -258,23 +259,23 @@ fn dialect(config: &Config, target: Option<&TargetConfig>) -> (Dialect, DialectS
     }
     match config.lint.dialect {
         Some(dialect) => (dialect, DialectSource::Config),
-        None => (Dialect::Postgres, DialectSource::Default),
+        None => (Backend::Postgres, DialectSource::Default),
     }
 }
 
 /// The dialect a database URL's scheme names, as the target module reads it: server
 /// schemes, `sqlite:`/`file:` and a bare path (SQLite). `None` for an empty or unknown URL.
-fn scheme_dialect(url: &str) -> Option<Dialect> {
+fn scheme_dialect(url: &str) -> Option<Backend> {
     let url = url.trim().to_ascii_lowercase();
     if url.is_empty() {
         return None;
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Some(Dialect::Postgres)
+        Some(Backend::Postgres)
     } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-        Some(Dialect::Mysql)
+        Some(Backend::Mysql)
     } else if url.starts_with("sqlite:") || url.starts_with("file:") || !url.contains(':') {
-        Some(Dialect::Sqlite)
+        Some(Backend::Sqlite)
     } else {
         None
     }
@@ -320,10 +321,10 @@ mod tests {
 
     #[test]
     fn schemes() {
-        assert_eq!(scheme_dialect("postgres://a@b/c"), Some(Dialect::Postgres));
-        assert_eq!(scheme_dialect("MARIADB://a@b/c"), Some(Dialect::Mysql));
-        assert_eq!(scheme_dialect("sqlite://dev.db"), Some(Dialect::Sqlite));
-        assert_eq!(scheme_dialect("dev.db"), Some(Dialect::Sqlite));
+        assert_eq!(scheme_dialect("postgres://a@b/c"), Some(Backend::Postgres));
+        assert_eq!(scheme_dialect("MARIADB://a@b/c"), Some(Backend::Mysql));
+        assert_eq!(scheme_dialect("sqlite://dev.db"), Some(Backend::Sqlite));
+        assert_eq!(scheme_dialect("dev.db"), Some(Backend::Sqlite));
         assert_eq!(scheme_dialect("oracle://x"), None);
         assert_eq!(scheme_dialect(""), None);
     }

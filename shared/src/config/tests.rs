@@ -725,7 +725,7 @@ fn check_and_lint_sections() {
         config.check.lock_file,
         Path::new("/nonexistent-dbsafe-test/db/dbsafe.lock")
     );
-    assert_eq!(config.lint.dialect, Some(Dialect::Mysql));
+    assert_eq!(config.lint.dialect, Some(Backend::Mysql));
     assert_eq!(config.lint.pg_version.as_deref(), Some("16.2"));
     assert_eq!(config.lint.allow, ["ban-drop-column"]);
     assert_eq!(config.lint.deny, ["destructive-without-snapshot"]);

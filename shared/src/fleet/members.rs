@@ -8,7 +8,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Databases, FleetConfig, Servers};
-use crate::connection::{Create, Database, quote};
+use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::target::{Backend, DatabaseUrl, Target};
 
@@ -179,7 +179,7 @@ fn server_members(fleet: &FleetConfig, server: &DatabaseUrl) -> Result<Vec<Membe
     let sql = match &fleet.databases {
         Databases::Like(pattern) => format!(
             "SELECT CAST(name AS {name_type}) AS v FROM ({list}) AS d WHERE name LIKE {} ORDER BY 1",
-            quote(pattern)
+            db.dialect().literal(pattern)
         ),
         Databases::Query(query) => format!(
             "WITH d(name) AS ({}) SELECT CAST(name AS {name_type}) AS v FROM d ORDER BY 1",

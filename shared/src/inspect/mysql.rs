@@ -11,15 +11,17 @@ use super::{
     Row, TableFingerprint, decimal_sum_hex, ident, is_bookkeeping, json_rows, line, normalise_sql,
     sha256_hex,
 };
+use crate::dialect::Dialect;
 use crate::error::{Error, Result};
+use crate::target::Backend;
 
 fn rows(my: &mut MysqlConnection, sql: &str) -> Result<Vec<Row>> {
     json_rows(my, sql, "reading MariaDB's information_schema")
 }
 
-/// A SQL identifier in backquotes.
-fn sql_ident(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
+/// How SQL is written on this backend.
+fn dialect() -> &'static dyn Dialect {
+    Backend::Mysql.dialect()
 }
 
 /// Runs `f` in a read-only consistent-snapshot transaction (a savepoint when the caller
@@ -301,7 +303,7 @@ fn unqualify(sql: &str, database: &str) -> String {
     if database.is_empty() {
         return sql.to_owned();
     }
-    sql.replace(&format!("{}.", sql_ident(database)), "")
+    sql.replace(&format!("{}.", dialect().ident(database)), "")
 }
 
 fn views(my: &mut MysqlConnection, database: &str, out: &mut Vec<String>) -> Result<()> {
@@ -431,14 +433,14 @@ fn fingerprint(
     // NULL, joined with `|`.
     let parts: Vec<String> = columns
         .iter()
-        .map(|c| format!("IFNULL(MD5({}), 'N')", sql_ident(c)))
+        .map(|c| format!("IFNULL(MD5({}), 'N')", dialect().ident(c)))
         .collect();
     let sql = format!(
         "SELECT CAST(JSON_ARRAY(COUNT(*), CAST(COALESCE(SUM(CAST(CONV(SUBSTRING(\
            MD5(CONCAT_WS('|', {})), 1, 15), 16, 10) AS UNSIGNED)), 0) AS CHAR)) AS CHAR) AS v \
          FROM {}",
         parts.join(", "),
-        sql_ident(table)
+        dialect().ident(table)
     );
     let display = ident(table);
     let context = format!("computing the checksum of table `{display}`");
@@ -467,6 +469,6 @@ mod tests {
             ),
             "select `users`.`id` AS `id` from `users`"
         );
-        assert_eq!(sql_ident("a`b"), "`a``b`");
+        assert_eq!(dialect().ident("a`b"), "`a``b`");
     }
 }

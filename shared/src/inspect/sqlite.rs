@@ -12,15 +12,17 @@ use sha2::{Digest, Sha256};
 use super::{
     Row, TableFingerprint, ident, is_bookkeeping, json_rows, line, normalise_sql, sum_hex,
 };
+use crate::dialect::Dialect;
 use crate::error::{Error, Result};
+use crate::target::Backend;
 
 fn rows(lite: &mut SqliteConnection, sql: &str) -> Result<Vec<Row>> {
     json_rows(lite, sql, "reading the SQLite schema")
 }
 
-/// A SQL identifier in double quotes.
-fn sql_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+/// How SQL is written on this backend.
+fn dialect() -> &'static dyn Dialect {
+    Backend::Sqlite.dialect()
 }
 
 /// User tables and views of the main database, without SQLite's own `sqlite_*`.
@@ -294,7 +296,7 @@ fn row_text(columns: &[String]) -> String {
         .map(|chunk| {
             let parts: Vec<String> = chunk
                 .iter()
-                .map(|c| format!("quote({})", sql_ident(c)))
+                .map(|c| format!("quote({})", dialect().ident(c)))
                 .collect();
             format!("({})", parts.join(" || '|' || "))
         })
@@ -312,7 +314,7 @@ fn fingerprint(
     let sql = format!(
         "SELECT CAST({} AS BLOB) AS v FROM {}",
         row_text(columns),
-        sql_ident(table)
+        dialect().ident(table)
     );
     let mut rows = 0u64;
     let mut sum = 0u128;

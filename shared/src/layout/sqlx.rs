@@ -10,7 +10,7 @@ use diesel::connection::SimpleConnection;
 use sha2::{Digest, Sha384};
 
 use super::{History, Layout, backend_of};
-use crate::connection::{AnyConnection, Database, quote};
+use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
 use crate::migrations::{Migration, MigrationSource, read_migration_file};
 use crate::target::Backend;
@@ -247,10 +247,7 @@ fn migration(dir: &Path, version: i64, pair: Pair) -> Result<Migration> {
 }
 
 fn text_literal(backend: Backend, text: &str) -> String {
-    match backend {
-        Backend::Mysql => quote(&text.replace('\\', "\\\\")),
-        _ => quote(text),
-    }
+    backend.dialect().literal(text)
 }
 
 fn bytes_literal(backend: Backend, bytes: &[u8]) -> String {

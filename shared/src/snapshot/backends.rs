@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use super::tool::{PgTools, Tool};
 use crate::config::{Config, SnapshotStrategy};
-use crate::connection::{Create, Database, quote};
+use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
-use crate::target::{Backend, DatabaseUrl};
+use crate::target::DatabaseUrl;
 
 /// gzip level of `pg_dump -Fc`: level 1 compresses text well at a fraction of the CPU
 /// time of the default (6), which is where bare `pg_dump -Fc` spends most of its time.
@@ -19,34 +19,14 @@ const SQLITE_FILE: &str = "database.sqlite";
 
 /// The server's version string.
 pub fn server_version(db: &mut Database) -> Result<String> {
-    let sql = match db.backend() {
-        Backend::Postgres => "SELECT CAST(current_setting('server_version') AS TEXT) AS v",
-        Backend::Mysql => "SELECT CAST(VERSION() AS CHAR) AS v",
-        Backend::Sqlite => "SELECT sqlite_version() AS v",
-    };
     let rows = db
-        .texts(sql)
+        .texts(db.dialect().server_version_sql())
         .map_err(|e| Error::db("reading the server version", e))?;
     Ok(rows.into_iter().next().unwrap_or_default())
 }
 
-/// A PostgreSQL identifier, quoted.
-pub(crate) fn pg_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A MySQL identifier, quoted (a backtick inside is doubled).
-pub(crate) fn mysql_ident(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
-}
-
-/// The database name of a server URL.
-pub(super) fn database_name(url: &DatabaseUrl) -> String {
-    url.server_params().map(|p| p.database).unwrap_or_default()
-}
-
 /// A name for a database derived from `base` that fits PostgreSQL's 63-byte limit.
-pub(super) fn derived_name(base: &str, tag: &str, id: &str) -> String {
+pub(crate) fn derived_name(base: &str, tag: &str, id: &str) -> String {
     let id: String = id
         .chars()
         .map(|c| {
@@ -62,15 +42,14 @@ pub(super) fn derived_name(base: &str, tag: &str, id: &str) -> String {
     format!("{}{suffix}", &base[..keep])
 }
 
-/// A session on the server of `url` that is not on its database.
+/// A session on the server of `url` that is not on its database (its dialect's
+/// maintenance database).
 pub(crate) fn maintenance(url: &DatabaseUrl) -> Result<Database> {
-    // On MySQL, `information_schema`: every user may open it, while the `mysql` system
-    // database is refused to an application's own user.
-    let name = if url.backend() == Backend::Postgres {
-        "postgres"
-    } else {
-        "information_schema"
-    };
+    let name = url
+        .backend()
+        .dialect()
+        .maintenance_database()
+        .ok_or_else(|| Error::Failed(format!("{} has no server", url.redacted())))?;
     Database::connect(&url.with_database(name), Create::Never)
 }
 
@@ -85,7 +64,7 @@ pub fn dump(
     match strategy {
         SnapshotStrategy::Template => {
             let url = db.url().clone();
-            let source = database_name(&url);
+            let source = url.database_name();
             let copy = derived_name(&source, "snap", id);
             // CREATE DATABASE ... TEMPLATE needs no other session on the source, this one included.
             *db = maintenance(&url)?;
@@ -113,7 +92,7 @@ pub fn dump(
                     "--skip-dump-date",
                     "--no-tablespaces",
                 ])
-                .args([database_name(db.url())])
+                .args([db.url().database_name()])
                 .run(None, Some(&file))?;
             Ok((vec![MYSQL_DUMP_FILE.to_owned()], None))
         }
@@ -121,7 +100,8 @@ pub fn dump(
             let file = dir.join(SQLITE_FILE);
             crate::progress::phase("copying (VACUUM INTO)");
             crate::progress::writing(&file);
-            db.execute(&format!("VACUUM INTO {}", quote(&file.to_string_lossy())))
+            let into = db.dialect().literal(&file.to_string_lossy());
+            db.execute(&format!("VACUUM INTO {into}"))
                 .map_err(|e| Error::db("copying the SQLite database (VACUUM INTO)", e))?;
             restrict(&file)?;
             Ok((vec![SQLITE_FILE.to_owned()], None))
@@ -180,11 +160,6 @@ pub fn pg_dump(
     Ok(PG_DUMP_FILE.to_owned())
 }
 
-/// Drops a database made for a snapshot that could not be completed.
-pub fn drop_database(url: &DatabaseUrl, name: &str) -> Result<()> {
-    terminate_and_drop(&mut maintenance(url)?, name)
-}
-
 fn restrict(path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
@@ -212,11 +187,12 @@ fn clone_database(admin: &mut Database, source: &str, copy: &str) -> Result<()> 
     } else {
         ""
     };
-    admin.execute(&format!("CREATE DATABASE {} TEMPLATE {}{strategy}", pg_ident(copy), pg_ident(source))).map_err(|e| {
+    let pg = admin.dialect();
+    admin.execute(&format!("CREATE DATABASE {} TEMPLATE {}{strategy}", pg.ident(copy), pg.ident(source))).map_err(|e| {
         let sessions = admin
             .texts(&format!(
                 "SELECT CAST(pid AS TEXT) || ' (' || COALESCE(usename, '?') || ', ' || COALESCE(application_name, '') || ')' AS v FROM pg_stat_activity WHERE datname = {}",
-                quote(source)
+                pg.literal(source)
             ))
             .unwrap_or_default();
         Error::Failed(format!(
@@ -239,19 +215,10 @@ fn template_exists_on(admin: &mut Database, template: &str) -> Result<bool> {
     let rows = admin
         .texts(&format!(
             "SELECT CAST(datname AS TEXT) AS v FROM pg_database WHERE datname = {}",
-            quote(template)
+            admin.dialect().literal(template)
         ))
         .map_err(|e| Error::db(format!("looking for template database {template}"), e))?;
     Ok(!rows.is_empty())
-}
-
-fn terminate_and_drop(admin: &mut Database, name: &str) -> Result<()> {
-    admin
-        .execute(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            pg_ident(name)
-        ))
-        .map_err(|e| Error::db(format!("dropping database {name}"), e))
 }
 
 /// Fills the throwaway database at `url` (a [`Scratch`]: a deep verification's scratch or
@@ -283,7 +250,7 @@ pub fn restore(
                     &jobs,
                     "--dbname",
                 ])
-                .args([database_name(url)])
+                .args([url.database_name()])
                 .args([dir.join(PG_DUMP_FILE)])
                 .run(None, None)?;
             Ok(())
@@ -292,8 +259,9 @@ pub fn restore(
             let copy = manifest.template_database.as_deref().ok_or_else(|| {
                 Error::Failed("template snapshot without a template database".into())
             })?;
-            let into = database_name(url);
+            let into = url.database_name();
             let mut admin = maintenance(url)?;
+            let pg = admin.dialect();
             if !template_exists_on(&mut admin, copy)? {
                 return Err(Error::Failed(format!(
                     "the database {copy} holding template snapshot {} is no longer on the server: nothing restored",
@@ -304,17 +272,17 @@ pub fn restore(
             let owner = admin
                 .texts(&format!(
                     "SELECT CAST(pg_get_userbyid(datdba) AS TEXT) AS v FROM pg_database WHERE datname = {}",
-                    quote(&into)
+                    pg.literal(&into)
                 ))
                 .map_err(|e| Error::db("reading the owner of the restore's database", e))?;
-            terminate_and_drop(&mut admin, &into)?;
+            pg.drop_database(url, &into)?;
             clone_database(&mut admin, copy, &into)?;
             if let Some(owner) = owner.first() {
                 admin
                     .execute(&format!(
                         "ALTER DATABASE {} OWNER TO {}",
-                        pg_ident(&into),
-                        pg_ident(owner)
+                        pg.ident(&into),
+                        pg.ident(owner)
                     ))
                     .map_err(|e| Error::db("giving the restored database its owner", e))?;
             }
@@ -324,7 +292,7 @@ pub fn restore(
             let program = if which("mariadb") { "mariadb" } else { "mysql" };
             crate::progress::phase("loading the dump");
             Tool::mysql(program, url)
-                .args([format!("--database={}", database_name(url))])
+                .args([format!("--database={}", url.database_name())])
                 .run(Some(&dir.join(MYSQL_DUMP_FILE)), None)?;
             Ok(())
         }
@@ -350,14 +318,15 @@ fn is_throwaway(url: &DatabaseUrl) -> bool {
         Some(path) => path
             .file_name()
             .is_some_and(|n| n.to_string_lossy().contains("dbsafe-")),
-        None => database_name(url).contains("_dbsafe_"),
+        None => url.database_name().contains("_dbsafe_"),
     }
 }
 
 /// Drops the database a template snapshot keeps on the server.
 pub fn drop_template(config: &Config, target: &str, template: &str) -> Result<()> {
     let target = crate::target::Target::resolve(config, Some(target))?;
-    terminate_and_drop(&mut maintenance(&target.url)?, template)
+    let url = &target.url;
+    url.backend().dialect().drop_database(url, template)
 }
 
 /// A throwaway database for deep verification, dropped on drop (and on Ctrl-C).
@@ -390,53 +359,12 @@ impl Scratch {
     }
 
     fn make(url: &DatabaseUrl, id: &str, tag: &str, sqlite: PathBuf) -> Result<Scratch> {
-        match url.backend() {
-            Backend::Sqlite => {
-                let _ = fs::remove_file(&sqlite);
-                let scratch_url = DatabaseUrl::parse(&sqlite.to_string_lossy(), Path::new("/"))?;
-                Ok(Scratch::guarded(
-                    scratch_url,
-                    sqlite.to_string_lossy().into_owned(),
-                ))
-            }
-            backend => {
-                let name = derived_name(&database_name(url), tag, id);
-                let mut admin = maintenance(url)?;
-                let create = if backend == Backend::Postgres {
-                    // From template0 with the target's encoding and locale: the dump brings
-                    // everything else, and nothing of template1 collides with it.
-                    let locale = admin
-                        .texts(&format!(
-                            "SELECT CAST(format('ENCODING %L LC_COLLATE %L LC_CTYPE %L', pg_encoding_to_char(encoding), datcollate, datctype) AS TEXT) AS v FROM pg_database WHERE datname = {}",
-                            quote(&database_name(url))
-                        ))
-                        .map_err(|e| Error::db("reading the database's encoding", e))?;
-                    format!(
-                        "CREATE DATABASE {} TEMPLATE template0 {}",
-                        pg_ident(&name),
-                        locale.first().map_or("", String::as_str)
-                    )
-                } else {
-                    let charset = admin
-                        .texts(&format!(
-                            "SELECT CAST(CONCAT(DEFAULT_CHARACTER_SET_NAME, ' COLLATE ', DEFAULT_COLLATION_NAME) AS CHAR) AS v FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
-                            quote(&database_name(url))
-                        ))
-                        .map_err(|e| Error::db("reading the database's character set", e))?;
-                    match charset.first() {
-                        Some(charset) => format!(
-                            "CREATE DATABASE {} CHARACTER SET {charset}",
-                            mysql_ident(&name)
-                        ),
-                        None => format!("CREATE DATABASE {}", mysql_ident(&name)),
-                    }
-                };
-                admin
-                    .execute(&create)
-                    .map_err(|e| Error::db(format!("creating database {name}"), e))?;
-                Ok(Scratch::guarded(url.with_database(&name), name))
-            }
-        }
+        let name = match url.sqlite_path() {
+            Some(_) => sqlite.to_string_lossy().into_owned(),
+            None => derived_name(&url.database_name(), tag, id),
+        };
+        let scratch_url = url.backend().dialect().create_scratch(url, &name)?;
+        Ok(Scratch::guarded(scratch_url, name))
     }
 
     /// Its database name (SQLite: its file).
@@ -459,12 +387,7 @@ impl Scratch {
     /// commits do not wait for the disk (each migration still commits on its own).
     pub fn connect_shadow(&self) -> Result<Database> {
         let mut shadow = Database::connect(&self.url, Create::IfMissing)?;
-        let no_sync = match shadow.backend() {
-            Backend::Postgres => Some("SET synchronous_commit = off"),
-            Backend::Sqlite => Some("PRAGMA synchronous = OFF"),
-            Backend::Mysql => None,
-        };
-        if let Some(sql) = no_sync {
+        if let Some(sql) = shadow.dialect().no_sync_sql() {
             shadow
                 .execute(sql)
                 .map_err(|e| Error::db("setting up the shadow database", e))?;
@@ -495,19 +418,5 @@ impl Drop for Scratch {
 
 /// Drops a scratch database (or deletes a scratch SQLite file), ignoring failures.
 fn drop_scratch(url: &DatabaseUrl, name: &str) {
-    match url.backend() {
-        Backend::Sqlite => {
-            let _ = fs::remove_file(name);
-        }
-        Backend::Postgres => {
-            if let Ok(mut admin) = maintenance(url) {
-                let _ = terminate_and_drop(&mut admin, name);
-            }
-        }
-        Backend::Mysql => {
-            if let Ok(mut admin) = maintenance(url) {
-                let _ = admin.execute(&format!("DROP DATABASE IF EXISTS {}", mysql_ident(name)));
-            }
-        }
-    }
+    let _ = url.backend().dialect().drop_database(url, name);
 }

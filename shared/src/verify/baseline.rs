@@ -8,13 +8,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::builtins::{ident, json_rows, text};
 use crate::config::ApplyConfig;
 use crate::connection::Database;
+use crate::dialect::{json_rows, json_text as text};
 use crate::error::{Error, Result};
 use crate::inspect;
 use crate::snapshot::Manifest;
-use crate::target::Backend;
 
 /// Above this many estimated rows, a table that no check needs counted exactly is
 /// recorded with the planner's estimate.
@@ -90,11 +89,11 @@ pub fn bounded<T>(
     apply: &ApplyConfig,
     read: impl FnOnce(&mut Database) -> Result<T>,
 ) -> Result<T> {
-    let backend = db.backend();
-    crate::step::set_timeouts(&mut db.conn, backend, apply, false)
+    let dialect = db.dialect();
+    db.execute(&dialect.timeouts_sql(apply.lock_timeout, apply.statement_timeout, false))
         .map_err(|e| Error::db("setting the timeouts for counting rows", e))?;
     let result = read(db);
-    crate::step::reset_timeouts(&mut db.conn, backend);
+    let _ = db.execute(&dialect.reset_timeouts_sql());
     result
 }
 
@@ -175,25 +174,8 @@ pub fn changes(before: &Baseline, after: &BTreeMap<String, Counted>) -> Vec<RowC
 /// Each user table's row count: `count(*)`, or the planner's estimate for a table estimated
 /// above a million rows unless `exact`.
 pub fn counts(db: &mut Database, exact: bool) -> Result<BTreeMap<String, Counted>> {
-    let backend = db.backend();
-    let sql = match backend {
-        Backend::Postgres => {
-            "SELECT json_build_array(CASE WHEN n.nspname = 'public' THEN c.relname::text ELSE n.nspname || '.' || c.relname END, \
-             CAST(GREATEST(c.reltuples, 0) AS BIGINT))::text AS v \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
-             AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-             AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
-        }
-        Backend::Mysql => {
-            "SELECT CAST(JSON_ARRAY(TABLE_NAME, COALESCE(TABLE_ROWS, 0)) AS CHAR) AS v \
-             FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
-             AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')"
-        }
-        Backend::Sqlite => {
-            "SELECT json_array(name, 0) AS v FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        }
-    };
+    let dialect = db.dialect();
+    let sql = dialect.table_estimates_sql();
     let mut out = BTreeMap::new();
     let mut to_count = Vec::new();
     for row in json_rows(db, sql, "listing tables and their sizes")? {
@@ -220,20 +202,11 @@ pub fn counts(db: &mut Database, exact: bool) -> Result<BTreeMap<String, Counted
         let sql = chunk
             .iter()
             .map(|name| {
-                let (label, table) = (crate::connection::quote(name), ident(backend, name));
-                match backend {
-                    Backend::Postgres => {
-                        format!(
-                            "SELECT json_build_array({label}, count(*))::text AS v FROM {table}"
-                        )
-                    }
-                    Backend::Mysql => format!(
-                        "SELECT CAST(JSON_ARRAY({label}, count(*)) AS CHAR) AS v FROM {table}"
-                    ),
-                    Backend::Sqlite => {
-                        format!("SELECT json_array({label}, count(*)) AS v FROM {table}")
-                    }
-                }
+                let (label, table) = (dialect.literal(name), dialect.qualified(name));
+                format!(
+                    "SELECT {} AS v FROM {table}",
+                    dialect.json_array(&format!("{label}, count(*)"))
+                )
             })
             .collect::<Vec<_>>()
             .join(" UNION ALL ");

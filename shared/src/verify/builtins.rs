@@ -1,162 +1,26 @@
 //! The built-in checks other than drift: orphaned foreign keys, duplicate keys, row counts
 //! and checksums against a snapshot, RLS, triggers, migration checksums.
 
-use std::collections::BTreeMap;
-
 use super::Finding;
 use super::baseline::{self, Baseline, Counted};
 use crate::config::{Config, KeyColumns};
-use crate::connection::{Database, quote};
+use crate::connection::Database;
+use crate::dialect::ForeignKey;
 use crate::error::{Error, Result};
 use crate::inspect;
 use crate::ledger;
 use crate::migrations::MigrationSet;
 use crate::preflight;
 use crate::snapshot::{Manifest, SnapshotStore};
-use crate::target::Backend;
-
-/// Quotes an identifier for the backend; `schema.table` becomes `"schema"."table"`.
-pub(crate) fn ident(backend: Backend, name: &str) -> String {
-    let one = |part: &str| match backend {
-        Backend::Mysql => format!("`{}`", part.replace('`', "``")),
-        _ => format!("\"{}\"", part.replace('"', "\"\"")),
-    };
-    name.split('.').map(one).collect::<Vec<_>>().join(".")
-}
-
-/// One foreign key: child table and columns, parent table and columns.
-struct ForeignKey {
-    name: String,
-    child: String,
-    child_columns: Vec<String>,
-    parent: String,
-    parent_columns: Vec<String>,
-    validated: bool,
-}
-
-pub(super) fn json_rows(
-    db: &mut Database,
-    sql: &str,
-    context: &str,
-) -> Result<Vec<serde_json::Value>> {
-    let rows = db.texts(sql).map_err(|e| Error::db(context, e))?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| serde_json::from_str(r).ok())
-        .collect())
-}
-
-fn strings(value: &serde_json::Value) -> Vec<String> {
-    value
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-pub(super) fn text(value: &serde_json::Value) -> String {
-    value
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| value.to_string())
-}
 
 fn foreign_keys(db: &mut Database) -> Result<Vec<ForeignKey>> {
-    let context = "listing foreign keys";
-    match db.backend() {
-        Backend::Postgres => {
-            let sql = "SELECT json_build_array(c.conname, \
-                 CASE WHEN cn.nspname = 'public' THEN cl.relname::text ELSE cn.nspname || '.' || cl.relname END, \
-                 ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, o) JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o), \
-                 CASE WHEN pn.nspname = 'public' THEN p.relname::text ELSE pn.nspname || '.' || p.relname END, \
-                 ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(n, o) JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o), \
-                 c.convalidated)::text AS v \
-                 FROM pg_constraint c JOIN pg_class cl ON cl.oid = c.conrelid JOIN pg_namespace cn ON cn.oid = cl.relnamespace \
-                 JOIN pg_class p ON p.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace \
-                 WHERE c.contype = 'f' AND cn.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1";
-            Ok(json_rows(db, sql, context)?
-                .iter()
-                .map(|r| ForeignKey {
-                    name: text(&r[0]),
-                    child: text(&r[1]),
-                    child_columns: strings(&r[2]),
-                    parent: text(&r[3]),
-                    parent_columns: strings(&r[4]),
-                    validated: r[5].as_bool().unwrap_or(true),
-                })
-                .collect())
-        }
-        Backend::Mysql => {
-            let sql = "SELECT CAST(JSON_ARRAY(CONSTRAINT_NAME, TABLE_NAME, COLUMN_NAME, REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME) AS CHAR) AS v \
-                 FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME IS NOT NULL \
-                 ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION";
-            let mut keys: BTreeMap<(String, String), ForeignKey> = BTreeMap::new();
-            for r in json_rows(db, sql, context)? {
-                let key = keys
-                    .entry((text(&r[1]), text(&r[0])))
-                    .or_insert_with(|| ForeignKey {
-                        name: text(&r[0]),
-                        child: text(&r[1]),
-                        child_columns: Vec::new(),
-                        parent: text(&r[3]),
-                        parent_columns: Vec::new(),
-                        validated: true,
-                    });
-                key.child_columns.push(text(&r[2]));
-                key.parent_columns.push(text(&r[4]));
-            }
-            Ok(keys.into_values().collect())
-        }
-        Backend::Sqlite => {
-            let tables = db
-                .texts("SELECT name AS v FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
-                .map_err(|e| Error::db(context, e))?;
-            let mut out = Vec::new();
-            for table in tables {
-                let sql = format!(
-                    "SELECT json_array(id, \"table\", \"from\", \"to\") AS v FROM pragma_foreign_key_list({}) ORDER BY id, seq",
-                    quote(&table)
-                );
-                let mut keys: BTreeMap<i64, ForeignKey> = BTreeMap::new();
-                for r in json_rows(db, &sql, context)? {
-                    let id = r[0].as_i64().unwrap_or(0);
-                    let key = keys.entry(id).or_insert_with(|| ForeignKey {
-                        name: format!("{table} fk #{id}"),
-                        child: table.clone(),
-                        child_columns: Vec::new(),
-                        parent: text(&r[1]),
-                        parent_columns: Vec::new(),
-                        validated: true,
-                    });
-                    key.child_columns.push(text(&r[2]));
-                    // A missing "to" means the parent's primary key.
-                    key.parent_columns.push(if r[3].is_null() {
-                        String::new()
-                    } else {
-                        text(&r[3])
-                    });
-                }
-                for mut key in keys.into_values() {
-                    if key.parent_columns.iter().any(String::is_empty) {
-                        key.parent_columns = db
-                            .texts(&format!("SELECT name AS v FROM pragma_table_info({}) WHERE pk > 0 ORDER BY pk", quote(&key.parent)))
-                            .map_err(|e| Error::db(context, e))?;
-                    }
-                    out.push(key);
-                }
-            }
-            Ok(out)
-        }
-    }
+    db.dialect().foreign_keys(db)
 }
 
 /// Rows whose foreign keys point nowhere, for every foreign key (NOT VALID ones and
 /// SQLite tables written with enforcement off included).
 pub(super) fn fk_orphans(db: &mut Database) -> Result<Finding> {
-    let backend = db.backend();
+    let dialect = db.dialect();
     let keys = foreign_keys(db)?;
     let mut details = Vec::new();
     let mut total = 0i64;
@@ -164,19 +28,19 @@ pub(super) fn fk_orphans(db: &mut Database) -> Result<Finding> {
         let not_null: Vec<String> = key
             .child_columns
             .iter()
-            .map(|c| format!("c.{} IS NOT NULL", ident(backend, c)))
+            .map(|c| format!("c.{} IS NOT NULL", dialect.qualified(c)))
             .collect();
         let joins: Vec<String> = key
             .child_columns
             .iter()
             .zip(&key.parent_columns)
-            .map(|(c, p)| format!("p.{} = c.{}", ident(backend, p), ident(backend, c)))
+            .map(|(c, p)| format!("p.{} = c.{}", dialect.qualified(p), dialect.qualified(c)))
             .collect();
         let sql = format!(
             "SELECT count(*) AS v FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})",
-            ident(backend, &key.child),
+            dialect.qualified(&key.child),
             not_null.join(" AND "),
-            ident(backend, &key.parent),
+            dialect.qualified(&key.parent),
             joins.join(" AND ")
         );
         let orphans = db
@@ -204,15 +68,15 @@ pub(super) fn fk_orphans(db: &mut Database) -> Result<Finding> {
 
 /// Values of declared keys that occur more than once.
 pub(super) fn duplicates(db: &mut Database, keys: &[KeyColumns]) -> Result<Finding> {
-    let backend = db.backend();
+    let dialect = db.dialect();
     let mut details = Vec::new();
     let mut total = 0i64;
     for key in keys {
-        let columns: Vec<String> = key.columns.iter().map(|c| ident(backend, c)).collect();
+        let columns: Vec<String> = key.columns.iter().map(|c| dialect.qualified(c)).collect();
         let not_null: Vec<String> = columns.iter().map(|c| format!("{c} IS NOT NULL")).collect();
         let sql = format!(
             "SELECT count(*) AS v FROM (SELECT 1 AS one FROM {} WHERE {} GROUP BY {} HAVING count(*) > 1) d",
-            ident(backend, &key.table),
+            dialect.qualified(&key.table),
             not_null.join(" AND "),
             columns.join(", ")
         );
@@ -357,15 +221,13 @@ pub(super) fn checksums(
 
 /// Row-level security enabled on the listed tables (PostgreSQL).
 pub(super) fn rls_enabled(db: &mut Database, tables: &[String]) -> Result<Finding> {
-    if db.backend() != Backend::Postgres {
+    let dialect = db.dialect();
+    let list: Vec<String> = tables.iter().map(|t| dialect.literal(t)).collect();
+    let Some(sql) = dialect.rls_enabled_sql(&list.join(", ")) else {
         return Err(Error::Usage("rls-enabled needs PostgreSQL".into()));
-    }
-    let list: Vec<String> = tables.iter().map(|t| quote(t)).collect();
+    };
     let enabled = db
-        .texts(&format!(
-            "SELECT relname::text AS v FROM pg_class WHERE relkind IN ('r', 'p') AND relrowsecurity AND relname IN ({})",
-            list.join(", ")
-        ))
+        .texts(&sql)
         .map_err(|e| Error::db("reading row-level security flags", e))?;
     let details: Vec<String> = tables
         .iter()
@@ -385,19 +247,8 @@ pub(super) fn rls_enabled(db: &mut Database, tables: &[String]) -> Result<Findin
 
 /// The listed triggers (`table.trigger`) exist.
 pub(super) fn triggers_present(db: &mut Database, triggers: &[String]) -> Result<Finding> {
-    let sql = match db.backend() {
-        Backend::Postgres => {
-            "SELECT (c.relname || '.' || t.tgname)::text AS v FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal"
-        }
-        Backend::Mysql => {
-            "SELECT CAST(CONCAT(EVENT_OBJECT_TABLE, '.', TRIGGER_NAME) AS CHAR) AS v FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()"
-        }
-        Backend::Sqlite => {
-            "SELECT tbl_name || '.' || name AS v FROM sqlite_master WHERE type = 'trigger'"
-        }
-    };
     let present = db
-        .texts(sql)
+        .texts(db.dialect().triggers_sql())
         .map_err(|e| Error::db("listing triggers", e))?;
     let details: Vec<String> = triggers
         .iter()

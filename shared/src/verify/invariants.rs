@@ -8,7 +8,7 @@ use diesel::connection::SimpleConnection;
 
 use super::Finding;
 use crate::check::lint::sql::split;
-use crate::config::{ApplyConfig, Dialect, Expectation, Invariant};
+use crate::config::{ApplyConfig, Expectation, Invariant};
 use crate::connection::{self, Database};
 use crate::error::{Error, Result};
 use crate::target::Backend;
@@ -17,12 +17,7 @@ use crate::target::Backend;
 /// exactly one statement, without the comments and the `;` around it, and never closing
 /// the parenthesis it is wrapped in. The error says what is wrong with the text.
 pub(crate) fn subquery(sql: &str, backend: Backend) -> std::result::Result<&str, String> {
-    let dialect = match backend {
-        Backend::Postgres => Dialect::Postgres,
-        Backend::Mysql => Dialect::Mysql,
-        Backend::Sqlite => Dialect::Sqlite,
-    };
-    let script = split(sql, dialect);
+    let script = split(sql, backend);
     let statement = match script.statements.as_slice() {
         [] => return Err("it holds no query".into()),
         [one] => one,
@@ -80,20 +75,18 @@ pub(super) fn query_of(invariant: &Invariant, backend: Backend) -> Result<&str> 
 /// The dollar-quote tag prefix the refused-statement check wraps the statement in.
 const DOLLAR_TAG: &str = "$dbsafe_";
 
-/// `SET LOCAL ROLE` and `set_config(.., true)` for the invariant's transaction.
+/// `SET LOCAL ROLE` and `set_config(.., true)` for the invariant's transaction (PostgreSQL).
 fn behaviour_prelude(invariant: &Invariant) -> String {
+    let pg = Backend::Postgres.dialect();
     let mut sql = String::new();
     if let Some(role) = &invariant.role {
-        sql.push_str(&format!(
-            "SET LOCAL ROLE \"{}\";\n",
-            role.replace('"', "\"\"")
-        ));
+        sql.push_str(&format!("SET LOCAL ROLE {};\n", pg.ident(role)));
     }
     for (name, value) in &invariant.settings {
         sql.push_str(&format!(
             "SELECT set_config({}, {}, true);\n",
-            connection::quote(name),
-            connection::quote(value)
+            pg.literal(name),
+            pg.literal(value)
         ));
     }
     sql
@@ -104,11 +97,8 @@ fn behaviour_prelude(invariant: &Invariant) -> String {
 /// for its transaction only where the backend allows.
 fn observe(db: &mut Database, invariant: &Invariant, apply: &ApplyConfig) -> Result<String> {
     let query = query_of(invariant, db.backend())?;
-    let text = if db.backend() == Backend::Mysql {
-        "CHAR"
-    } else {
-        "TEXT"
-    };
+    let dialect = db.dialect();
+    let text = dialect.text_type();
     let sql = match invariant.expect {
         Expectation::Rows(..) => {
             format!(
@@ -121,7 +111,7 @@ fn observe(db: &mut Database, invariant: &Invariant, apply: &ApplyConfig) -> Res
     };
     // Whatever the query does, nothing of it stays.
     let mut seen = None;
-    let timeouts = crate::step::timeouts_sql(db.backend(), apply, true);
+    let timeouts = dialect.timeouts_sql(apply.lock_timeout, apply.statement_timeout, true);
     let prelude = behaviour_prelude(invariant);
     let outcome = db.conn.transaction::<(), diesel::result::Error, _>(|conn| {
         conn.batch_execute(&timeouts)?;
@@ -131,8 +121,7 @@ fn observe(db: &mut Database, invariant: &Invariant, apply: &ApplyConfig) -> Res
         seen = Some(connection::texts(conn, &sql));
         Err(diesel::result::Error::RollbackTransaction)
     });
-    let backend = db.backend();
-    crate::step::reset_timeouts(&mut db.conn, backend);
+    let _ = db.execute(&dialect.reset_timeouts_sql());
     match (seen, outcome) {
         (Some(Ok(rows)), _) => Ok(rows
             .into_iter()
@@ -169,7 +158,8 @@ fn refusal(
          END {DOLLAR_TAG}do$"
     );
     let mut seen = None;
-    let timeouts = crate::step::timeouts_sql(db.backend(), apply, true);
+    let dialect = db.dialect();
+    let timeouts = dialect.timeouts_sql(apply.lock_timeout, apply.statement_timeout, true);
     let prelude = behaviour_prelude(invariant);
     let outcome = db.conn.transaction::<(), diesel::result::Error, _>(|conn| {
         conn.batch_execute(&timeouts)?;
@@ -181,7 +171,7 @@ fn refusal(
         ));
         Err(diesel::result::Error::RollbackTransaction)
     });
-    crate::step::reset_timeouts(&mut db.conn, Backend::Postgres);
+    let _ = db.execute(&dialect.reset_timeouts_sql());
     match (seen, outcome) {
         (Some(Ok(rows)), _) => Ok(rows.into_iter().next().filter(|r| !r.is_empty())),
         (Some(Err(e)), _) | (None, Err(e)) => Err(Error::Failed(format!(

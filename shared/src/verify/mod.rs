@@ -8,7 +8,6 @@ mod builtins;
 mod drift;
 mod invariants;
 
-pub(crate) use builtins::ident;
 pub(crate) use invariants::subquery;
 mod junit;
 

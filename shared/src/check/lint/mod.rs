@@ -11,7 +11,8 @@ use std::path::Path;
 
 use super::layout::MigrationFiles;
 use super::{Finding, Level, rel};
-use crate::config::{Config, Dialect};
+use crate::config::Config;
+use crate::dialect::Backend;
 use sql::{Lines, Script};
 
 /// A finding as a rule reports it, before its level and location are known.
@@ -94,7 +95,7 @@ pub fn configurable_rules() -> Vec<String> {
 /// Whether `sql` has a statement PostgreSQL refuses inside a transaction because of
 /// CONCURRENTLY (as `concurrently-in-transaction` reads it).
 pub(crate) fn uses_concurrently(sql: &str) -> bool {
-    sql::split(sql, Dialect::Postgres)
+    sql::split(sql, Backend::Postgres)
         .statements
         .iter()
         .any(rules::is_concurrently)
@@ -192,7 +193,7 @@ pub(crate) struct Context<'a> {
     /// Rule levels.
     pub policy: &'a Policy,
     /// The dialect the SQL is read in.
-    pub dialect: Dialect,
+    pub dialect: Backend,
     /// When apply takes no snapshot before the migrations: why (for
     /// `destructive-without-snapshot`); `None` when it takes one.
     pub no_snapshot: Option<String>,
@@ -261,7 +262,7 @@ fn lint_file(
         if let Some(why) = &ctx.no_snapshot {
             rules::destructive(script, why, &mut raw);
         }
-        if ctx.dialect == Dialect::Postgres {
+        if ctx.dialect == Backend::Postgres {
             squawk::lint(text, run_in_transaction, &ctx.policy.squawk, &mut raw);
             squawk_ignores(script, &mut raw);
         }

@@ -244,10 +244,10 @@ pub(crate) fn lock_timeout(script: &Script, out: &mut Vec<Raw>) {
 mod tests {
     use super::super::sql::split;
     use super::*;
-    use crate::config::Dialect;
+    use crate::dialect::Backend;
 
     fn destroyed(sql: &str) -> Option<String> {
-        destroys(&split(sql, Dialect::Postgres).statements[0])
+        destroys(&split(sql, Backend::Postgres).statements[0])
     }
 
     #[test]
@@ -282,12 +282,12 @@ mod tests {
             "SET lock_timeout = DEFAULT",
             "SET lock_timeout = '0ms'",
         ] {
-            lock_timeout(&split(sql, Dialect::Postgres), &mut out);
+            lock_timeout(&split(sql, Backend::Postgres), &mut out);
         }
         assert_eq!(out.len(), 4);
         out.clear();
         for sql in ["SET lock_timeout = '10s'", "SET statement_timeout = 0"] {
-            lock_timeout(&split(sql, Dialect::Postgres), &mut out);
+            lock_timeout(&split(sql, Backend::Postgres), &mut out);
         }
         assert!(out.is_empty());
     }

@@ -2,7 +2,7 @@
 //! `batch_execute` sends them) and comments, skipping strings, quoted identifiers, dollar
 //! quotes and trigger bodies, so dbsafe's own rules look only at real keywords.
 
-use crate::config::Dialect;
+use crate::dialect::Backend;
 
 /// What a token is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +95,7 @@ pub(crate) struct Script<'a> {
 }
 
 /// Cuts `text` into statements and comments, as `dialect` reads it.
-pub(crate) fn split(text: &str, dialect: Dialect) -> Script<'_> {
+pub(crate) fn split(text: &str, dialect: Backend) -> Script<'_> {
     let mut lexer = Lexer {
         text,
         bytes: text.as_bytes(),
@@ -179,7 +179,7 @@ struct Lexer<'a> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
-    dialect: Dialect,
+    dialect: Backend,
 }
 
 impl<'a> Lexer<'a> {
@@ -202,7 +202,7 @@ impl<'a> Lexer<'a> {
         }
         let start = self.pos;
         let c = *self.bytes.get(self.pos)?;
-        let mysql = self.dialect == Dialect::Mysql;
+        let mysql = self.dialect == Backend::Mysql;
         Some(match c {
             b'-' if self.peek(1) == b'-' => self.line_comment(start, 2),
             b'#' if mysql => self.line_comment(start, 1),
@@ -220,7 +220,7 @@ impl<'a> Lexer<'a> {
                 self.quoted(b'`', false);
                 self.token(Kind::Quoted, start)
             }
-            b'$' if self.dialect == Dialect::Postgres => match self.dollar_tag() {
+            b'$' if self.dialect == Backend::Postgres => match self.dollar_tag() {
                 Some(tag) => {
                     self.dollar_body(tag);
                     self.token(Kind::Str, start)
@@ -267,7 +267,7 @@ impl<'a> Lexer<'a> {
 
     fn block_comment(&mut self, start: usize) -> Item<'a> {
         // PostgreSQL nests block comments; the others end at the first `*/`.
-        let nests = self.dialect == Dialect::Postgres;
+        let nests = self.dialect == Backend::Postgres;
         let mut level = 0usize;
         while self.pos < self.bytes.len() {
             if self.peek(0) == b'/' && self.peek(1) == b'*' {
@@ -382,7 +382,7 @@ impl Lines {
 mod tests {
     use super::*;
 
-    fn texts(sql: &str, dialect: Dialect) -> Vec<String> {
+    fn texts(sql: &str, dialect: Backend) -> Vec<String> {
         split(sql, dialect)
             .statements
             .iter()
@@ -399,9 +399,9 @@ mod tests {
     #[test]
     fn statements_and_comments() {
         let sql = "-- a comment; not a statement\nCREATE TABLE t (a int); /* x; */ INSERT INTO t VALUES ('a;b''c');;\nSELECT 1";
-        let script = split(sql, Dialect::Postgres);
+        let script = split(sql, Backend::Postgres);
         assert_eq!(
-            texts(sql, Dialect::Postgres),
+            texts(sql, Backend::Postgres),
             [
                 "CREATE TABLE t ( a int )",
                 "INSERT INTO t VALUES ( 'a;b''c' )",
@@ -416,7 +416,7 @@ mod tests {
     #[test]
     fn dollar_quotes_and_escape_strings() {
         let sql = "CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql; SELECT E'it\\'s;'; SELECT $1;";
-        let found = texts(sql, Dialect::Postgres);
+        let found = texts(sql, Backend::Postgres);
         assert_eq!(found.len(), 3, "{found:?}");
         assert_eq!(found[1], "SELECT E 'it\\'s;'");
     }
@@ -424,17 +424,17 @@ mod tests {
     #[test]
     fn trigger_bodies_keep_their_semicolons() {
         let sql = "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET a = CASE WHEN 1 THEN 2 END; DELETE FROM u; END;\nSELECT 1;";
-        let found = texts(sql, Dialect::Sqlite);
+        let found = texts(sql, Backend::Sqlite);
         assert_eq!(found.len(), 2, "{found:?}");
         let mysql =
             "CREATE PROCEDURE p() BEGIN IF 1 THEN SELECT 1; END IF; SELECT 2; END; SELECT 3;";
-        assert_eq!(texts(mysql, Dialect::Mysql).len(), 2);
+        assert_eq!(texts(mysql, Backend::Mysql).len(), 2);
     }
 
     #[test]
     fn mysql_quotes_and_hash_comments() {
         let sql = "# a; comment\nINSERT INTO `t;` VALUES (\"a\\\";\"); SELECT 1";
-        let script = split(sql, Dialect::Mysql);
+        let script = split(sql, Backend::Mysql);
         assert_eq!(script.statements.len(), 2);
         assert_eq!(script.comments.len(), 1);
     }
@@ -443,13 +443,13 @@ mod tests {
     fn depth_and_lines() {
         let script = split(
             "DELETE FROM t WHERE id IN (SELECT id FROM u WHERE x)",
-            Dialect::Sqlite,
+            Backend::Sqlite,
         );
         let statement = &script.statements[0];
         assert!(statement.has_top_level("WHERE"));
         let script = split(
             "DELETE FROM t RETURNING (SELECT 1 WHERE true)",
-            Dialect::Sqlite,
+            Backend::Sqlite,
         );
         assert!(!script.statements[0].has_top_level("WHERE"));
         let lines = Lines::new("a\nbc\n\nd");
