@@ -146,9 +146,9 @@ impl DatabaseUrl {
 
     /// The URL with any password replaced by `***`, safe to print and store.
     pub fn redacted(&self) -> String {
-        match self.backend {
-            Backend::Sqlite => format!("sqlite://{}", self.connect),
-            _ => redact(&self.connect),
+        match self.sqlite_path {
+            Some(_) => format!("sqlite://{}", self.connect),
+            None => redact(&self.connect),
         }
     }
 }
@@ -182,7 +182,7 @@ impl fmt::Debug for ServerParams {
 impl DatabaseUrl {
     /// Host, port, user, password and database of a server URL (None for SQLite).
     pub fn server_params(&self) -> Option<ServerParams> {
-        if self.backend == Backend::Sqlite {
+        if self.sqlite_path.is_some() {
             return None;
         }
         let parsed = url::Url::parse(&self.connect).ok()?;

@@ -180,6 +180,13 @@ pub trait Dialect: Sync {
 
     // --- sessions, transactions and timeouts -----------------------------------------
 
+    /// Whether an invariant can run as another role, with session settings, or expect the
+    /// server to refuse its statement (PostgreSQL: `SET LOCAL ROLE`, `set_config`, the
+    /// refusal caught in a `DO` block).
+    fn behaviour_checks(&self) -> bool {
+        false
+    }
+
     /// Opens a session on `url` with dbsafe's session settings.
     fn open(&self, url: &DatabaseUrl, create: Create) -> Result<AnyConnection>;
 

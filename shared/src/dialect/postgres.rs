@@ -66,6 +66,10 @@ impl Dialect for Postgres {
         format!("{expr} IS NOT TRUE")
     }
 
+    fn behaviour_checks(&self) -> bool {
+        true
+    }
+
     fn open(&self, url: &DatabaseUrl, _create: Create) -> Result<AnyConnection> {
         let mut pg =
             PgConnection::establish(url.connection_string()).map_err(connect_error(url))?;

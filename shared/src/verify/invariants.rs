@@ -56,7 +56,7 @@ pub(super) fn query_of(invariant: &Invariant, backend: Backend) -> Result<&str> 
         ("settings", !invariant.settings.is_empty()),
         ("expect = \"error\"", invariant.expect == Expectation::Error),
     ];
-    if backend != Backend::Postgres
+    if !backend.dialect().behaviour_checks()
         && let Some((key, _)) = behaviour.iter().find(|(_, used)| *used)
     {
         return Err(bad(format!(
