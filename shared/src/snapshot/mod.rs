@@ -403,3 +403,30 @@ pub fn prune(
 fn days_ago(days: i64) -> String {
     crate::run::format_utc(time::OffsetDateTime::now_utc() - time::Duration::days(days))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategies_fit_their_backend() {
+        use SnapshotStrategy::*;
+        let resolve = |s, b| resolve_strategy(s, b).map_err(|e| e.to_string());
+        assert_eq!(resolve(Auto, Backend::Postgres), Ok(PgDump));
+        assert_eq!(resolve(Auto, Backend::Mysql), Ok(Mysqldump));
+        assert_eq!(resolve(Auto, Backend::Sqlite), Ok(SqliteBackup));
+        assert_eq!(resolve(Template, Backend::Postgres), Ok(Template));
+        let refused = resolve(Mysqldump, Backend::Postgres).unwrap_err();
+        assert!(
+            refused.contains(
+                "snapshot strategy `mysqldump` does not work on postgres: use `auto`, or `pg-dump` or `template`"
+            ),
+            "{refused}"
+        );
+        let refused = resolve(Template, Backend::Sqlite).unwrap_err();
+        assert!(
+            refused.contains("use `auto`, or `sqlite-backup`"),
+            "{refused}"
+        );
+    }
+}
