@@ -5,6 +5,7 @@
 //! `migration.applied`, ...), the `run_id` when there is one, the time `at` (RFC 3339, UTC)
 //! and the fields of that type.
 
+use crate::run::{RunKind, RunStatus};
 use serde::{Deserialize, Serialize};
 
 /// One thing that happened, with the run it belongs to.
@@ -30,8 +31,8 @@ pub enum EventKind {
     /// A run began.
     #[serde(rename = "run.started")]
     RunStarted {
-        /// `apply`, `rollback` or `restore`.
-        kind: String,
+        /// What the run does.
+        kind: RunKind,
         /// Target name.
         target: String,
         /// Target environment.
@@ -185,7 +186,7 @@ pub enum EventKind {
     #[serde(rename = "run.failed")]
     RunFailed {
         /// The run's final status.
-        status: String,
+        status: RunStatus,
         /// What went wrong.
         error: String,
         /// The migrations of the run that stay applied, every one (the human message

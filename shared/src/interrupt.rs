@@ -12,8 +12,9 @@ use diesel::prelude::*;
 use crate::connection::{Create, Database};
 use crate::event::{Event, EventKind};
 use crate::journal::Journal;
-use crate::ledger::{self, dbsafe_runs, dbsafe_steps, run_status, step_status};
+use crate::ledger::{self, dbsafe_runs, dbsafe_steps};
 use crate::run::now;
+use crate::run::{RunStatus, StepStatus};
 use crate::target::DatabaseUrl;
 
 type Cleanup = Box<dyn Fn() + Send>;
@@ -123,7 +124,7 @@ fn mark_failed(run: &ActiveRun) -> String {
         at: now(),
         operator: Some(run.operator.clone()),
         kind: EventKind::RunFailed {
-            status: run_status::FAILED.into(),
+            status: RunStatus::Failed,
             error: INTERRUPTED_ERROR.into(),
             still_applied: Vec::new(),
         },
@@ -173,10 +174,10 @@ fn write_ledger(run: &ActiveRun, event: &mut Event) -> crate::Result<bool> {
                 let updated = diesel::update(
                     dbsafe_runs::table
                         .find(&run.run_id)
-                        .filter(dbsafe_runs::status.eq(run_status::RUNNING)),
+                        .filter(dbsafe_runs::status.eq(RunStatus::Running)),
                 )
                 .set((
-                    dbsafe_runs::status.eq(run_status::FAILED),
+                    dbsafe_runs::status.eq(RunStatus::Failed),
                     dbsafe_runs::finished_at.eq(now()),
                     dbsafe_runs::error.eq(INTERRUPTED_ERROR),
                 ))
@@ -185,7 +186,7 @@ fn write_ledger(run: &ActiveRun, event: &mut Event) -> crate::Result<bool> {
                     let applied: Vec<String> = dbsafe_steps::table
                         .filter(dbsafe_steps::run_id.eq(&run.run_id))
                         .filter(dbsafe_steps::direction.eq("up"))
-                        .filter(dbsafe_steps::status.eq(step_status::APPLIED))
+                        .filter(dbsafe_steps::status.eq(StepStatus::Applied))
                         .order(dbsafe_steps::seq)
                         .select(dbsafe_steps::version)
                         .load(conn)?;

@@ -160,7 +160,7 @@ mod tests {
             at: "2026-11-21T00:00:00.000Z".into(),
             operator: Some("me".into()),
             kind: EventKind::RunStarted {
-                kind: "apply".into(),
+                kind: crate::run::RunKind::Apply,
                 target: "dev".into(),
                 environment: "test".into(),
                 url: "sqlite://x.db".into(),

@@ -36,6 +36,7 @@ pub mod roundtrip;
 pub mod run;
 pub mod runs;
 pub mod seed;
+pub mod session;
 pub mod setup;
 pub mod snapshot;
 pub mod status;

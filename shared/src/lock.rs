@@ -133,11 +133,6 @@ pub fn announce_holder(db: &mut Database, run_id: &str) -> Result<()> {
     db.backend().dialect().announce_lock_holder(db, run_id)
 }
 
-/// MySQL: [`announce_holder`].
-pub fn announce_mysql_holder(db: &mut Database, run_id: &str) -> Result<()> {
-    announce_holder(db, run_id)
-}
-
 impl TargetLock {
     /// Releases the lock.
     pub fn release(self, db: &mut Database) {

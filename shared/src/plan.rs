@@ -21,7 +21,7 @@ use crate::preflight;
 use crate::run::new_run_id;
 use crate::snapshot::{self, Scratch};
 use crate::step::is_transactional;
-use crate::target::{Backend, Target};
+use crate::target::Target;
 use crate::verify::{self, VerifyOptions};
 
 /// A table with more estimated rows than this, locked ACCESS EXCLUSIVE, is called out.
@@ -290,10 +290,10 @@ fn rehearse_on_clone(config: &Config, target: &Target) -> Result<Vec<Rehearsed>>
             let manifest = snapshot::create(&clone_config, target, &mut source, strategy, None)?;
             drop(source);
             snapshot::restore_into(&clone_config, &manifest, scratch.url())?;
-            if scratch.url().backend() == Backend::Postgres {
+            if let Some(analyze) = scratch.url().backend().dialect().analyze_sql() {
                 // A restored database has no statistics yet; the lock report needs row estimates.
                 Database::connect(scratch.url(), Create::Never)?
-                    .execute("ANALYZE")
+                    .execute(analyze)
                     .map_err(|e| Error::db("analyzing the rehearsal clone", e))?;
             }
         }

@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use crate::config::ApplyConfig;
 use crate::connection::Database;
 use crate::error::{Error, Result};
-use crate::ledger::{self, StepRow, step_status};
+use crate::ledger::{self, StepRow};
 use crate::migrations::MigrationSet;
+use crate::run::StepStatus;
 use crate::target::Target;
 
 /// How the operator chose and confirmed the target.
@@ -118,7 +119,7 @@ pub fn ledger_findings(
             let Some(migration) = set.get(&version) else {
                 continue;
             };
-            if step.status == step_status::APPLIED
+            if step.status == StepStatus::Applied
                 && applied.contains(&version)
                 && step.up_checksum != migration.up_checksum
             {

@@ -11,8 +11,9 @@ use crate::error::Result;
 use crate::event::{Event, EventKind, EventSink};
 use crate::interrupt;
 use crate::journal::Journal;
-use crate::ledger::{self, RunRow, StepRow, run_status};
+use crate::ledger::{self, RunRow, StepRow};
 use crate::run::{RunContext, now};
+use crate::run::{RunKind, RunStatus};
 use crate::target::{Backend, Target};
 
 /// Writes one run's events everywhere they belong.
@@ -52,14 +53,14 @@ impl<'a> Recorder<'a> {
     pub fn run_row(
         &self,
         target: &Target,
-        kind: &str,
+        kind: RunKind,
         parent: Option<&str>,
         snapshot_id: Option<String>,
     ) -> RunRow {
         let context = &self.context;
         RunRow {
             id: context.id.clone(),
-            kind: kind.into(),
+            kind,
             target: target.name.clone(),
             environment: target.environment.to_string(),
             operator: context.operator.clone(),
@@ -69,7 +70,7 @@ impl<'a> Recorder<'a> {
             git_dirty: context.git_dirty,
             started_at: now(),
             finished_at: None,
-            status: run_status::RUNNING.into(),
+            status: RunStatus::Running,
             snapshot_id,
             bundle_hash: None,
             error: None,
@@ -84,13 +85,13 @@ impl<'a> Recorder<'a> {
     pub fn run_started(
         &self,
         target: &Target,
-        kind: &str,
+        kind: RunKind,
         pending: Vec<String>,
         snapshot_id: Option<String>,
     ) -> EventKind {
         let context = &self.context;
         EventKind::RunStarted {
-            kind: kind.into(),
+            kind,
             target: target.name.clone(),
             environment: target.environment.to_string(),
             url: target.url.redacted(),
@@ -117,7 +118,7 @@ impl<'a> Recorder<'a> {
         ledger::finish_run(
             &mut db.conn,
             &self.context.id,
-            run_status::SUCCEEDED,
+            RunStatus::Succeeded,
             &now(),
             bundle_hash,
             None,
@@ -232,9 +233,11 @@ impl<'a> Recorder<'a> {
         Ok(event)
     }
 
-    /// [`Recorder::write_in`] together with the step row, in one batch (PostgreSQL and
-    /// SQLite): the migration's ledger rows cost one round trip.
-    pub fn write_step_in(
+    /// Inside a step's open transaction (begun by a plain `BEGIN`): the step row, the
+    /// deferred events and `kind`'s event, then `COMMIT`, in one batch: the migration's
+    /// ledger rows and its commit cost one round trip. Once it returns, call
+    /// [`Recorder::committed`] and publish the event.
+    pub fn write_step_and_commit(
         &mut self,
         conn: &mut AnyConnection,
         backend: Backend,
@@ -247,7 +250,9 @@ impl<'a> Recorder<'a> {
         let seq = self.seq();
         let mut events: Vec<(i32, &Event)> = self.unwritten.iter().map(|(s, e)| (*s, e)).collect();
         events.push((seq, &event));
-        conn.batch_execute(&ledger::step_and_events_sql(backend, step, &events))?;
+        let mut batch = ledger::step_and_events_sql(backend, step, &events);
+        batch.push_str("COMMIT");
+        conn.batch_execute(&batch)?;
         Ok(event)
     }
 

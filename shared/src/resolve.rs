@@ -7,16 +7,13 @@
 use diesel::prelude::*;
 
 use crate::config::Config;
-use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
-use crate::identity;
-use crate::journal::Journal;
-use crate::ledger::{self, RunRow, StepRow, run_status, step_status};
-use crate::lock;
+use crate::ledger::{self, StepRow};
 use crate::migrations::MigrationSet;
-use crate::preflight::{self, Confirmation};
-use crate::run::{RunContext, now};
+use crate::preflight::Confirmation;
+use crate::run::{Direction, RunKind, RunStatus, StepStatus, now};
+use crate::session::{Opening, Session};
 use crate::target::Target;
 
 /// What the operator says the migration's state is now.
@@ -40,19 +37,17 @@ pub fn resolve(
     reason: Option<&str>,
     sink: &mut dyn EventSink,
 ) -> Result<()> {
-    preflight::guard_protected(target, confirmation)?;
-    let mut db = Database::connect(&target.url, Create::Never)?;
-    identity::check(&mut db, target, &config.snapshot_dir, false)?;
-    let context = RunContext::new(&config.root);
-    let lock = lock::acquire_now(&mut db, &context.id, "resolving a step")?;
+    let opening = Opening {
+        wait_for_lock: false,
+        ..Opening::new(RunKind::Resolve, confirmation)
+    };
+    let mut session = Session::open(config, target, opening, sink)?;
     let asked = Asked {
         version,
         state,
         reason,
     };
-    let result = resolve_locked(config, target, &mut db, &context, &asked, sink);
-    lock.release(&mut db);
-    result
+    resolve_locked(&mut session, &asked)
 }
 
 /// What the operator asked to record.
@@ -96,14 +91,10 @@ fn set_history_state(
     crate::layout::record_resolved(conn, version, migration, state == ResolvedState::Applied)
 }
 
-fn resolve_locked(
-    config: &Config,
-    target: &Target,
-    db: &mut Database,
-    context: &RunContext,
-    asked: &Asked<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<()> {
+fn resolve_locked(session: &mut Session<'_>, asked: &Asked<'_>) -> Result<()> {
+    let config = session.config;
+    let context = session.recorder.context.clone();
+    let db = &mut session.db;
     let (version, state) = (asked.version, asked.state);
     let dirty = if ledger::exists(db)? {
         ledger::dirty_steps(db)?
@@ -120,24 +111,24 @@ fn resolve_locked(
         .iter()
         .find(|s| s.version == version || s.name == version)
     else {
-        return resolve_version(config, target, db, context, asked, &dirty, sink);
+        return resolve_version(session, asked, &dirty);
     };
     // The step's status says what the step did: a dirty `up` step resolved as applied
     // applied, one resolved as reverted failed; a dirty `down` step (a revert that did not
     // finish) the other way round.
     let down = step.direction == "down";
     let status = match state {
-        ResolvedState::Applied if down => step_status::FAILED,
-        ResolvedState::Applied => step_status::APPLIED,
-        ResolvedState::Reverted if down => step_status::REVERTED,
-        ResolvedState::Reverted => step_status::FAILED,
+        ResolvedState::Applied if down => StepStatus::Failed,
+        ResolvedState::Applied => StepStatus::Applied,
+        ResolvedState::Reverted if down => StepStatus::Reverted,
+        ResolvedState::Reverted => StepStatus::Failed,
     };
     let word = asked.word();
     let migration = crate::migrations::MigrationSet::load(&config.migrations_dir)
         .ok()
         .and_then(|set| set.get(&step.version).cloned());
     let mut resolved = step.clone();
-    resolved.status = status.into();
+    resolved.status = status;
     resolved.error = Some(format!(
         "resolved by {} as {word}{}: {}",
         context.operator,
@@ -153,22 +144,16 @@ fn resolve_locked(
             ledger::insert_event(conn, seq, &event)
         })
         .map_err(|e| Error::db("recording the resolution", e))?;
-    sink.emit(&event);
-    Journal::new(&config.snapshot_dir).append(&target.name, &event)
+    session.recorder.publish(&event)
 }
 
 /// A version that is not a dirty step: any migration on disk or applied. Records a
 /// `resolve` run of one step (`up`/`applied` or `down`/`reverted`), so the ledger's newest
 /// step for the version says what the operator found, and sets diesel's table to match.
-fn resolve_version(
-    config: &Config,
-    target: &Target,
-    db: &mut Database,
-    context: &RunContext,
-    asked: &Asked<'_>,
-    dirty: &[StepRow],
-    sink: &mut dyn EventSink,
-) -> Result<()> {
+fn resolve_version(session: &mut Session<'_>, asked: &Asked<'_>, dirty: &[StepRow]) -> Result<()> {
+    let (config, target) = (session.config, session.target);
+    let context = session.recorder.context.clone();
+    let db = &mut session.db;
     let set = MigrationSet::load(&config.migrations_dir)?;
     let applied = ledger::diesel_applied(db)?;
     let migration = set
@@ -200,37 +185,24 @@ fn resolve_version(
         context.operator,
         asked.reason.map(|r| format!(": {r}")).unwrap_or_default()
     );
-    let run = RunRow {
-        id: context.id.clone(),
-        kind: "resolve".into(),
-        target: target.name.clone(),
-        environment: target.environment.to_string(),
-        operator: context.operator.clone(),
-        host: context.host.clone(),
-        tool_version: context.tool_version.clone(),
-        git_commit: context.git_commit.clone(),
-        git_dirty: context.git_dirty,
-        started_at: finished.clone(),
-        finished_at: Some(finished.clone()),
-        status: run_status::SUCCEEDED.into(),
-        snapshot_id: None,
-        bundle_hash: None,
-        error: None,
-        parent_run: None,
-        restored_by: None,
-        fleet_run: None,
-    };
+    // A run of one step, finished as it is written: one transaction records it all.
+    let mut run = session
+        .recorder
+        .run_row(target, RunKind::Resolve, None, None);
+    run.status = RunStatus::Succeeded;
+    run.finished_at = Some(finished.clone());
+    let db = &mut session.db;
     let (direction, status) = match asked.state {
-        ResolvedState::Applied => ("up", step_status::APPLIED),
-        ResolvedState::Reverted => ("down", step_status::REVERTED),
+        ResolvedState::Applied => (Direction::Up, StepStatus::Applied),
+        ResolvedState::Reverted => (Direction::Down, StepStatus::Reverted),
     };
     let step = StepRow {
         run_id: context.id.clone(),
         seq: 1,
         version: version.clone(),
         name: migration.map_or_else(|| version.clone(), |m| m.name.clone()),
-        direction: direction.into(),
-        status: status.into(),
+        direction,
+        status,
         transactional: true,
         up_checksum: migration.map(|m| m.up_checksum.clone()).unwrap_or_default(),
         down_checksum: migration.and_then(|m| m.down_checksum.clone()),
@@ -251,6 +223,5 @@ fn resolve_version(
             ledger::insert_event(conn, 1, &event)
         })
         .map_err(|e| Error::db("recording the resolution", e))?;
-    sink.emit(&event);
-    Journal::new(&config.snapshot_dir).append(&target.name, &event)
+    session.recorder.publish(&event)
 }

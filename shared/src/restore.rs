@@ -13,10 +13,10 @@ use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind};
 use crate::journal::{Journal, JournalEntry};
-use crate::ledger::{self, RunRow, run_status};
-use crate::lock;
-use crate::recorder::Recorder;
+use crate::ledger::{self, RunRow};
+use crate::run::RunStatus;
 use crate::run::now;
+use crate::session::Session;
 use crate::snapshot::{self, Manifest, Recovered, Staging, SwapPlan};
 use crate::target::Target;
 
@@ -43,18 +43,16 @@ pub struct RestoreRequest<'r> {
     pub write_own: &'r mut dyn FnMut(&mut Database) -> Result<()>,
 }
 
-/// Restores `manifest` into the target for the run `recorder` records. `db` is the run's
-/// session on the target: it is reopened on the new database after the swap, with the
-/// target's lock taken again.
+/// Restores `manifest` into the session's target. The session's connection is reopened
+/// on the new database after the swap, with the target's lock taken again.
 pub fn restore_snapshot(
-    config: &Config,
-    target: &Target,
+    session: &mut Session<'_>,
     manifest: &Manifest,
-    db: &mut Database,
-    recorder: &mut Recorder<'_>,
     request: RestoreRequest<'_>,
 ) -> Result<RestoreOutcome> {
-    let run_id = recorder.context.id.clone();
+    let (config, target) = (session.config, session.target);
+    let run_id = session.run_id().to_owned();
+    let Session { db, recorder, .. } = session;
     let started = Instant::now();
     let staging = Staging::create(&target.url, &run_id)?;
     let mut plan = staging.plan(&run_id)?;
@@ -99,13 +97,11 @@ pub fn restore_snapshot(
     crate::pause::point("restore-swap");
     staging.swap(db, &plan, config.snapshot.keep_replaced)?;
     crate::pause::point("restore-swapped");
-    if db.backend() == crate::target::Backend::Postgres {
-        // The lock lived in the replaced database's session; nothing could connect to the
-        // target meanwhile, so this takes it at once (if another run got in first, it sees
-        // the finished restore and our remaining writes are ours alone).
-        let _ = lock::acquire(db, &run_id, std::time::Duration::ZERO, &mut |_| {});
-    }
-    recorder.emit(db, ended(manifest, Recovered::Swapped, false))?;
+    // Nothing could connect to the target during the swap, so this takes the lock at once
+    // (if another run got in first, it sees the finished restore and our remaining writes
+    // are ours alone).
+    let _ = session.relock();
+    session.emit(ended(manifest, Recovered::Swapped, false))?;
     Ok(RestoreOutcome {
         rehydrated_runs,
         differences,
@@ -213,12 +209,12 @@ pub fn finish_interrupted(config: &Config, target: &Target) -> Result<Option<Str
         Recovered::Swapped => {
             let mut db = Database::connect(&target.url, Create::Never)?;
             if let Some(row) = ledger::run(&mut db, &r.run)?
-                && row.status == run_status::RUNNING
+                && row.status == RunStatus::Running
             {
                 ledger::finish_run(
                     &mut db.conn,
                     &r.run,
-                    run_status::SUCCEEDED,
+                    RunStatus::Succeeded,
                     &now(),
                     None,
                     None,
@@ -340,7 +336,7 @@ fn run_row_from(id: &str, target: &str, events: &[&Event]) -> Option<RunRow> {
                 fleet_run,
                 ..
             } => Some((
-                kind.clone(),
+                *kind,
                 environment.clone(),
                 host.clone(),
                 tool_version.clone(),
@@ -367,7 +363,7 @@ fn run_row_from(id: &str, target: &str, events: &[&Event]) -> Option<RunRow> {
         git_dirty,
         started_at: first.at.clone(),
         finished_at: Some(events.last().map_or_else(now, |e| e.at.clone())),
-        status: run_status::RESTORED.into(),
+        status: RunStatus::Restored,
         snapshot_id,
         bundle_hash: None,
         error,

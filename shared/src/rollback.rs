@@ -4,7 +4,6 @@
 //! taken before the run, after a safety snapshot of the current state.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
 
 use serde::Serialize;
 
@@ -12,17 +11,15 @@ use crate::config::{Config, SnapshotStrategy};
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::event::{EventKind, EventSink};
-use crate::identity;
-use crate::journal::Journal;
-use crate::ledger::{self, RunRow, StepRow, run_status, step_status};
-use crate::lock;
+use crate::ledger::{self, RunRow, StepRow};
 use crate::migrations::{Migration, MigrationSet};
 use crate::preflight::{self, Confirmation};
-use crate::recorder::Recorder;
 use crate::restore;
-use crate::run::{RunContext, now};
+use crate::run::{Direction, RunKind, now};
+use crate::run::{RunStatus, StepStatus};
+use crate::session::{Opening, Session};
 use crate::snapshot::{self, Manifest, SnapshotStore};
-use crate::step;
+use crate::step::{self, Recording};
 use crate::target::Target;
 
 /// Which run to roll back and how.
@@ -129,7 +126,7 @@ fn still_applied(db: &mut Database) -> Result<Vec<(RunRow, Vec<StepRow>)>> {
                 .filter(|s| {
                     s.run_id == run.id
                         && s.direction == "up"
-                        && s.status == step_status::APPLIED
+                        && s.status == StepStatus::Applied
                         && applied.contains(&s.version)
                 })
                 .cloned()
@@ -462,8 +459,8 @@ pub fn rollback(
     if !options.dry_run {
         restore::report_finished(config, target, sink)?;
     }
-    let mut db = open(target)?;
-    let plan = plan_with(config, &mut db, options)?;
+    // What would be done is known (and a bad request refused) before anything is taken.
+    let plan = plan_with(config, &mut open(target)?, options)?;
     if options.dry_run {
         return Ok(RollbackOutcome {
             run_id: String::new(),
@@ -471,37 +468,31 @@ pub fn rollback(
             safety_snapshot: None,
         });
     }
-    preflight::guard_protected(target, options.confirmation)?;
-    let binding = identity::check(&mut db, target, &config.snapshot_dir, false)?;
-    let mut recorder = Recorder::new(
-        RunContext::new(&config.root).in_fleet(options.fleet_run.as_deref()),
-        &target.name,
-        Journal::new(&config.snapshot_dir),
-        sink,
-    );
-    let run_id = recorder.context.id.clone();
-    let lock = lock::acquire(&mut db, &run_id, config.apply.lock_wait, &mut |_| {})?;
-    let result = (|| {
-        // A restore rewinds a dirty target too; reverting on one is not safe.
-        let dirty = ledger::dirty_steps(&mut db)?;
-        if let Some(step) = dirty.first()
-            && plan.snapshot.is_none()
-        {
-            return Err(Error::Refused(preflight::dirty_message(step)));
-        }
-        let interrupted = ledger::running_runs(&mut db)?;
-        ledger::mark_interrupted(&mut db, &interrupted)?;
-        identity::record(&mut db, target, &config.snapshot_dir, &binding)?;
-        // Plan again under the lock: another process may have changed the ledger meanwhile.
-        let plan = plan_with(config, &mut db, options)?;
-        if plan.snapshot.is_some() {
-            restore_run(config, target, &mut db, &mut recorder, plan)
-        } else {
-            revert_run(config, target, &mut db, &mut recorder, plan, options)
-        }
-    })();
-    lock.release(&mut db);
-    result
+    let kind = if plan.snapshot.is_some() {
+        RunKind::Restore
+    } else {
+        RunKind::Rollback
+    };
+    let opening = Opening {
+        fleet_run: options.fleet_run.as_deref(),
+        ..Opening::new(kind, options.confirmation)
+    };
+    let mut session = Session::open(config, target, opening, sink)?;
+    // A restore rewinds a dirty target too; reverting on one is not safe.
+    let dirty = ledger::dirty_steps(&mut session.db)?;
+    if let Some(step) = dirty.first()
+        && plan.snapshot.is_none()
+    {
+        return Err(Error::Refused(preflight::dirty_message(step)));
+    }
+    session.prepare_ledger()?;
+    // Plan again under the lock: another process may have changed the ledger meanwhile.
+    let plan = plan_with(config, &mut session.db, options)?;
+    if plan.snapshot.is_some() {
+        restore_run(&mut session, plan)
+    } else {
+        revert_run(&mut session, plan, options)
+    }
 }
 
 /// The command that runs this rollback again, accepting `name`'s fixed down.sql.
@@ -545,87 +536,73 @@ fn shell_word(word: &str) -> String {
 }
 
 fn revert_run(
-    config: &Config,
-    target: &Target,
-    db: &mut Database,
-    recorder: &mut Recorder<'_>,
+    session: &mut Session<'_>,
     plan: RollbackPlan,
     options: &RollbackOptions,
 ) -> Result<RollbackOutcome> {
-    let started = Instant::now();
-    let run_id = recorder.context.id.clone();
-    let row = recorder.run_row(target, "rollback", Some(&plan.run_id), None);
-    ledger::insert_run(&mut db.conn, &row).map_err(|e| Error::db("writing dbsafe_runs", e))?;
-    recorder.ledger_ready(db)?;
+    let (config, target) = (session.config, session.target);
+    let run_id = session.run_id().to_owned();
     let versions: Vec<String> = plan.reverts.iter().map(|r| r.version.clone()).collect();
-    recorder.emit(db, recorder.run_started(target, "rollback", versions, None))?;
+    session.start(Some(&plan.run_id), None, versions)?;
     let set = MigrationSet::load(&config.migrations_dir)?;
     let total = plan.reverts.len();
     for (index, planned) in plan.reverts.iter().enumerate() {
         let migration: &Migration = set.get(&planned.version).expect("checked by the plan");
-        let reverted_run = planned.run_id.clone();
-        let event = |version: String, name: String, duration_ms| EventKind::RollbackRevert {
-            version,
-            name,
-            reverted_run: reverted_run.clone(),
+        let reverted = |duration_ms| EventKind::RollbackRevert {
+            version: migration.version.clone(),
+            name: migration.name.clone(),
+            reverted_run: planned.run_id.clone(),
             duration_ms,
         };
         if let Some(recorded) = &planned.down_edited {
-            recorder.emit(
-                db,
-                EventKind::RollbackDownEdited {
-                    version: planned.version.clone(),
-                    name: planned.name.clone(),
-                    recorded_checksum: recorded.clone(),
-                    checksum: planned.down_checksum.clone(),
-                },
-            )?;
+            session.emit(EventKind::RollbackDownEdited {
+                version: planned.version.clone(),
+                name: planned.name.clone(),
+                recorded_checksum: recorded.clone(),
+                checksum: planned.down_checksum.clone(),
+            })?;
         }
-        if let Err(message) = step::revert_one(
-            db,
-            recorder,
-            &config.apply,
+        let recording = Recording {
+            recorder: &mut session.recorder,
+            seq: index as i32 + 1,
+            done: &reverted,
+            lock_log: None,
+        };
+        if let Err(failure) = step::execute(
+            &mut session.db,
+            Some(&config.apply),
             migration,
-            index as i32 + 1,
-            &event,
+            Direction::Down,
+            Some(recording),
         ) {
             let remaining: Vec<&str> = plan.reverts[index..]
                 .iter()
                 .map(|r| r.name.as_str())
                 .collect();
             let state = format!(
-                "{index} of {total} reverted; {message}.\n  The database now still has: {}.\n  Fix the down.sql and run `{}`: it continues from here and records the edited down.sql (or fix the database and run the same rollback again)",
+                "{index} of {total} reverted; {}.\n  The database now still has: {}.\n  Fix the down.sql and run `{}`: it continues from here and records the edited down.sql (or fix the database and run the same rollback again)",
+                failure.describe_down(migration),
                 crate::run::names_in_brief(&remaining),
                 again_command(target, &plan, options, &planned.name)
             );
-            let _ = ledger::finish_run(
-                &mut db.conn,
-                &run_id,
-                run_status::FAILED,
-                &now(),
+            let still: Vec<String> = remaining.iter().map(|n| (*n).to_owned()).collect();
+            return Err(Error::Attention(session.fail(
+                RunStatus::Failed,
+                state,
                 None,
-                Some(&state),
-            );
-            let _ = recorder.emit(
-                db,
-                EventKind::RunFailed {
-                    status: run_status::FAILED.into(),
-                    error: state.clone(),
-                    still_applied: remaining.iter().map(|n| (*n).to_owned()).collect(),
-                },
-            );
-            return Err(Error::Attention(state));
+                still,
+            )));
         }
     }
     // A run none of whose migrations remain applied is now `reverted`.
-    let remaining = still_applied(db)?;
+    let remaining = still_applied(&mut session.db)?;
     let undone: BTreeSet<&str> = plan.reverts.iter().map(|r| r.run_id.as_str()).collect();
     for (run, steps) in &remaining {
         if undone.contains(run.id.as_str()) && steps.is_empty() {
             ledger::finish_run(
-                &mut db.conn,
+                &mut session.db.conn,
                 &run.id,
-                run_status::REVERTED,
+                RunStatus::Reverted,
                 run.finished_at.as_deref().unwrap_or(&now()),
                 run.bundle_hash.as_deref(),
                 run.error.as_deref(),
@@ -633,7 +610,7 @@ fn revert_run(
             .map_err(|e| Error::db("writing dbsafe_runs", e))?;
         }
     }
-    recorder.succeed(db, None, total, started)?;
+    session.succeed(None, total)?;
     Ok(RollbackOutcome {
         run_id,
         plan,
@@ -641,15 +618,9 @@ fn revert_run(
     })
 }
 
-fn restore_run(
-    config: &Config,
-    target: &Target,
-    db: &mut Database,
-    recorder: &mut Recorder<'_>,
-    plan: RollbackPlan,
-) -> Result<RollbackOutcome> {
-    let started = Instant::now();
-    let run_id = recorder.context.id.clone();
+fn restore_run(session: &mut Session<'_>, plan: RollbackPlan) -> Result<RollbackOutcome> {
+    let (config, target) = (session.config, session.target);
+    let run_id = session.run_id().to_owned();
     let manifest = plan
         .snapshot
         .clone()
@@ -664,30 +635,27 @@ fn restore_run(
         )));
     }
     // The run's own rows go in after the restore, which rewinds the ledger.
-    recorder.emit(
-        db,
-        recorder.run_started(target, "restore", Vec::new(), Some(manifest.id.clone())),
-    )?;
+    session.announce(Vec::new(), Some(manifest.id.clone()))?;
     // The safety snapshot: the state being thrown away, in case it is wanted after all.
     // (A template clone cannot be taken while this session holds the lock in the database.)
-    let strategy = match snapshot::resolve_strategy(config.snapshot.strategy, db.backend())? {
+    let strategy = match snapshot::resolve_strategy(config.snapshot.strategy, session.db.backend())?
+    {
         SnapshotStrategy::Template => SnapshotStrategy::PgDump,
         other => other,
     };
-    let safety = snapshot::create(config, target, db, strategy, Some(&run_id))?;
-    recorder.emit(
-        db,
-        EventKind::SnapshotCreated {
-            snapshot_id: safety.id.clone(),
-            strategy: safety.strategy.clone(),
-            bytes: safety.files.iter().map(|f| f.size).sum(),
-            duration_ms: safety.duration_ms,
-        },
-    )?;
+    let safety = snapshot::create(config, target, &mut session.db, strategy, Some(&run_id))?;
+    session.emit(EventKind::SnapshotCreated {
+        snapshot_id: safety.id.clone(),
+        strategy: safety.strategy.clone(),
+        bytes: safety.files.iter().map(|f| f.size).sum(),
+        duration_ms: safety.duration_ms,
+    })?;
     // The run's own row goes into the restored copy just before the swap, with the events
     // recorded so far: the swap makes the restore and its record true at once.
     let parent = Some(plan.run_id.as_str()).filter(|p| !p.is_empty());
-    let row = recorder.run_row(target, "restore", parent, Some(safety.id.clone()));
+    let row = session
+        .recorder
+        .run_row(target, RunKind::Restore, parent, Some(safety.id.clone()));
     let retry = match parent {
         Some(parent) => format!(
             "cargo dbrollback {parent} --restore --target {}",
@@ -702,34 +670,38 @@ fn restore_run(
     let mut write_own = |copy: &mut Database| -> Result<()> {
         ledger::insert_run(&mut copy.conn, &row).map_err(|e| Error::db("writing dbsafe_runs", e))
     };
-    let outcome = restore::restore_snapshot(
-        config,
-        target,
+    let restored = restore::restore_snapshot(
+        session,
         &manifest,
-        db,
-        recorder,
         restore::RestoreRequest {
             skip: &skip,
             retry,
             write_own: &mut write_own,
         },
-    )
-    .map_err(|e| {
-        Error::Attention(format!(
-            "restoring snapshot {} failed: {e}\n  The target was not replaced: it is as it was before this command. The state before the restore is also in safety snapshot {}",
-            manifest.id, safety.id
-        ))
+    );
+    let outcome = match restored {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let state = format!(
+                "restoring snapshot {} failed: {e}\n  The target was not replaced: it is as it was before this command. The state before the restore is also in safety snapshot {}",
+                manifest.id, safety.id
+            );
+            // The run has no row (it goes in with the restored copy): the event records it.
+            return Err(Error::Attention(session.fail(
+                RunStatus::Failed,
+                state,
+                None,
+                Vec::new(),
+            )));
+        }
+    };
+    session.emit(EventKind::SnapshotRestored {
+        snapshot_id: manifest.id.clone(),
+        rehydrated_runs: outcome.rehydrated_runs.clone(),
+        differences: outcome.differences.clone(),
+        duration_ms: outcome.duration_ms,
     })?;
-    recorder.emit(
-        db,
-        EventKind::SnapshotRestored {
-            snapshot_id: manifest.id.clone(),
-            rehydrated_runs: outcome.rehydrated_runs.clone(),
-            differences: outcome.differences.clone(),
-            duration_ms: outcome.duration_ms,
-        },
-    )?;
-    recorder.succeed(db, None, 0, started)?;
+    session.succeed(None, 0)?;
     Ok(RollbackOutcome {
         run_id,
         plan,

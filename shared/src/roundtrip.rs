@@ -14,9 +14,9 @@ use crate::config::{Config, Severity};
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::inspect::{self, SchemaFingerprint};
-use crate::layout::Harness;
 use crate::ledger;
 use crate::migrations::{Migration, MigrationSet};
+use crate::run::Direction;
 use crate::run::new_run_id;
 use crate::snapshot::Scratch;
 use crate::target::{DatabaseUrl, Target};
@@ -152,6 +152,13 @@ fn applied_versions(target: &Target) -> Result<Vec<String>> {
 }
 
 impl Walk<'_> {
+    /// Runs one migration on the shadow through the step executor, unrecorded; the
+    /// server's message when it fails.
+    fn run(&mut self, migration: &Migration, direction: Direction) -> Result<(), String> {
+        crate::step::execute(&mut self.shadow, None, migration, direction, None)
+            .map_err(|e| e.message)
+    }
+
     fn fingerprint(&mut self) -> Result<SchemaFingerprint> {
         inspect::schema_fingerprint(&mut self.shadow)
     }
@@ -160,7 +167,7 @@ impl Walk<'_> {
     /// recorded) when one fails.
     fn replay(&mut self, migrations: &[&Migration], note: &str) -> Result<bool> {
         for migration in migrations {
-            if let Err(e) = self.shadow.conn.run_migration(*migration) {
+            if let Err(e) = self.run(migration, Direction::Up) {
                 self.problems.push(Problem::error(
                     Some(migration.up_path.clone()),
                     format!("{}{note} fails on the shadow database: {e}", migration.name),
@@ -184,7 +191,7 @@ impl Walk<'_> {
     fn check_one(&mut self, migration: &Migration, before: SchemaFingerprint) -> Result<Next> {
         let up = Some(migration.up_path.clone());
         let down = Some(migration.down_path.clone());
-        if let Err(e) = self.shadow.conn.run_migration(migration) {
+        if let Err(e) = self.run(migration, Direction::Up) {
             self.problems.push(Problem::error(
                 up,
                 format!("up.sql of {} fails: {e}", migration.name),
@@ -215,7 +222,7 @@ impl Walk<'_> {
             && migration
                 .revertible_down()
                 .is_some_and(crate::check::lint::uses_concurrently);
-        let reverted = self.shadow.conn.revert_migration(migration);
+        let reverted = self.run(migration, Direction::Down);
         if concurrently {
             let server = reverted
                 .as_ref()
@@ -276,7 +283,7 @@ impl Walk<'_> {
             ));
             return Ok(Next::Rebuild);
         }
-        if let Err(e) = self.shadow.conn.run_migration(migration) {
+        if let Err(e) = self.run(migration, Direction::Up) {
             self.problems.push(Problem::error(
                 up,
                 format!(

@@ -98,6 +98,148 @@ impl RunContext {
     }
 }
 
+/// Declares a closed set of words stored in the ledger as text: the enum, its word
+/// (`as_str`, `Display`, serde), parsing it back, and diesel's text mapping, so the ledger's
+/// rows hold the type and no code compares free strings.
+macro_rules! ledger_word {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $word:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// The word stored in the ledger and shown to users.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word),+
+                }
+            }
+
+            /// The value of a stored word, if it is one.
+            pub fn parse(word: &str) -> Option<$name> {
+                match word {
+                    $($word => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let word = String::deserialize(d)?;
+                $name::parse(&word).ok_or_else(|| {
+                    serde::de::Error::custom(format!(concat!("not a ", stringify!($name), ": {}"), word))
+                })
+            }
+        }
+
+        impl<DB> diesel::serialize::ToSql<diesel::sql_types::Text, DB> for $name
+        where
+            DB: diesel::backend::Backend,
+            str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+        {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, DB>,
+            ) -> diesel::serialize::Result {
+                self.as_str().to_sql(out)
+            }
+        }
+
+        impl<DB> diesel::deserialize::FromSql<diesel::sql_types::Text, DB> for $name
+        where
+            DB: diesel::backend::Backend,
+            String: diesel::deserialize::FromSql<diesel::sql_types::Text, DB>,
+        {
+            fn from_sql(bytes: DB::RawValue<'_>) -> diesel::deserialize::Result<Self> {
+                let word = String::from_sql(bytes)?;
+                $name::parse(&word).ok_or_else(|| {
+                    format!(concat!("the ledger holds an unknown ", stringify!($name), " `{}`"), word).into()
+                })
+            }
+        }
+    };
+}
+
+ledger_word! {
+    /// What a run did.
+    RunKind {
+        /// Applied pending migrations (and seeds).
+        Apply = "apply",
+        /// Reverted a run's migrations with their down.sql.
+        Rollback = "rollback",
+        /// Restored a snapshot into the target.
+        Restore = "restore",
+        /// Recorded the state an operator found (`resolve VERSION --as ...`).
+        Resolve = "resolve",
+    }
+}
+
+ledger_word! {
+    /// Where a run stands.
+    RunStatus {
+        /// In progress (or interrupted, when no process holds the lock).
+        Running = "running",
+        /// Finished, everything holds.
+        Succeeded = "succeeded",
+        /// Failed; what committed stays.
+        Failed = "failed",
+        /// Failed, and its migrations were reverted.
+        Reverted = "reverted",
+        /// Rewound by a snapshot restore.
+        Restored = "restored",
+        /// Shown by `status`, never stored: left `running` by a process that is gone
+        /// (no one holds the target's lock); the next run marks it failed.
+        Interrupted = "interrupted",
+    }
+}
+
+ledger_word! {
+    /// Where one step (one migration up or down) stands.
+    StepStatus {
+        /// A non-transactional step began and has not finished: the target is dirty.
+        Started = "started",
+        /// Applied.
+        Applied = "applied",
+        /// Reverted with down.sql.
+        Reverted = "reverted",
+        /// Failed and left nothing behind.
+        Failed = "failed",
+    }
+}
+
+ledger_word! {
+    /// Which way a step ran a migration.
+    Direction {
+        /// up.sql.
+        Up = "up",
+        /// down.sql.
+        Down = "down",
+    }
+}
+
 /// A fresh run id: UTC second and 4 hex digits, e.g. `20261121T153012Z-7f3a`.
 pub fn new_run_id() -> String {
     let nanos = SystemTime::now()

@@ -10,11 +10,12 @@ use crate::config::Config;
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::identity;
-use crate::ledger::{self, RunRow, StepRow, run_status, step_status};
+use crate::ledger::{self, RunRow, StepRow};
 use crate::lock::{self, LockState};
 use crate::migrations::MigrationSet;
 use crate::preflight;
 use crate::restore;
+use crate::run::{RunStatus, StepStatus};
 use crate::target::{Backend, Target};
 
 /// One migration's state.
@@ -126,7 +127,7 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
                 name: m.name.clone(),
                 state: if is_applied { "applied" } else { "pending" }.into(),
                 applied_by: is_applied.then(|| match latest.get(&m.version) {
-                    Some(step) if step.status == step_status::APPLIED => step.run_id.clone(),
+                    Some(step) if step.status == StepStatus::Applied => step.run_id.clone(),
                     _ => crate::layout::current().outside_tool().to_owned(),
                 }),
                 edited: edited.contains(&m.version),
@@ -152,7 +153,7 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
     let running_runs = if has_ledger {
         ledger::runs(&mut db, i64::MAX)?
             .into_iter()
-            .filter(|r| r.status == run_status::RUNNING)
+            .filter(|r| r.status == RunStatus::Running)
             .collect()
     } else {
         Vec::new()
@@ -197,8 +198,8 @@ fn disagreements(
     latest
         .iter()
         .filter_map(|(version, step)| {
-            let ledger_applied = step.status == step_status::APPLIED && step.direction == "up";
-            let ledger_reverted = step.status == step_status::REVERTED;
+            let ledger_applied = step.status == StepStatus::Applied && step.direction == "up";
+            let ledger_reverted = step.status == StepStatus::Reverted;
             let in_diesel = applied.contains(version);
             if ledger_applied && !in_diesel {
                 Some(format!(
@@ -277,7 +278,7 @@ fn live(
         .collect();
     for run in last_runs.iter_mut() {
         if interrupted.contains(&run.id) {
-            run.status = "interrupted".into();
+            run.status = RunStatus::Interrupted;
         }
     }
     Live {

@@ -1,33 +1,92 @@
-//! One migration run up or down as a recorded step of a run: whether it can be one
-//! transaction, its ledger row, its timeouts, its verify.sql, and reverting it.
+//! The one step executor: runs one migration up or down, in one transaction with its
+//! history row (and, when recorded, its ledger rows) where the backend allows, else
+//! `started` before and the outcome after; with the migration's timeouts, its verify.sql,
+//! and lock timeouts retried. Apply, its failure policy, rollback, the rehearsal, the
+//! round trip and the drift shadows all run migrations through [`execute`].
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use diesel::Connection;
 use diesel::connection::SimpleConnection;
 
 use crate::config::ApplyConfig;
 use crate::connection::{self, AnyConnection, Database};
 use crate::event::{Event, EventKind};
 use crate::layout::Harness;
-use crate::ledger::{self, StepRow, step_status};
+use crate::ledger::{self, StepRow};
 use crate::migrations::Migration;
 use crate::recorder::Recorder;
-use crate::run::now;
+use crate::run::{Direction, StepStatus, now};
 use crate::target::Backend;
 
 /// Whether a migration's statements and its ledger rows commit as one transaction.
 /// MySQL/MariaDB DDL commits implicitly, so there it never is.
 pub fn is_transactional(backend: Backend, migration: &Migration) -> bool {
-    migration.run_in_transaction && backend != Backend::Mysql
+    migration.run_in_transaction && backend.dialect().transactional_ddl()
 }
 
-/// What can go wrong inside a migration's transaction.
+/// Locks each migration's transaction held before commit, by version, in order (the
+/// rehearsal's report).
+pub type LockLog = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<String>)>>>;
+
+/// How a step is recorded as part of a run.
+pub struct Recording<'r, 'a> {
+    /// The run's recorder.
+    pub recorder: &'r mut Recorder<'a>,
+    /// The step's place in the run.
+    pub seq: i32,
+    /// The event that records the step done, given its duration in milliseconds
+    /// (`migration.applied`, `migration.reverted`, `rollback.revert`).
+    pub done: &'r dyn Fn(u64) -> EventKind,
+    /// Collects the locks the step's transaction held before commit (PostgreSQL, up).
+    pub lock_log: Option<&'r LockLog>,
+}
+
+/// Why a step did not complete.
+#[derive(Debug, Clone)]
+pub struct StepFailure {
+    /// What went wrong, as the server or the file said it.
+    pub message: String,
+    /// Part of it may have run (no transaction): the target is dirty.
+    pub dirty: bool,
+    /// It ran and committed, but its verify.sql failed (no transaction): it is part of
+    /// the run, so a failure policy must undo it too.
+    pub applied: bool,
+    /// Nothing was run: the migration has no down that can revert it.
+    pub no_down: bool,
+}
+
+impl StepFailure {
+    fn clean(message: String) -> StepFailure {
+        StepFailure {
+            message,
+            dirty: false,
+            applied: false,
+            no_down: false,
+        }
+    }
+
+    /// A failed down step as messages describe it: the migration, the error and, when
+    /// part of it may have run, that the target is dirty and how to say it was repaired.
+    pub fn describe_down(&self, migration: &Migration) -> String {
+        if self.no_down {
+            self.message.clone()
+        } else if self.dirty {
+            format!(
+                "down.sql of {} failed: {}; it ran without a transaction, so part of it may have run: the target is dirty (cargo dbsafe resolve {} --as applied|reverted once repaired)",
+                migration.name, self.message, migration.version
+            )
+        } else {
+            format!("down.sql of {} failed: {}", migration.name, self.message)
+        }
+    }
+}
+
+/// What can go wrong inside a step's transaction.
 #[derive(Debug)]
-pub enum StepError {
+enum StepError {
     /// The database refused a statement.
     Database(diesel::result::Error),
-    /// up.sql or down.sql failed.
+    /// The migration's SQL failed.
     Migration(String),
     /// verify.sql did not hold.
     Verify(String),
@@ -57,29 +116,322 @@ pub fn is_lock_timeout(message: &str) -> bool {
         || m.contains("database is locked")
 }
 
-/// A step row for `migration` in the recorder's run.
-pub fn new_step(
-    recorder: &Recorder<'_>,
+/// Runs `migration` in `direction` on `db`: with `config`'s timeouts and lock retries when
+/// given (shadows run without), recorded as a step of a run when `recording` is given.
+/// A failed step is recorded too (a `failed` row, or the `started` row finished, with its
+/// `migration.failed` event).
+pub fn execute(
+    db: &mut Database,
+    config: Option<&ApplyConfig>,
     migration: &Migration,
-    seq: i32,
+    direction: Direction,
+    mut recording: Option<Recording<'_, '_>>,
+) -> Result<(), StepFailure> {
+    if direction == Direction::Down
+        && let Some(missing) = migration.missing_down()
+    {
+        return Err(StepFailure {
+            no_down: true,
+            ..StepFailure::clean(format!("{} has {}", migration.name, missing.describe()))
+        });
+    }
+    let step = Step {
+        migration,
+        direction,
+        config,
+        transactional: is_transactional(db.backend(), migration),
+    };
+    if !step.transactional {
+        return step.without_transaction(db, recording.as_mut());
+    }
+    let retries = config.map_or(0, |c| c.lock_retries as i32);
+    let mut attempt = 1;
+    loop {
+        let started = Instant::now();
+        let error = match step.in_transaction(db, recording.as_mut(), attempt, started) {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        let message = error.to_string();
+        if is_lock_timeout(&message) && attempt <= retries {
+            if let Some(recording) = recording.as_mut() {
+                let _ = recording.recorder.emit(
+                    db,
+                    EventKind::MigrationRetry {
+                        version: migration.version.clone(),
+                        attempt: attempt as u32,
+                        message,
+                    },
+                );
+            }
+            std::thread::sleep(
+                Duration::from_millis(500 * 2u64.pow(attempt as u32 - 1))
+                    .min(Duration::from_secs(10)),
+            );
+            attempt += 1;
+            continue;
+        }
+        let _ = db.ensure_alive();
+        // A failed up step leaves its `failed` row; a failed down step is told by the
+        // run's `run.failed`, which names what stays applied.
+        if let Some(recording) = recording.as_mut().filter(|_| direction == Direction::Up) {
+            step.record_failure(db, recording, &error, attempt, started);
+        }
+        return Err(StepFailure::clean(message));
+    }
+}
+
+/// One step being executed.
+struct Step<'m> {
+    migration: &'m Migration,
+    direction: Direction,
+    config: Option<&'m ApplyConfig>,
     transactional: bool,
-    status: &str,
-) -> StepRow {
-    StepRow {
-        run_id: recorder.context.id.clone(),
-        seq,
-        version: migration.version.clone(),
-        name: migration.name.clone(),
-        direction: "up".into(),
-        status: status.into(),
-        transactional,
-        up_checksum: migration.up_checksum.clone(),
-        down_checksum: migration.down_checksum.clone(),
-        started_at: now(),
-        finished_at: None,
-        duration_ms: None,
-        attempts: 1,
-        error: None,
+}
+
+impl Step<'_> {
+    fn up(&self) -> bool {
+        self.direction == Direction::Up
+    }
+
+    /// The step's ledger row for `recorder`'s run.
+    fn row(&self, recorder: &Recorder<'_>, seq: i32, status: StepStatus) -> StepRow {
+        let migration = self.migration;
+        StepRow {
+            run_id: recorder.context.id.clone(),
+            seq,
+            version: migration.version.clone(),
+            name: migration.name.clone(),
+            direction: self.direction,
+            status,
+            transactional: self.transactional,
+            up_checksum: migration.up_checksum.clone(),
+            down_checksum: migration.down_checksum.clone(),
+            started_at: now(),
+            finished_at: None,
+            duration_ms: None,
+            attempts: 1,
+            error: None,
+        }
+    }
+
+    fn failed_event(&self, error: String, dirty: bool) -> EventKind {
+        EventKind::MigrationFailed {
+            version: self.migration.version.clone(),
+            name: self.migration.name.clone(),
+            error,
+            dirty,
+        }
+    }
+
+    /// The migration's SQL in this direction.
+    fn sql(&self) -> &str {
+        match self.direction {
+            Direction::Up => &self.migration.up_sql,
+            Direction::Down => self.migration.revertible_down().unwrap_or_default(),
+        }
+    }
+
+    /// One attempt in one transaction: `BEGIN`, the timeouts, the SQL and the history row
+    /// in one batch (where the layout's record is one statement), verify.sql, then the
+    /// ledger rows and `COMMIT` in a second batch: two round trips per migration. Any
+    /// failure rolls the whole attempt back.
+    fn in_transaction(
+        &self,
+        db: &mut Database,
+        mut recording: Option<&mut Recording<'_, '_>>,
+        attempt: i32,
+        started: Instant,
+    ) -> Result<(), StepError> {
+        match self.attempt(db, recording.as_deref_mut(), attempt, started) {
+            Ok(event) => {
+                if let (Some(event), Some(recording)) = (event, recording) {
+                    recording.recorder.committed();
+                    let _ = recording.recorder.publish(&event);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = db.execute("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn attempt(
+        &self,
+        db: &mut Database,
+        recording: Option<&mut Recording<'_, '_>>,
+        attempt: i32,
+        started: Instant,
+    ) -> Result<Option<Event>, StepError> {
+        let backend = db.backend();
+        let mut batch = String::from("BEGIN;\n");
+        if let Some(config) = self.config {
+            batch.push_str(&timeouts_sql(backend, config, true));
+            batch.push_str(";\n");
+        }
+        let history = crate::layout::record_sql(backend, self.migration, self.up());
+        if let Some(history) = &history {
+            // The newline ends a trailing `--` comment of the file.
+            batch.push_str(self.sql());
+            batch.push_str("\n;\n");
+            batch.push_str(history);
+        }
+        db.execute(&batch)
+            .map_err(|e| StepError::Migration(e.to_string()))?;
+        if history.is_none() {
+            let open = self.migration.in_open_transaction(String::new());
+            let ran = if self.up() {
+                db.conn.run_migration(&open)
+            } else {
+                db.conn.revert_migration(&open)
+            };
+            ran.map_err(|e| StepError::Migration(e.to_string()))?;
+        }
+        if self.up() {
+            run_verify(&mut db.conn, backend, self.migration)?;
+        }
+        let Some(recording) = recording else {
+            db.execute("COMMIT")?;
+            return Ok(None);
+        };
+        if let Some(log) = recording
+            .lock_log
+            .filter(|_| backend == Backend::Postgres && self.up())
+        {
+            let locks = held_locks(&mut db.conn)?;
+            if let Ok(mut log) = log.lock() {
+                log.push((self.migration.version.clone(), locks));
+            }
+        }
+        let mut row = self.row(recording.recorder, recording.seq, self.done_status());
+        row.finished_at = Some(now());
+        row.duration_ms = Some(millis(started) as i64);
+        row.attempts = attempt;
+        let done = (recording.done)(millis(started));
+        let event = recording
+            .recorder
+            .write_step_and_commit(&mut db.conn, backend, &row, done)?;
+        Ok(Some(event))
+    }
+
+    fn done_status(&self) -> StepStatus {
+        match self.direction {
+            Direction::Up => StepStatus::Applied,
+            Direction::Down => StepStatus::Reverted,
+        }
+    }
+
+    /// A transactional step that failed for good: nothing of it remains; its `failed` row
+    /// and events record why.
+    fn record_failure(
+        &self,
+        db: &mut Database,
+        recording: &mut Recording<'_, '_>,
+        error: &StepError,
+        attempt: i32,
+        started: Instant,
+    ) {
+        let message = error.to_string();
+        let mut row = self.row(recording.recorder, recording.seq, StepStatus::Failed);
+        row.finished_at = Some(now());
+        row.duration_ms = Some(millis(started) as i64);
+        row.attempts = attempt;
+        row.error = Some(message.clone());
+        let _ = ledger::insert_step(&mut db.conn, &row);
+        if let StepError::Verify(m) = error {
+            let _ = recording.recorder.emit(
+                db,
+                EventKind::VerifyFailed {
+                    version: self.migration.version.clone(),
+                    message: m.clone(),
+                },
+            );
+        }
+        let _ = recording
+            .recorder
+            .emit(db, self.failed_event(message, false));
+    }
+
+    /// No transaction (MySQL DDL, or `run_in_transaction = false`): `started` before, the
+    /// outcome after; a `started` row left behind says the target is dirty. The history
+    /// row is written by the layout's harness, as the tool that owns it would.
+    fn without_transaction(
+        &self,
+        db: &mut Database,
+        mut recording: Option<&mut Recording<'_, '_>>,
+    ) -> Result<(), StepFailure> {
+        let backend = db.backend();
+        let started = Instant::now();
+        let mut row = recording
+            .as_deref()
+            .map(|r| self.row(r.recorder, r.seq, StepStatus::Started));
+        if let Some(row) = &row {
+            ledger::insert_step(&mut db.conn, row)
+                .map_err(|e| StepFailure::clean(format!("writing dbsafe_steps: {e}")))?;
+        }
+        if let Some(config) = self.config {
+            set_timeouts(&mut db.conn, backend, config, false).map_err(|e| {
+                StepFailure::clean(format!("setting the migration's timeouts: {e}"))
+            })?;
+        }
+        let ran = if self.up() {
+            db.conn.run_migration(self.migration)
+        } else {
+            db.conn.revert_migration(self.migration)
+        }
+        .map_err(|e| e.to_string());
+        // verify.sql runs with the migration's timeouts too.
+        let verified = match (&ran, self.up()) {
+            (Ok(()), true) => run_verify(&mut db.conn, backend, self.migration),
+            _ => Ok(()),
+        };
+        if self.config.is_some() {
+            reset_timeouts(&mut db.conn, backend);
+        }
+        if let Err(message) = ran {
+            let _ = db.ensure_alive();
+            if let (Some(row), Some(recording)) = (row.as_mut(), recording.as_deref_mut()) {
+                row.finished_at = Some(now());
+                row.duration_ms = Some(millis(started) as i64);
+                row.error = Some(message.clone());
+                let failed = self.failed_event(message.clone(), true);
+                let _ = finish_step_recorded(db, recording.recorder, row, failed);
+            }
+            return Err(StepFailure {
+                dirty: true,
+                ..StepFailure::clean(message)
+            });
+        }
+        if let (Some(row), Some(recording)) = (row.as_mut(), recording) {
+            row.status = self.done_status();
+            row.finished_at = Some(now());
+            row.duration_ms = Some(millis(started) as i64);
+            if let Err(e) = &verified {
+                row.error = Some(e.to_string());
+            }
+            let done = (recording.done)(millis(started));
+            finish_step_recorded(db, recording.recorder, row, done)
+                .map_err(|e| StepFailure::clean(format!("writing dbsafe_steps: {e}")))?;
+            if let Err(StepError::Verify(m)) = &verified {
+                let _ = recording.recorder.emit(
+                    db,
+                    EventKind::VerifyFailed {
+                        version: self.migration.version.clone(),
+                        message: m.clone(),
+                    },
+                );
+            }
+        }
+        match verified {
+            Ok(()) => Ok(()),
+            // Applied but not verified: it is part of the run, so the policy may revert it.
+            Err(e) => Err(StepFailure {
+                applied: true,
+                ..StepFailure::clean(format!("{e} (the migration itself was applied)"))
+            }),
+        }
     }
 }
 
@@ -97,44 +449,20 @@ pub fn set_timeouts(
 
 /// The statements that set a migration's timeouts (see [`set_timeouts`]).
 pub fn timeouts_sql(backend: Backend, config: &ApplyConfig, in_transaction: bool) -> String {
-    let lock_ms = config.lock_timeout.as_millis();
-    let statement_ms = config.statement_timeout.map_or(0, |d| d.as_millis());
-    match backend {
-        Backend::Postgres => {
-            let scope = if in_transaction { "LOCAL" } else { "SESSION" };
-            format!(
-                "SET {scope} lock_timeout = {lock_ms}; SET {scope} statement_timeout = {statement_ms}"
-            )
-        }
-        // MariaDB alone reads the `/*M! ... */` part: its statement timeout, in seconds.
-        Backend::Mysql => {
-            let seconds = config.lock_timeout.as_secs().max(1);
-            format!(
-                "SET SESSION lock_wait_timeout = {seconds}, innodb_lock_wait_timeout = {seconds} /*M!, max_statement_time = {:.3} */",
-                statement_ms as f64 / 1000.0
-            )
-        }
-        Backend::Sqlite => format!("PRAGMA busy_timeout = {lock_ms}"),
-    }
+    backend.dialect().timeouts_sql(
+        config.lock_timeout,
+        config.statement_timeout,
+        in_transaction,
+    )
 }
 
-/// Undoes session-level timeouts (PostgreSQL outside a transaction, MySQL always, SQLite's
-/// `PRAGMA busy_timeout`, which holds for the whole connection): the session's defaults again.
+/// Undoes session-level timeouts: the session's defaults again.
 pub fn reset_timeouts(conn: &mut AnyConnection, backend: Backend) {
-    let _ = match backend {
-        Backend::Postgres => conn.batch_execute("RESET lock_timeout; RESET statement_timeout"),
-        Backend::Sqlite => conn.batch_execute(&format!(
-            "PRAGMA busy_timeout = {}",
-            connection::SQLITE_BUSY_TIMEOUT_MS
-        )),
-        Backend::Mysql => conn.batch_execute(
-            "SET SESSION lock_wait_timeout = DEFAULT, innodb_lock_wait_timeout = DEFAULT /*M!, max_statement_time = DEFAULT */",
-        ),
-    };
+    let _ = conn.batch_execute(&backend.dialect().reset_timeouts_sql());
 }
 
 /// Runs a migration's verify.sql: one query returning one column; every row must be true.
-pub fn run_verify(
+fn run_verify(
     conn: &mut AnyConnection,
     backend: Backend,
     migration: &Migration,
@@ -145,14 +473,10 @@ pub fn run_verify(
     let file = migration.dir.join("verify.sql");
     let query = crate::verify::subquery(sql, backend)
         .map_err(|e| StepError::Verify(format!("{}: {e}", file.display())))?;
-    let false_rows = match backend {
-        Backend::Postgres => format!(
-            "WITH dbsafe_verify(ok) AS ({query}) SELECT count(*) AS v FROM dbsafe_verify WHERE ok IS NOT TRUE"
-        ),
-        _ => format!(
-            "WITH dbsafe_verify(ok) AS ({query}) SELECT count(*) AS v FROM dbsafe_verify WHERE NOT COALESCE(ok, 0)"
-        ),
-    };
+    let false_rows = format!(
+        "WITH dbsafe_verify(ok) AS ({query}\n) SELECT count(*) AS v FROM dbsafe_verify WHERE {}",
+        backend.dialect().is_not_true("ok")
+    );
     match connection::integer(conn, &false_rows) {
         Ok(0) => Ok(()),
         Ok(n) => Err(StepError::Verify(format!(
@@ -163,139 +487,29 @@ pub fn run_verify(
     }
 }
 
-/// Builds the event that records one reverted migration (`migration.reverted` for an
-/// apply's failure policy, `rollback.revert` for a rollback run).
-pub type RevertedEvent<'e> = dyn Fn(String, String, u64) -> EventKind + 'e;
-
-/// Reverts one migration with its down.sql as step `seq` of the recorder's run: in one
-/// transaction with its ledger rows where the backend allows, else `started` before and
-/// `reverted` after; with the migration's lock and statement timeouts, a lock timeout
-/// retried as apply does. The error names the migration and, when part of it may have
-/// run, says the target is dirty.
-pub fn revert_one(
-    db: &mut Database,
-    recorder: &mut Recorder<'_>,
-    config: &ApplyConfig,
-    migration: &Migration,
-    seq: i32,
-    reverted: &RevertedEvent<'_>,
-) -> Result<(), String> {
-    if let Some(missing) = migration.missing_down() {
-        return Err(format!("{} has {}", migration.name, missing.describe()));
-    }
-    let backend = db.backend();
-    let mut started = Instant::now();
-    let transactional = is_transactional(backend, migration);
-    let mut step = new_step(
-        recorder,
-        migration,
-        seq,
-        transactional,
-        step_status::REVERTED,
-    );
-    step.direction = "down".into();
-    if !transactional {
-        // MySQL DDL (or run_in_transaction = false): no outer transaction, whose savepoint
-        // the DDL's implicit commit would destroy. `started` before, `reverted` after.
-        step.status = step_status::STARTED.into();
-        ledger::insert_step(&mut db.conn, &step)
-            .map_err(|e| format!("writing dbsafe_steps: {e}"))?;
-        let result = set_timeouts(&mut db.conn, backend, config, false)
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                let run = db.conn.revert_migration(migration).map(|_| ());
-                reset_timeouts(&mut db.conn, backend);
-                run.map_err(|e| e.to_string())
-            });
-        step.finished_at = Some(now());
-        step.duration_ms = Some(millis(started) as i64);
-        if let Err(e) = result {
-            let _ = db.ensure_alive();
-            step.error = Some(e.to_string());
-            let _ = finish_step_recorded(
-                db,
-                recorder,
-                &step,
-                EventKind::MigrationFailed {
-                    version: migration.version.clone(),
-                    name: migration.name.clone(),
-                    error: e.to_string(),
-                    dirty: true,
-                },
-            );
-            return Err(format!(
-                "down.sql of {} failed: {e}; it ran without a transaction, so part of it may have run: the target is dirty (cargo dbsafe resolve {} --as applied|reverted once repaired)",
-                migration.name, migration.version
-            ));
-        }
-        step.status = step_status::REVERTED.into();
-        let event = reverted(
-            migration.version.clone(),
-            migration.name.clone(),
-            millis(started),
-        );
-        finish_step_recorded(db, recorder, &step, event)
-            .map_err(|e| format!("writing dbsafe_steps: {e}"))?;
-        return Ok(());
-    }
-    let mut attempt = 1;
-    loop {
-        let result = db.conn.transaction::<Event, StepError, _>(|conn| {
-            set_timeouts(conn, backend, config, true)?;
-            conn.revert_migration(migration)
-                .map_err(|e| StepError::Migration(e.to_string()))?;
-            step.finished_at = Some(now());
-            step.duration_ms = Some(millis(started) as i64);
-            step.attempts = attempt;
-            ledger::insert_step(conn, &step)?;
-            Ok(recorder.write_in(
-                conn,
-                reverted(
-                    migration.version.clone(),
-                    migration.name.clone(),
-                    millis(started),
-                ),
-            )?)
-        });
-        match result {
-            Ok(event) => {
-                recorder.committed();
-                let _ = recorder.publish(&event);
-                return Ok(());
-            }
-            Err(e) if is_lock_timeout(&e.to_string()) && attempt <= config.lock_retries as i32 => {
-                let _ = recorder.emit(
-                    db,
-                    EventKind::MigrationRetry {
-                        version: migration.version.clone(),
-                        attempt: attempt as u32,
-                        message: e.to_string(),
-                    },
-                );
-                std::thread::sleep(
-                    std::time::Duration::from_millis(500 * 2u64.pow(attempt as u32 - 1))
-                        .min(std::time::Duration::from_secs(10)),
-                );
-                attempt += 1;
-                started = Instant::now();
-            }
-            Err(e) => {
-                let _ = db.ensure_alive();
-                return Err(format!("down.sql of {} failed: {e}", migration.name));
-            }
-        }
-    }
+/// The locks this session's transaction holds on user tables (PostgreSQL), like
+/// `AccessExclusiveLock on users (52000 rows)`.
+fn held_locks(conn: &mut AnyConnection) -> diesel::QueryResult<Vec<String>> {
+    connection::texts(
+        conn,
+        "SELECT l.mode || ' on ' || c.relname || ' (' || CAST(GREATEST(c.reltuples, 0) AS BIGINT) || ' rows)' AS v \
+         FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE l.pid = pg_backend_pid() AND l.granted AND c.relkind IN ('r', 'p') \
+         AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND c.relname NOT IN ('__diesel_schema_migrations', '_sqlx_migrations') \
+         AND c.relname NOT LIKE 'dbsafe\\_%' ORDER BY c.relname, l.mode",
+    )
 }
 
 /// Writes a non-transactional step's outcome (`finish_step`) and its event in one ledger
 /// transaction, then publishes the event: however the process stops, a step row never
 /// says `applied` or `reverted` without its event in the audit trail.
-pub fn finish_step_recorded(
+fn finish_step_recorded(
     db: &mut Database,
     recorder: &mut Recorder<'_>,
     step: &StepRow,
     kind: EventKind,
 ) -> diesel::QueryResult<()> {
+    use diesel::Connection;
     let event = db.conn.transaction(|conn| {
         ledger::finish_step(conn, step)?;
         crate::pause::point(&format!("after-step-{}", step.status));

@@ -170,7 +170,7 @@ impl Output {
                 snapshot_id,
                 ..
             } => {
-                self.run_kind = kind.clone();
+                self.run_kind = kind.to_string();
                 let what = match (kind.as_str(), pending.is_empty(), snapshot_id) {
                     ("restore", _, Some(snapshot)) => format!("snapshot {snapshot}"),
                     ("apply", true, _) => "nothing to apply".to_owned(),

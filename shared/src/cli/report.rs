@@ -174,7 +174,7 @@ pub fn runs_listing(listing: &[RunListing], all: bool) -> String {
             "  {:<21}  {:<8} {} {:>10}  {:<12} {:<24} {}{}",
             run.id,
             run.kind,
-            colored_status(&run.status),
+            colored_status(run.status.as_str()),
             item.migrations,
             run.target,
             run.started_at,
@@ -212,7 +212,7 @@ pub fn runs(runs: &[RunRow]) -> String {
             "  {}  {:<8} {:<9} {:<12} {} {}{}",
             run.id,
             run.kind,
-            colored_status(&run.status),
+            colored_status(run.status.as_str()),
             run.target,
             run.started_at,
             run.operator,
@@ -243,7 +243,7 @@ pub fn run_detail(detail: &RunDetail) -> String {
         bold.apply_to("run"),
         run.id,
         run.kind,
-        colored_status(&run.status).trim_end()
+        colored_status(run.status.as_str()).trim_end()
     );
     let _ = writeln!(out, "  target:    {} ({})", run.target, run.environment);
     let _ = writeln!(out, "  operator:  {} on {}", run.operator, run.host);

@@ -16,10 +16,11 @@ use crate::config::Config;
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::event::NoEvents;
-use crate::ledger::{self, dbsafe_runs, run_status};
+use crate::ledger::{self, dbsafe_runs};
 use crate::migrations::MigrationSet;
 use crate::preflight::Confirmation;
 use crate::rollback::RollbackOptions;
+use crate::run::RunStatus;
 use crate::verify::{CheckResult, VerifyOptions};
 
 /// What the operator asked of a fleet command.
@@ -265,7 +266,7 @@ fn member_run(member: &Member, fleet_run: &str) -> Result<Option<String>> {
     dbsafe_runs::table
         .filter(dbsafe_runs::fleet_run.eq(fleet_run))
         .filter(dbsafe_runs::kind.eq("apply"))
-        .filter(dbsafe_runs::status.eq_any([run_status::SUCCEEDED, run_status::FAILED]))
+        .filter(dbsafe_runs::status.eq_any([RunStatus::Succeeded, RunStatus::Failed]))
         .select(dbsafe_runs::id)
         .first::<String>(&mut db.conn)
         .optional()

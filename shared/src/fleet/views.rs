@@ -111,7 +111,7 @@ fn row(member: String, report: Result<StatusReport, Error>) -> MemberRow {
                 pending: r.pending(),
                 dirty: !r.dirty.is_empty() || r.binding_problem.is_some(),
                 last_run: last.map(|run| run.id.clone()),
-                last_status: last.map(|run| run.status.clone()),
+                last_status: last.map(|run| run.status.to_string()),
                 fleet_run: last.and_then(|run| run.fleet_run.clone()),
                 error: None,
             }

@@ -10,6 +10,7 @@ use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
 use crate::ledger::__diesel_schema_migrations;
 use crate::migrations::Migration;
+use crate::target::Backend;
 
 pub(super) struct Diesel;
 
@@ -44,6 +45,15 @@ impl History for Diesel {
         _ns: i64,
     ) -> QueryResult<()> {
         insert_version(conn, &migration.version)
+    }
+
+    fn record_sql(&self, backend: Backend, migration: &Migration, up: bool) -> Option<String> {
+        let version = backend.dialect().literal(&migration.version);
+        Some(if up {
+            format!("INSERT INTO __diesel_schema_migrations (version) VALUES ({version})")
+        } else {
+            format!("DELETE FROM __diesel_schema_migrations WHERE version = {version}")
+        })
     }
 
     fn record_down(&self, conn: &mut AnyConnection, version: &str) -> QueryResult<()> {

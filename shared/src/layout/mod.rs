@@ -66,6 +66,12 @@ pub(crate) trait History: Sync {
     ) -> QueryResult<()>;
     /// Records the migration of `version` reverted, after its down SQL ran.
     fn record_down(&self, conn: &mut AnyConnection, version: &str) -> QueryResult<()>;
+    /// The statement that records `migration` applied (`up`) or reverted, when it is one
+    /// plain statement that can travel in the migration's own batch; `None` when recording
+    /// takes queries ([`History::record_up`], [`History::record_down`]).
+    fn record_sql(&self, _backend: Backend, _migration: &Migration, _up: bool) -> Option<String> {
+        None
+    }
     /// Marks `migration` dirty before SQL that cannot be one transaction with the record
     /// runs (sqlx on MySQL); a no-op elsewhere.
     fn mark_dirty(
@@ -314,6 +320,12 @@ fn run_with(
         history.mark_dirty(conn, migration, up)?;
         body(conn)
     }
+}
+
+/// The statement that records `migration` applied (`up`) or reverted in its layout's
+/// history table, when it is one plain statement (empty for a layout without a table).
+pub fn record_sql(backend: Backend, migration: &Migration, up: bool) -> Option<String> {
+    history(migration.layout).record_sql(backend, migration, up)
 }
 
 /// Bytes as lowercase hex (a recorded checksum).

@@ -10,8 +10,9 @@ use diesel::QueryResult;
 use super::{History, Layout};
 use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
-use crate::ledger::{self, step_status};
+use crate::ledger;
 use crate::migrations::{Migration, MigrationSource, read_migration_file};
+use crate::run::StepStatus;
 
 pub(super) struct SqlFiles;
 
@@ -73,7 +74,7 @@ impl History for SqlFiles {
         }
         Ok(ledger::latest_steps(db)?
             .into_iter()
-            .filter(|(_, step)| step.status == step_status::APPLIED)
+            .filter(|(_, step)| step.status == StepStatus::Applied)
             .map(|(version, _)| version)
             .collect())
     }
@@ -84,5 +85,9 @@ impl History for SqlFiles {
 
     fn record_down(&self, _conn: &mut AnyConnection, _version: &str) -> QueryResult<()> {
         Ok(())
+    }
+
+    fn record_sql(&self, _: crate::target::Backend, _: &Migration, _: bool) -> Option<String> {
+        Some(String::new())
     }
 }

@@ -18,29 +18,3 @@ pub use schema::*;
 /// Version 2 added `dbsafe_runs.restored_by`; version 3 the table `dbsafe_row_counts`;
 /// version 4 `dbsafe_runs.fleet_run`.
 pub const LEDGER_SCHEMA_VERSION: i64 = 4;
-
-/// Step statuses.
-pub mod step_status {
-    /// A non-transactional step began and has not finished: the target is dirty.
-    pub const STARTED: &str = "started";
-    /// Applied.
-    pub const APPLIED: &str = "applied";
-    /// Reverted with down.sql.
-    pub const REVERTED: &str = "reverted";
-    /// Failed and left nothing behind.
-    pub const FAILED: &str = "failed";
-}
-
-/// Run statuses.
-pub mod run_status {
-    /// In progress (or interrupted, when no process holds the lock).
-    pub const RUNNING: &str = "running";
-    /// Finished, everything holds.
-    pub const SUCCEEDED: &str = "succeeded";
-    /// Failed; what committed stays.
-    pub const FAILED: &str = "failed";
-    /// Failed, and its migrations were reverted.
-    pub const REVERTED: &str = "reverted";
-    /// Rewound by a snapshot restore.
-    pub const RESTORED: &str = "restored";
-}

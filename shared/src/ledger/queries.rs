@@ -7,10 +7,10 @@ use diesel::prelude::*;
 
 use super::rows::{RowCountRow, RunRow, StepRow};
 use super::schema::*;
-use super::{run_status, step_status};
 use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::run::{RunStatus, StepStatus};
 use crate::verify::baseline::RowChange;
 
 /// Reads a `dbsafe_meta` value.
@@ -104,8 +104,8 @@ pub fn layout_dirty_steps(db: &mut Database, steps: &mut Vec<StepRow>) -> Result
             seq: 0,
             name: version.clone(),
             version,
-            direction: "up".into(),
-            status: step_status::STARTED.into(),
+            direction: crate::run::Direction::Up,
+            status: StepStatus::Started,
             transactional: false,
             up_checksum: String::new(),
             down_checksum: None,
@@ -123,7 +123,7 @@ pub fn layout_dirty_steps(db: &mut Database, steps: &mut Vec<StepRow>) -> Result
 
 fn started_steps(db: &mut Database) -> Result<Vec<StepRow>> {
     dbsafe_steps::table
-        .filter(dbsafe_steps::status.eq(step_status::STARTED))
+        .filter(dbsafe_steps::status.eq(StepStatus::Started.as_str()))
         // Not of a run rewound by a snapshot restore: its record is kept as it was, but
         // its steps describe a past the database no longer has.
         .filter(
@@ -142,7 +142,10 @@ fn started_steps(db: &mut Database) -> Result<Vec<StepRow>> {
 /// about it, with the checksums recorded then.
 pub fn latest_steps(db: &mut Database) -> Result<BTreeMap<String, StepRow>> {
     let rows: Vec<StepRow> = dbsafe_steps::table
-        .filter(dbsafe_steps::status.eq_any([step_status::APPLIED, step_status::REVERTED]))
+        .filter(
+            dbsafe_steps::status
+                .eq_any([StepStatus::Applied.as_str(), StepStatus::Reverted.as_str()]),
+        )
         // Not of a run rewound by a snapshot restore: its record is kept as it was, but
         // its steps describe a past the database no longer has.
         .filter(
@@ -170,7 +173,7 @@ pub fn latest_steps(db: &mut Database) -> Result<BTreeMap<String, StepRow>> {
 /// Runs left `running` by a process that no longer holds the lock.
 pub fn running_runs(db: &mut Database) -> Result<Vec<String>> {
     dbsafe_runs::table
-        .filter(dbsafe_runs::status.eq(run_status::RUNNING))
+        .filter(dbsafe_runs::status.eq(RunStatus::Running))
         .select(dbsafe_runs::id)
         .load(&mut db.conn)
         .map_err(|e| Error::db("reading dbsafe_runs", e))

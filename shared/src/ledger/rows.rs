@@ -6,11 +6,11 @@ use serde::Serialize;
 
 use super::ddl::ensure_row_counts_table;
 use super::queries::{row_count_rows, runs, steps};
-use super::run_status;
 use super::schema::*;
 use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::run::{Direction, RunKind, RunStatus, StepStatus};
 use crate::target::Backend;
 use crate::verify::baseline::RowChange;
 
@@ -20,8 +20,8 @@ use crate::verify::baseline::RowChange;
 pub struct RunRow {
     /// Run id.
     pub id: String,
-    /// `apply`, `rollback` or `restore`.
-    pub kind: String,
+    /// What the run did.
+    pub kind: RunKind,
     /// Target name.
     pub target: String,
     /// Target environment.
@@ -40,8 +40,8 @@ pub struct RunRow {
     pub started_at: String,
     /// End (RFC 3339).
     pub finished_at: Option<String>,
-    /// `running`, `succeeded`, `failed`, `reverted`, `restored`.
-    pub status: String,
+    /// Where the run stands.
+    pub status: RunStatus,
     /// The snapshot taken before the run.
     pub snapshot_id: Option<String>,
     /// SHA-256 over the ordered checksums of what it applied.
@@ -69,10 +69,10 @@ pub struct StepRow {
     pub version: String,
     /// Migration directory name.
     pub name: String,
-    /// `up` or `down`.
-    pub direction: String,
-    /// `started`, `applied`, `reverted`, `failed`.
-    pub status: String,
+    /// Which way the migration ran.
+    pub direction: Direction,
+    /// Where the step stands.
+    pub status: StepStatus,
     /// Whether it ran in one transaction.
     pub transactional: bool,
     /// SHA-256 of up.sql.
@@ -132,14 +132,14 @@ pub fn insert_run(conn: &mut AnyConnection, run: &RunRow) -> QueryResult<()> {
 pub fn finish_run(
     conn: &mut AnyConnection,
     id: &str,
-    status: &str,
+    status: RunStatus,
     finished_at: &str,
     bundle_hash: Option<&str>,
     error: Option<&str>,
 ) -> QueryResult<()> {
     diesel::update(dbsafe_runs::table.find(id))
         .set((
-            dbsafe_runs::status.eq(status),
+            dbsafe_runs::status.eq(status.as_str()),
             dbsafe_runs::finished_at.eq(finished_at),
             dbsafe_runs::bundle_hash.eq(bundle_hash),
             dbsafe_runs::error.eq(error),
@@ -155,7 +155,7 @@ pub fn mark_interrupted(db: &mut Database, ids: &[String]) -> Result<Vec<String>
         finish_run(
             &mut db.conn,
             id,
-            run_status::FAILED,
+            RunStatus::Failed,
             &crate::run::now(),
             None,
             Some("interrupted: the process stopped before the run finished"),
@@ -199,8 +199,8 @@ pub fn step_and_events_sql(backend: Backend, step: &StepRow, events: &[(i32, &Ev
         step.seq,
         dialect.literal(&step.version),
         dialect.literal(&step.name),
-        dialect.literal(&step.direction),
-        dialect.literal(&step.status),
+        dialect.literal(step.direction.as_str()),
+        dialect.literal(step.status.as_str()),
         dialect.bool_literal(step.transactional),
         dialect.literal(&step.up_checksum),
         dialect.literal_or_null(step.down_checksum.as_deref()),
@@ -366,8 +366,8 @@ mod tests {
             seq: 1,
             version: "1".into(),
             name: tricky.into(),
-            direction: "up".into(),
-            status: "applied".into(),
+            direction: Direction::Up,
+            status: StepStatus::Applied,
             transactional: true,
             up_checksum: "abc".into(),
             down_checksum: None,

@@ -44,9 +44,9 @@ pub fn render(report: &RunReport) -> String {
          <title>dbsafe run {id}</title><style>{STYLE}</style></head><body>\n\
          <h1>dbsafe {kind} run <code>{id}</code> <span class=\"status {status_class}\">{status}</span></h1>\n",
         id = esc(&run.id),
-        kind = esc(&run.kind),
-        status = esc(&run.status),
-        status_class = class(&run.status),
+        kind = esc(run.kind.as_str()),
+        status = esc(run.status.as_str()),
+        status_class = class(run.status.as_str()),
     );
     summary(report, &mut out);
     timeline(report, &mut out);

@@ -17,10 +17,10 @@ pub fn render(report: &RunReport) -> String {
     let _ = writeln!(
         out,
         "### {} dbsafe {} run `{}`: {}\n",
-        status_mark(&run.status),
-        text(&run.kind),
+        status_mark(run.status.as_str()),
+        text(run.kind.as_str()),
         code(&run.id),
-        text(&run.status)
+        text(run.status.as_str())
     );
     let _ = writeln!(out, "| | |\n| --- | --- |");
     let mut row = |key: &str, value: String| {

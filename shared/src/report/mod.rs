@@ -77,7 +77,7 @@ mod tests {
     fn detail() -> Detail {
         let run = RunRow {
             id: "20261121T153012Z-7f3a".into(),
-            kind: "apply".into(),
+            kind: crate::run::RunKind::Apply,
             target: "prod".into(),
             environment: "production".into(),
             operator: hostile().into(),
@@ -87,7 +87,7 @@ mod tests {
             git_dirty: Some(false),
             started_at: "2026-11-21T15:30:12.000Z".into(),
             finished_at: Some("2026-11-21T15:30:14.000Z".into()),
-            status: "reverted".into(),
+            status: crate::run::RunStatus::Reverted,
             snapshot_id: Some("20261121T153012Z-aaaa".into()),
             bundle_hash: None,
             error: Some(hostile().into()),
@@ -101,11 +101,11 @@ mod tests {
             version: format!("00{seq}"),
             name: name.into(),
             direction: if status == "reverted" {
-                "down".into()
+                crate::run::Direction::Down
             } else {
-                "up".into()
+                crate::run::Direction::Up
             },
-            status: status.into(),
+            status: crate::run::StepStatus::parse(status).expect("a step status"),
             transactional: true,
             up_checksum: "x".into(),
             down_checksum: None,
@@ -232,7 +232,7 @@ mod tests {
     #[test]
     fn an_applied_run_names_its_rollback_commands() {
         let mut detail = detail();
-        detail.run.status = "succeeded".into();
+        detail.run.status = crate::run::RunStatus::Succeeded;
         let report = detail.report();
         let commands: Vec<&str> = report
             .rollback

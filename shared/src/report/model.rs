@@ -213,7 +213,7 @@ fn step_bar(step: &StepRow, run_start: Option<i64>) -> Bar {
             BarKind::Up
         },
         label: step.name.clone(),
-        status: step.status.clone(),
+        status: step.status.to_string(),
         start_ms: offset(&step.started_at, run_start),
         duration_ms: step.duration_ms.unwrap_or(0).max(0),
         attempts: u32::try_from(step.attempts).unwrap_or(1).max(1),

@@ -6,9 +6,9 @@ use crate::config::Config;
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::inspect::{self, SchemaFingerprint};
-use crate::layout::Harness;
 use crate::ledger;
 use crate::migrations::{Migration, MigrationSet};
+use crate::run::Direction;
 use crate::run::new_run_id;
 use crate::snapshot::Scratch;
 use crate::target::Target;
@@ -127,8 +127,8 @@ pub(super) fn check(config: &Config, target: &Target, db: &mut Database) -> Resu
 /// Called with each migration and the schema it leaves behind.
 type AfterEach<'f> = dyn FnMut(&Migration, &SchemaFingerprint) + 'f;
 
-/// Applies `migrations` in order to the scratch database with diesel's harness, as
-/// `diesel migration run` would, calling `after_each` (for the walk) with each migration's
+/// Applies `migrations` in order to the scratch database through the step executor (as
+/// `diesel migration run` would: each in its transaction with its history row), calling `after_each` (for the walk) with each migration's
 /// resulting fingerprint. Returns the final schema fingerprint.
 fn build(
     scratch: &Scratch,
@@ -137,10 +137,10 @@ fn build(
 ) -> Result<SchemaFingerprint> {
     let mut shadow = scratch.connect_shadow()?;
     for migration in migrations {
-        shadow.conn.run_migration(*migration).map_err(|e| {
+        crate::step::execute(&mut shadow, None, migration, Direction::Up, None).map_err(|e| {
             Error::Failed(format!(
-                "migration {} fails on the shadow database: {e}",
-                migration.name
+                "migration {} fails on the shadow database: {}",
+                migration.name, e.message
             ))
         })?;
         if let Some(after_each) = after_each.as_mut() {

@@ -30,6 +30,8 @@ pub(crate) fn swap(
     swapped?;
     scratch.disarm();
     *db = reopened?;
+    // The session that held the target's lock is gone: whoever holds a lock takes it again.
+    db.reconnected = true;
     if !keep_replaced {
         pg().drop_database(target, &plan.replaced)?;
     }
