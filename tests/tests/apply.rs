@@ -314,10 +314,11 @@ fn verify_sql_returning_false_leaves_nothing(backend: Backend) {
         "{error}"
     );
 
-    // With verify.sql fixed, the same migrations apply.
+    // With verify.sql fixed, the same migrations apply; a trailing `--` comment with no
+    // newline after it is part of the query as it is in an invariant.
     p.file(
         "migrations/2024-03-01-000002_widgets/verify.sql",
-        "SELECT count(*) = 2 FROM widgets;\n",
+        "SELECT count(*) = 2 FROM widgets -- both rows, no newline after this",
     );
     let fixed = p.apply(&[]);
     fixed.expect_code(0);
