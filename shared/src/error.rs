@@ -18,6 +18,141 @@ pub enum Severity {
     Attention,
 }
 
+/// Why a command stopped: a stable kebab-case code that scripts can branch on, printed as
+/// `reason` in the JSON error line and listed in the README. Each belongs to one exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, enum_iterator::Sequence)]
+pub enum Reason {
+    /// A protected target not named with --target, or not confirmed (--yes, the prompt).
+    ProtectedTarget,
+    /// The target's URL reaches another database than the one it is bound to, or the
+    /// database's ledger belongs to another target.
+    IdentityMismatch,
+    /// Another run holds the target's lock.
+    LockHeld,
+    /// A migration step was left half done (`started`) and must be resolved by hand.
+    DirtyTarget,
+    /// An applied migration's up.sql changed since it was applied.
+    EditedMigration,
+    /// A down.sql changed since its migration was applied (rollback without --allow-edit).
+    EditedDownSql,
+    /// A migration that a run applied has no directory on disk any more.
+    MissingMigration,
+    /// A migration to roll back has no down.sql that can revert it.
+    IrreversibleMigration,
+    /// Later runs applied migrations on top of the run to roll back (no --cascade).
+    LaterRuns,
+    /// The database has tables but the ledger records none of the `sql-files` migrations.
+    UnrecordedMigrations,
+    /// Old transactions or too many connections on the PostgreSQL server.
+    ServerBusy,
+    /// The URL goes through a connection pooler in transaction mode.
+    TransactionPooler,
+    /// The ledger was written by a newer dbsafe.
+    NewerLedger,
+    /// A snapshot whose files or manifest do not match: it cannot be trusted.
+    DamagedSnapshot,
+    /// A snapshot of another target.
+    ForeignSnapshot,
+    /// A fleet command in which a member was refused by one of these guards.
+    MemberRefused,
+    /// dbsafe.toml is missing, malformed or names an unknown target.
+    InvalidConfig,
+    /// A database URL that dbsafe cannot use.
+    BadUrl,
+    /// The target has no URL (its `url-env` variable is not set).
+    NoUrl,
+    /// The database server could not be reached or refused the login.
+    ConnectFailed,
+    /// A SQLite database file that does not exist, for a command that only reads.
+    NoDatabase,
+    /// The migrations directory is missing or unreadable.
+    MigrationsDir,
+    /// A migration directory is malformed.
+    BadMigration,
+    /// Bad usage of the command line.
+    Usage,
+    /// A query failed outside of a migration (ledger, inspection).
+    DatabaseError,
+    /// A local file could not be read or written.
+    IoError,
+    /// The command ran and failed in a controlled way (checks failed, a migration failed
+    /// and was undone).
+    Failed,
+    /// A failure dbsafe could not undo: the database needs attention.
+    NeedsAttention,
+}
+
+impl Reason {
+    /// The code, as printed (kebab-case, stable).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::ProtectedTarget => "protected-target",
+            Reason::IdentityMismatch => "identity-mismatch",
+            Reason::LockHeld => "lock-held",
+            Reason::DirtyTarget => "dirty-target",
+            Reason::EditedMigration => "edited-migration",
+            Reason::EditedDownSql => "edited-down-sql",
+            Reason::MissingMigration => "missing-migration",
+            Reason::IrreversibleMigration => "irreversible-migration",
+            Reason::LaterRuns => "later-runs",
+            Reason::UnrecordedMigrations => "unrecorded-migrations",
+            Reason::ServerBusy => "server-busy",
+            Reason::TransactionPooler => "transaction-pooler",
+            Reason::NewerLedger => "newer-ledger",
+            Reason::DamagedSnapshot => "damaged-snapshot",
+            Reason::ForeignSnapshot => "foreign-snapshot",
+            Reason::MemberRefused => "member-refused",
+            Reason::InvalidConfig => "invalid-config",
+            Reason::BadUrl => "bad-url",
+            Reason::NoUrl => "no-url",
+            Reason::ConnectFailed => "connect-failed",
+            Reason::NoDatabase => "no-database",
+            Reason::MigrationsDir => "migrations-dir",
+            Reason::BadMigration => "bad-migration",
+            Reason::Usage => "usage",
+            Reason::DatabaseError => "database-error",
+            Reason::IoError => "io-error",
+            Reason::Failed => "failed",
+            Reason::NeedsAttention => "needs-attention",
+        }
+    }
+
+    /// A guard's refusal for this reason (exit 3).
+    pub fn refuse(self, message: impl Into<String>) -> Error {
+        Error::refused(self, message)
+    }
+
+    /// The exit code a command stopped for this reason ends with.
+    pub fn severity(self) -> Severity {
+        match self {
+            Reason::InvalidConfig
+            | Reason::BadUrl
+            | Reason::NoUrl
+            | Reason::NoDatabase
+            | Reason::MigrationsDir
+            | Reason::BadMigration
+            | Reason::Usage => Severity::Usage,
+            Reason::ConnectFailed | Reason::DatabaseError | Reason::IoError | Reason::Failed => {
+                Severity::Failed
+            }
+            Reason::NeedsAttention => Severity::Attention,
+            _ => Severity::Refused,
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// Every error the dbsafe core returns.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -81,9 +216,14 @@ pub enum Error {
         /// The server's message.
         message: String,
     },
-    /// A guard refused the command (exit 3).
-    #[error("{0}")]
-    Refused(String),
+    /// A guard refused the command (exit 3); `reason` says which guard.
+    #[error("{message}")]
+    Refused {
+        /// The guard that refused, as a stable code.
+        reason: Reason,
+        /// What was refused and how to go on.
+        message: String,
+    },
     /// Bad usage that clap could not catch (exit 2).
     #[error("{0}")]
     Usage(String),
@@ -107,19 +247,35 @@ impl Error {
     /// The severity, which decides the exit code.
     pub fn severity(&self) -> Severity {
         match self {
-            Error::Config(_)
-            | Error::BadUrl(_)
-            | Error::NoUrl { .. }
-            | Error::MigrationsDir { .. }
-            | Error::BadMigration { .. }
-            | Error::NoSqliteFile { .. }
-            | Error::Usage(_) => Severity::Usage,
-            Error::Refused(_) => Severity::Refused,
-            Error::Attention(_) => Severity::Attention,
-            Error::Connect { .. }
-            | Error::Database { .. }
-            | Error::Failed(_)
-            | Error::Io { .. } => Severity::Failed,
+            Error::Refused { .. } => Severity::Refused,
+            other => other.reason().severity(),
+        }
+    }
+
+    /// A guard's refusal (exit 3).
+    pub fn refused(reason: Reason, message: impl Into<String>) -> Error {
+        Error::Refused {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// The stable code of why the command stopped, for scripts (`reason` in the JSON error).
+    pub fn reason(&self) -> Reason {
+        match self {
+            Error::Refused { reason, .. } => *reason,
+            Error::Config(_) => Reason::InvalidConfig,
+            Error::BadUrl(_) => Reason::BadUrl,
+            Error::NoUrl { .. } => Reason::NoUrl,
+            Error::Connect { .. } => Reason::ConnectFailed,
+            Error::NoSqliteFile { .. } => Reason::NoDatabase,
+            Error::MigrationsDir { .. } => Reason::MigrationsDir,
+            Error::BadMigration { .. } => Reason::BadMigration,
+            Error::Database { .. } => Reason::DatabaseError,
+            Error::Usage(_) => Reason::Usage,
+            Error::Failed(_) => Reason::Failed,
+            Error::Attention(_) => Reason::NeedsAttention,
+            Error::Io { .. } => Reason::IoError,
         }
     }
 
@@ -142,3 +298,49 @@ impl Error {
 
 /// The core's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's table of reasons lists every code with its exit code, and nothing else.
+    #[test]
+    fn the_readme_lists_every_reason_with_its_exit_code() {
+        let readme = include_str!("../../README.md");
+        let rows: Vec<&str> = readme
+            .lines()
+            .skip_while(|l| *l != "| reason | meaning | exit | what to do |")
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        let mut listed = 0;
+        for reason in enum_iterator::all::<Reason>() {
+            let exit = match reason.severity() {
+                Severity::Failed => 1,
+                Severity::Usage => 2,
+                Severity::Refused => 3,
+                Severity::Attention => 4,
+            };
+            let row = rows
+                .iter()
+                .find(|r| r.starts_with(&format!("| `{reason}` |")))
+                .unwrap_or_else(|| panic!("the README does not list reason `{reason}`"));
+            assert!(row.contains(&format!(" | {exit} | ")), "{row}: exit {exit}");
+            listed += 1;
+        }
+        assert_eq!(rows.len(), listed, "{rows:#?}");
+    }
+
+    #[test]
+    fn a_refusal_keeps_its_reason_and_exit_code() {
+        let error = Reason::LockHeld.refuse("locked");
+        assert_eq!(error.reason().as_str(), "lock-held");
+        assert_eq!(error.severity(), Severity::Refused);
+        assert_eq!(error.to_string(), "locked");
+        assert_eq!(
+            serde_json::to_value(Reason::DirtyTarget).unwrap(),
+            "dirty-target"
+        );
+        assert_eq!(Error::Failed("x".into()).reason(), Reason::Failed);
+    }
+}

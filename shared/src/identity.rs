@@ -103,7 +103,7 @@ pub fn check(
     {
         automatic = !rebind && follows;
         if !rebind && !automatic {
-            return Err(Error::Refused(format!(
+            return Err(crate::error::Reason::IdentityMismatch.refuse(format!(
                 "target `{}` is bound to database {local}, but its URL now reaches {identity}.\n  \
                  If the URL points at the wrong database (staging config aimed at production?), fix it.\n  \
                  If the database really moved or was re-created, run again with --rebind.",
@@ -116,7 +116,7 @@ pub fn check(
         && *bound != target.name
     {
         if !rebind {
-            return Err(Error::Refused(format!(
+            return Err(crate::error::Reason::IdentityMismatch.refuse(format!(
                 "this database's ledger says it belongs to target `{bound}`, but this command runs target `{}`.\n  \
                  Check the URL; if this database is now meant for `{}`, run again with --rebind.",
                 target.name, target.name

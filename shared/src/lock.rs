@@ -91,7 +91,7 @@ pub fn acquire(
             on_wait(now_run);
         }
         if Instant::now() >= deadline {
-            return Err(Error::Refused(format!(
+            return Err(crate::error::Reason::LockHeld.refuse(format!(
                 "the target is locked by {}; waited {}s (`lock-wait`). Let that run finish (see `cargo dbsafe runs`), or raise [apply] lock-wait",
                 dialect.lock_holder(db, file.as_mut()).describe(),
                 wait.as_secs()
@@ -109,7 +109,7 @@ pub fn acquire_now(db: &mut Database, run_id: &str, doing: &str) -> Result<Targe
     if dialect.try_lock(db, file.as_mut(), run_id)? {
         return Ok(TargetLock { file });
     }
-    Err(Error::Refused(format!(
+    Err(crate::error::Reason::LockHeld.refuse(format!(
         "the target is locked by {}: it is still running, so {doing} now could record something untrue. Wait for it to finish (`cargo dbsafe status` shows it), then try again",
         dialect.lock_holder(db, file.as_mut()).describe()
     )))

@@ -118,7 +118,7 @@ pub fn ensure_direct(conn: &mut PgConnection, url: &DatabaseUrl) -> Result<()> {
             "set `direct-url-env` (or `direct-url`) on [targets.{target}] in dbsafe.toml to a URL that reaches PostgreSQL directly (the server's own host and port, not the pooler's); dbsafe then does all its work through it and your application keeps the pooled URL"
         )
     };
-    Err(Error::Refused(format!(
+    Err(crate::error::Reason::TransactionPooler.refuse(format!(
         "target `{target}`: {} goes through a connection pooler in transaction mode (PgBouncer or similar): {why}. There, dbsafe's lock, session settings and diesel's prepared statements would leak between clients; nothing was touched. Fix: {fix}",
         url.redacted()
     )))

@@ -26,13 +26,13 @@ pub fn guard_protected(target: &Target, how: Confirmation) -> Result<()> {
         return Ok(());
     }
     if !how.explicit_target {
-        return Err(Error::Refused(format!(
+        return Err(crate::error::Reason::ProtectedTarget.refuse(format!(
             "target `{}` is protected ({}): name it explicitly with --target {}",
             target.name, target.environment, target.name
         )));
     }
     if !how.confirmed {
-        return Err(Error::Refused(format!(
+        return Err(crate::error::Reason::ProtectedTarget.refuse(format!(
             "target `{}` is protected ({}): confirm with --yes (no terminal to ask on)",
             target.name, target.environment
         )));
@@ -45,7 +45,7 @@ pub fn guard_protected(target: &Target, how: Confirmation) -> Result<()> {
 /// (exit 3), saying what was typed.
 pub fn check_answer(target: &Target, answer: Option<&str>) -> Result<()> {
     let Some(answer) = answer.map(str::trim) else {
-        return Err(Error::Refused(format!(
+        return Err(crate::error::Reason::ProtectedTarget.refuse(format!(
             "no answer (end of input): target `{}` is protected ({}), nothing touched",
             target.name, target.environment
         )));
@@ -53,7 +53,7 @@ pub fn check_answer(target: &Target, answer: Option<&str>) -> Result<()> {
     if answer == target.name {
         return Ok(());
     }
-    Err(Error::Refused(format!(
+    Err(crate::error::Reason::ProtectedTarget.refuse(format!(
         "you typed \"{}\", the target is `{}`: not confirmed, nothing touched. Type the target's name exactly, or pass --yes",
         answer.escape_debug(),
         target.name
@@ -72,7 +72,7 @@ pub fn server_activity(db: &mut Database, config: &ApplyConfig) -> Result<()> {
             .texts(&sql)
             .map_err(|e| Error::db("reading pg_stat_activity", e))?;
         if !old.is_empty() {
-            return Err(Error::Refused(format!(
+            return Err(crate::error::Reason::ServerBusy.refuse(format!(
                 "transactions older than max-transaction-age ({}s) are open: {}. A migration's lock would wait behind them and block other queries; let them finish or end them (pg_terminate_backend), then apply again",
                 age.as_secs(),
                 old.join(", ")
@@ -86,7 +86,7 @@ pub fn server_activity(db: &mut Database, config: &ApplyConfig) -> Result<()> {
             .integer(sql)
             .map_err(|e| Error::db("reading pg_stat_activity", e))?;
         if count > i64::from(max) {
-            return Err(Error::Refused(format!(
+            return Err(crate::error::Reason::ServerBusy.refuse(format!(
                 "{count} client connections are open, more than max-connections ({max}): apply when the load is lower, or raise [apply] max-connections"
             )));
         }
@@ -150,7 +150,7 @@ impl LedgerFindings {
     /// Refuses a dirty target or an edited applied migration.
     pub fn refuse_unsafe(&self) -> Result<()> {
         if let Some(step) = self.dirty.first() {
-            return Err(Error::Refused(dirty_message(step)));
+            return Err(crate::error::Reason::DirtyTarget.refuse(dirty_message(step)));
         }
         if !self.changed.is_empty() {
             let files: Vec<String> = self
@@ -169,7 +169,7 @@ impl LedgerFindings {
                     )
                 })
                 .collect();
-            return Err(Error::Refused(format!(
+            return Err(crate::error::Reason::EditedMigration.refuse(format!(
                 "migrations already applied by dbsafe were edited since:\n{}\n  The database ran the old text. Restore the file (git checkout -- FILE) and put the change in a new migration.",
                 files.join("\n")
             )));

@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser};
 
+use super::render::rollback::{Candidates, RollbackDone};
 use super::{GlobalArgs, Output, exit};
 use crate::error::{Error, Result};
-use crate::rollback::{self, RollbackOptions, RollbackPlan};
+use crate::rollback::{self, RollbackOptions};
 
 /// cargo's view: `cargo dbrollback ...` runs `cargo-dbrollback dbrollback ...`.
 #[derive(Debug, Parser)]
@@ -122,34 +123,7 @@ fn run(args: &DbrollbackArgs, output: &mut Output) -> Result<u8> {
         None => args.global.resolve_target(&config)?,
     };
     if args.list {
-        let candidates = rollback::list(&target)?;
-        if output.is_json() {
-            candidates
-                .iter()
-                .for_each(|c| output.json_typed("rollback.candidate", c));
-        } else if candidates.is_empty() {
-            output.data("no run can be rolled back");
-        } else {
-            let lines: Vec<String> = candidates
-                .iter()
-                .map(|c| {
-                    format!(
-                        "  {}  {:<9} {} migration(s) still applied{}  by {} at {}",
-                        c.run.id,
-                        c.run.status,
-                        c.still_applied.len(),
-                        c.run
-                            .snapshot_id
-                            .as_deref()
-                            .map(|s| format!(", snapshot {s}"))
-                            .unwrap_or_default(),
-                        c.run.operator,
-                        c.run.started_at
-                    )
-                })
-                .collect();
-            output.data(&lines.join("\n"));
-        }
+        output.report(&Candidates(&rollback::list(&target)?));
         return Ok(exit::SUCCESS);
     }
     if args.run.is_none() && !args.last {
@@ -177,68 +151,9 @@ fn run(args: &DbrollbackArgs, output: &mut Output) -> Result<u8> {
         super::regenerate_schema(&config, &target, output);
     }
     if args.dry_run {
-        if output.is_json() {
-            output.json_typed("rollback.plan", &outcome.plan);
-        } else {
-            output.data(&describe(&outcome.plan));
-        }
-    } else if !output.is_json() {
-        let what = match &outcome.safety_snapshot {
-            Some(safety) => format!(
-                "restored snapshot {} ({}; the state before is in safety snapshot {safety})",
-                outcome
-                    .plan
-                    .snapshot
-                    .as_ref()
-                    .map_or("?", |m| m.id.as_str()),
-                if outcome.plan.run_id.is_empty() {
-                    "asked for by id".to_owned()
-                } else {
-                    format!("undoing run {}", outcome.plan.run_id)
-                }
-            ),
-            None => format!(
-                "reverted {} migration(s) of run {}",
-                outcome.plan.reverts.len(),
-                outcome.plan.run_id
-            ),
-        };
-        output.note(&format!("rollback run {}: {what}", outcome.run_id));
+        output.report(&outcome.plan);
+    } else {
+        output.report(&RollbackDone::Rollback(&outcome));
     }
     Ok(exit::SUCCESS)
-}
-
-/// The plan of a dry run, as text.
-pub(super) fn describe(plan: &RollbackPlan) -> String {
-    let mut text = String::new();
-    if let Some(snapshot) = &plan.snapshot {
-        text.push_str(&format!(
-            "would restore snapshot {} ({}, taken {}, {} migration(s) applied then),\nafter a safety snapshot of the current state.\nLost: every change since {}, including runs {}\n",
-            snapshot.id,
-            snapshot.strategy,
-            snapshot.created_at,
-            snapshot.applied_migrations.len(),
-            snapshot.created_at,
-            plan.runs_undone.join(", ")
-        ));
-        return text;
-    }
-    text.push_str(&format!(
-        "would revert {} migration(s), in this order:\n",
-        plan.reverts.len()
-    ));
-    for revert in &plan.reverts {
-        let edited = if revert.down_edited.is_some() {
-            ", down.sql edited since applied, accepted with --allow-edit"
-        } else {
-            ""
-        };
-        text.push_str(&format!(
-            "-- {} (run {}{edited})\n{}\n",
-            revert.name,
-            revert.run_id,
-            revert.down_sql.trim_end()
-        ));
-    }
-    text
 }

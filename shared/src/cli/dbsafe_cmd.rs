@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use super::render::{runs::RunsListing, verify::Fingerprint};
 use super::snapshot_cmd::SnapshotCommand;
-use super::{GlobalArgs, Output, report};
+use super::{GlobalArgs, Output};
 use crate::apply::{ApplyOptions, apply};
 use crate::error::{Error, Result};
 use crate::resolve::{ResolvedState, resolve};
@@ -282,11 +283,7 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
         Command::Status => {
             let status = crate::status::status(&config, &target)
                 .map_err(|e| missing_database(e, &target))?;
-            if output.is_json() {
-                output.json_typed("status", &status);
-            } else {
-                output.data(&report::status(&status));
-            }
+            output.report(&status);
         }
         Command::Setup(apply_args) => {
             // A protected target is confirmed before its database is created.
@@ -305,11 +302,7 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
             });
             let plan = crate::plan::plan(&config, &target, plan_args.rehearse)?;
             drop(phase);
-            if output.is_json() {
-                output.json_typed("plan", &plan);
-            } else {
-                output.data(&report::plan(&plan));
-            }
+            output.report(&plan);
             if plan.blocked() {
                 return Err(Error::Failed(
                     "apply would not get through: see the plan above".into(),
@@ -323,11 +316,10 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
         Command::Runs(runs_args) => match &runs_args.show {
             None => {
                 let runs = crate::runs::list_with_steps(&target, runs_args.limit)?;
-                if output.is_json() {
-                    runs.iter().for_each(|r| output.json_typed("run", r));
-                } else {
-                    output.data(&report::runs_listing(&runs, runs_args.all));
-                }
+                output.report(&RunsListing {
+                    listing: &runs,
+                    all: runs_args.all,
+                });
             }
             Some(RunsCommand::Show { run, format, .. }) => {
                 let id = match run {
@@ -336,8 +328,7 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
                 };
                 let detail = crate::runs::show(&target, &id)?;
                 match format {
-                    ReportFormat::Text if output.is_json() => output.json_typed("run", &detail),
-                    ReportFormat::Text => output.data(&report::run_detail(&detail)),
+                    ReportFormat::Text => output.report(&detail),
                     ReportFormat::Markdown | ReportFormat::Html => {
                         show_report(&detail, *format, output)?;
                     }
@@ -369,24 +360,12 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
             let schema = crate::inspect::schema_fingerprint(&mut db)?;
             let tables = crate::inspect::data_fingerprints_parallel(&target.url, args.jobs)?;
             drop(phase);
-            if output.is_json() {
-                output.json(&serde_json::json!({"type": "fingerprint", "target": target.name, "schema": schema, "tables": tables}));
-            } else {
-                let mut text = format!("schema {} ({} objects)\n", schema.hash, schema.lines.len());
-                if args.schema {
-                    schema
-                        .lines
-                        .iter()
-                        .for_each(|l| text.push_str(&format!("  {l}\n")));
-                }
-                for table in &tables {
-                    text.push_str(&format!(
-                        "table {}  {} rows  {}\n",
-                        table.table, table.rows, table.hash
-                    ));
-                }
-                output.data(&text);
-            }
+            output.report(&Fingerprint {
+                target: &target.name,
+                schema: &schema,
+                tables: &tables,
+                show_schema: args.schema,
+            });
         }
         Command::Snapshot(command) => {
             return super::snapshot_cmd::run(command, &config, &target, global, output);
@@ -400,23 +379,7 @@ fn init(global: &GlobalArgs, output: &mut Output) -> Result<u8> {
         Some(_) => global.load_config()?.root,
         None => std::env::current_dir().map_err(|e| Error::io(".", e))?,
     };
-    let outcome = crate::init::init(&root)?;
-    if output.is_json() {
-        output.json_typed("init", &serde_json::json!({"config": outcome.config, "gitignore_updated": outcome.gitignore_updated, "next_steps": crate::init::NEXT_STEPS, "layout": outcome.layout.layout.as_str(), "layout_reason": outcome.layout.reason, "migrations_dir": outcome.migrations_dir}));
-    } else {
-        output.note(&format!("wrote {}", outcome.config.display()));
-        output.note(&format!(
-            "layout = \"{}\", migrations-dir = \"{}\": {}",
-            outcome.layout.layout, outcome.migrations_dir, outcome.layout.reason
-        ));
-        if outcome.gitignore_updated {
-            output.note("added .dbsafe/ to .gitignore");
-        }
-        output.note("next:");
-        crate::init::NEXT_STEPS
-            .iter()
-            .for_each(|step| output.note(&format!("  {step}")));
-    }
+    output.report(&crate::init::init(&root)?);
     Ok(super::exit::SUCCESS)
 }
 

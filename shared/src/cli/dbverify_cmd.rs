@@ -3,13 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser};
-use console::Style;
-
+use super::render::{junit, verify::VerifyResults};
 use super::{GlobalArgs, Output, exit};
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
-use crate::verify::{self, CheckResult, Status, VerifyOptions};
+use crate::verify::{self, VerifyOptions};
+use clap::{Args, Parser};
 
 /// cargo's view: `cargo dbverify ...` runs `cargo-dbverify dbverify ...`.
 #[derive(Debug, Parser)]
@@ -105,18 +104,16 @@ fn run(args: &DbverifyArgs, output: &mut Output) -> Result<u8> {
     let results = verify::verify(&config, &target, &mut db, &options)?;
     drop(phase);
     if let Some(path) = &args.junit {
-        std::fs::write(path, verify::junit_xml(&target.name, &results))
-            .map_err(|e| Error::io(path, e))?;
+        let xml = junit::verify_results([(target.name.as_str(), results.as_slice())])?;
+        std::fs::write(path, xml).map_err(|e| Error::io(path, e))?;
     }
-    let failed = results.iter().filter(|r| r.fails()).count();
-    if output.is_json() {
-        results
-            .iter()
-            .for_each(|r| output.json_typed("verify.result", r));
-        output.json(&serde_json::json!({"type": "verify.summary", "target": target.name, "checks": results.len(), "failed": failed}));
-    } else {
-        output.data(&table(&results));
-    }
+    let report = VerifyResults {
+        target: &target.name,
+        results: &results,
+        config: config_text(&config),
+    };
+    output.report(&report);
+    let failed = report.failed();
     if failed > 0 {
         return Err(Error::Failed(format!(
             "{failed} of {} check(s) failed on target {}",
@@ -145,29 +142,11 @@ fn fleet(args: &DbverifyArgs, config: &crate::config::Config, output: &Output) -
     super::fleet_cmd::verify(config, &args.fleet, &args.global, output, &options, junit)
 }
 
-/// The results as an aligned table, details indented under each check.
-fn table(results: &[CheckResult]) -> String {
-    if results.is_empty() {
-        return "no checks to run: configure [verify] or [[invariant]] in dbsafe.toml".into();
-    }
-    let width = results.iter().map(|r| r.name.len()).max().unwrap_or(0);
-    let mut out = String::new();
-    for result in results {
-        let (style, word) = match result.status {
-            Status::Pass => (Style::new().green(), "pass"),
-            Status::Fail => (Style::new().red().bold(), "FAIL"),
-            Status::Warn => (Style::new().yellow(), "warn"),
-            Status::Error => (Style::new().red().bold(), "ERROR"),
-        };
-        out.push_str(&format!(
-            "{:<width$}  {:<5}  {}\n",
-            result.name,
-            style.apply_to(word),
-            result.observed
-        ));
-        for detail in &result.details {
-            out.push_str(&format!("{:<width$}         {detail}\n", ""));
-        }
-    }
-    out
+/// dbsafe.toml's text and its path relative to the project root (for annotations that
+/// point at an invariant's definition), when there is one.
+pub(super) fn config_text(config: &crate::config::Config) -> Option<(String, String)> {
+    let file = config.file.as_ref()?;
+    let text = std::fs::read_to_string(file).ok()?;
+    let relative = file.strip_prefix(&config.root).unwrap_or(file);
+    Some((text, relative.to_string_lossy().replace('\\', "/")))
 }

@@ -4,15 +4,14 @@
 use std::time::Duration;
 
 use clap::Args;
-use console::Style;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::render::Report;
+use super::render::fleet as render;
 use super::{GlobalArgs, Output, exit};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::fleet::{
-    self, FleetReport, FleetRequest, MemberOutcome, MemberStatus, Partition, Progress,
-};
+use crate::fleet::{self, FleetReport, FleetRequest, MemberOutcome, Partition, Progress};
 use crate::verify::VerifyOptions;
 
 /// Flags that make a command work on a whole fleet.
@@ -122,19 +121,16 @@ impl<'o> Display<'o> {
     }
 
     fn outcome(&self, outcome: &MemberOutcome) {
-        if self.output.is_json() {
-            self.output.json_typed("fleet.member", outcome);
-        } else if outcome.status.is_failure() {
-            let line = format!(
-                "{} {}: {}",
-                Style::new().red().apply_to(outcome.status.as_str()),
-                outcome.member,
-                first_line(&outcome.detail)
-            );
-            match &self.bar {
-                Some(bar) => bar.println(line),
-                None => self.output.note(&line),
+        let report = render::Member(outcome);
+        // The bar is drawn only for human output.
+        match &self.bar {
+            Some(bar) => {
+                let line = report.human();
+                if !line.is_empty() {
+                    bar.println(line);
+                }
             }
+            None => self.output.report(&report),
         }
     }
 
@@ -223,49 +219,7 @@ pub fn status(
     output: &Output,
 ) -> Result<u8> {
     let status = with_request(args, global, output, |r| fleet::status(config, r))?;
-    if output.is_json() {
-        output.json_typed("fleet.status", &status);
-    } else {
-        let mut text = String::new();
-        let width = status
-            .members
-            .iter()
-            .map(|m| m.member.len())
-            .max()
-            .unwrap_or(6)
-            .max(6);
-        text.push_str(&format!(
-            "{:<width$}  {:<16} {:>7}  {:<5}  {:<21}  {}\n",
-            "member", "version", "pending", "dirty", "last run", "status"
-        ));
-        for m in &status.members {
-            match &m.error {
-                Some(e) => text.push_str(&format!(
-                    "{:<width$}  {}\n",
-                    m.member,
-                    Style::new().red().apply_to(first_line(e))
-                )),
-                None => text.push_str(&format!(
-                    "{:<width$}  {:<16} {:>7}  {:<5}  {:<21}  {}\n",
-                    m.member,
-                    m.version.as_deref().unwrap_or("-"),
-                    m.pending,
-                    if m.dirty { "DIRTY" } else { "no" },
-                    m.last_run.as_deref().unwrap_or("-"),
-                    m.last_status.as_deref().unwrap_or("-")
-                )),
-            }
-        }
-        for u in &status.unreachable {
-            text.push_str(&format!(
-                "server {} unreachable: {}\n",
-                u.server,
-                first_line(&u.error)
-            ));
-        }
-        text.push_str(&format!("fleet {}: {}", status.fleet, status.totals()));
-        output.data(&text);
-    }
+    output.report(&status);
     if status.unreadable > 0 || !status.unreachable.is_empty() {
         return Err(Error::Failed(format!(
             "fleet `{}`: {}",
@@ -279,27 +233,7 @@ pub fn status(
 /// `cargo dbsafe plan --fleet NAME`.
 pub fn plan(config: &Config, args: &FleetArgs, global: &GlobalArgs, output: &Output) -> Result<u8> {
     let (report, plans) = with_request(args, global, output, |r| fleet::plan(config, r))?;
-    if output.is_json() {
-        for (member, plan) in &plans {
-            let mut value = serde_json::to_value(plan).unwrap_or_default();
-            value["member"] = member.clone().into();
-            output.json_typed("plan", &value);
-        }
-    } else {
-        let mut text = String::new();
-        for (member, plan) in &plans {
-            let versions: Vec<&str> = plan.pending.iter().map(|m| m.version.as_str()).collect();
-            text.push_str(&format!(
-                "{member}: {}\n",
-                if versions.is_empty() {
-                    "nothing to apply".to_owned()
-                } else {
-                    format!("would apply {}", versions.join(", "))
-                }
-            ));
-        }
-        output.data(&text);
-    }
+    output.report(&render::Plans(&plans));
     finish_report(&report, output)
 }
 
@@ -315,135 +249,19 @@ pub fn verify(
     let (report, results) =
         with_request(args, global, output, |r| fleet::verify(config, r, options))?;
     if let Some(path) = junit {
-        std::fs::write(path, junit_xml(&results)).map_err(|e| Error::io(path, e))?;
+        let suites = results
+            .iter()
+            .map(|(m, checks)| (m.as_str(), checks.as_slice()));
+        let xml = super::render::junit::verify_results(suites)?;
+        std::fs::write(path, xml).map_err(|e| Error::io(path, e))?;
     }
-    if output.is_json() {
-        for (member, checks) in &results {
-            for check in checks {
-                let mut value = serde_json::to_value(check).unwrap_or_default();
-                value["member"] = member.clone().into();
-                output.json_typed("verify.result", &value);
-            }
-        }
-    }
+    output.report(&render::Verified(&results));
     finish_report(&report, output)
-}
-
-/// One JUnit document with a `<testsuite>` per member, built from each member's own.
-fn junit_xml(results: &[(String, Vec<crate::verify::CheckResult>)]) -> String {
-    let mut suites = String::new();
-    let (mut tests, mut failures, mut errors) = (0, 0, 0);
-    for (member, checks) in results {
-        let xml = crate::verify::junit_xml(member, checks);
-        let start = xml.find("  <testsuite ").unwrap_or(0);
-        let end = xml.rfind("</testsuites>").unwrap_or(xml.len());
-        suites.push_str(&xml[start..end]);
-        tests += checks.len();
-        failures += checks
-            .iter()
-            .filter(|c| c.status == crate::verify::Status::Fail)
-            .count();
-        errors += checks
-            .iter()
-            .filter(|c| c.status == crate::verify::Status::Error)
-            .count();
-    }
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"dbverify\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\">\n{suites}</testsuites>\n"
-    )
 }
 
 /// Prints the summary (a table of the members that need reading, and the totals) and
 /// returns the fleet's exit code as an error when a member did not succeed.
 fn finish_report(report: &FleetReport, output: &Output) -> Result<u8> {
-    if output.is_json() {
-        // Members never started were not streamed as they finished.
-        report
-            .members
-            .iter()
-            .filter(|m| m.status == MemberStatus::Skipped)
-            .for_each(|m| output.json_typed("fleet.member", m));
-        output.json_typed("fleet.summary", &serde_json::json!({
-            "fleet_run": report.fleet_run, "fleet": report.fleet, "command": report.command,
-            "partition": report.partition, "totals": report.totals(), "unreachable": report.unreachable,
-            "members": report.members.len(),
-        }));
-    } else {
-        output.data(&summary_table(report));
-    }
+    output.report(&render::Summary(report));
     report.result().map(|()| exit::SUCCESS)
-}
-
-/// Every member when there are few; otherwise only those that failed (the totals count
-/// the rest).
-fn summary_table(report: &FleetReport) -> String {
-    const ALL_UP_TO: usize = 40;
-    let few = report.members.len() <= ALL_UP_TO;
-    let shown: Vec<&MemberOutcome> = report
-        .members
-        .iter()
-        .filter(|m| few || m.status.is_failure())
-        .collect();
-    let width = shown
-        .iter()
-        .map(|m| m.member.len())
-        .max()
-        .unwrap_or(6)
-        .max(6);
-    let mut text = String::new();
-    if !shown.is_empty() {
-        text.push_str(&format!(
-            "{:<width$}  {:<6}  {:<15}  {:<21}  {}\n",
-            "member", "wave", "status", "run", "detail"
-        ));
-    }
-    for m in &shown {
-        let style = if m.status.is_failure() {
-            Style::new().red()
-        } else {
-            Style::new()
-        };
-        text.push_str(&format!(
-            "{:<width$}  {:<6}  {:<15}  {:<21}  {}\n",
-            m.member,
-            m.wave,
-            style.apply_to(m.status.as_str()),
-            m.run_id.as_deref().unwrap_or("-"),
-            first_line(&m.detail)
-        ));
-    }
-    if shown.len() < report.members.len() {
-        let rest = report.members.len() - shown.len();
-        text.push_str(&format!(
-            "({rest} other members not listed; --message-format json lists each)\n"
-        ));
-    }
-    for u in &report.unreachable {
-        text.push_str(&format!(
-            "server {} unreachable: {}\n",
-            u.server,
-            first_line(&u.error)
-        ));
-    }
-    let run = if report.fleet_run.is_empty() {
-        String::new()
-    } else {
-        format!(" run {}", report.fleet_run)
-    };
-    let share = report
-        .partition
-        .as_deref()
-        .map(|p| format!(" (partition {p})"))
-        .unwrap_or_default();
-    text.push_str(&format!(
-        "fleet {}{run}{share} {}: {}",
-        report.fleet,
-        report.command,
-        report.totals()
-    ));
-    text
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or("")
 }

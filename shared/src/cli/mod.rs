@@ -10,7 +10,7 @@ pub mod exit;
 mod fleet_cmd;
 pub mod output;
 mod progress;
-pub mod report;
+pub mod render;
 mod snapshot_cmd;
 
 pub use dbrollback_cmd::main as dbrollback_main;
@@ -36,7 +36,8 @@ pub enum MessageFormat {
     Human,
     /// JSON Lines: one event per line with `type` and `run_id`.
     Json,
-    /// GitHub Actions workflow annotations from `check`; like human elsewhere.
+    /// GitHub Actions workflow annotations where there is something to point at (`check`
+    /// findings, failing `dbverify` checks); like human elsewhere.
     Github,
 }
 
@@ -198,10 +199,8 @@ pub fn usage_error(error: clap::Error, argv: &[std::ffi::OsString]) -> ! {
     if error.use_stderr() && json {
         let text = error.render().to_string();
         let message = text.trim().strip_prefix("error: ").unwrap_or(text.trim());
-        println!(
-            "{}",
-            serde_json::json!({"type": "error", "exit_code": exit::USAGE, "message": message})
-        );
+        let line = render::error_line(exit::USAGE, message, crate::error::Reason::Usage);
+        println!("{}", serde_json::Value::Object(line.object()));
     }
     error.exit()
 }
@@ -213,12 +212,5 @@ pub(crate) fn regenerate_schema(
     target: &crate::target::Target,
     output: &Output,
 ) {
-    let outcome = crate::print_schema::regenerate(config, target);
-    if output.is_json() {
-        if let Some(json) = outcome.json() {
-            output.json(&json);
-        }
-    } else if let Some(text) = outcome.describe() {
-        output.note(&text);
-    }
+    output.report(&crate::print_schema::regenerate(config, target));
 }

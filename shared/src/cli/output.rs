@@ -1,6 +1,6 @@
-//! Rendering: events and reports as human text (colours and a progress bar only on a
-//! terminal, never in CI) or as JSON Lines; errors with their exit code; a broken pipe
-//! ends quietly.
+//! Output: run events as human text (colours and a progress bar only on a
+//! terminal, never in CI) or as JSON Lines; reports through their renderers (`render`);
+//! errors with their exit code and reason; a broken pipe ends quietly.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::exit;
+use super::render::{ErrorReport, HumanStream, Report};
 use super::{ColorChoice, GlobalArgs, MessageFormat, in_ci, interactive};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
@@ -75,15 +76,27 @@ impl Output {
         stdout_line(&line);
     }
 
-    /// Writes a JSON object `{"type": kind, ...value}` to stdout.
-    pub fn json_typed<T: Serialize>(&self, kind: &str, value: &T) {
-        let mut object = match serde_json::to_value(value) {
-            Ok(serde_json::Value::Object(map)) => map,
-            Ok(other) => [("value".to_owned(), other)].into_iter().collect(),
-            Err(_) => Default::default(),
+    /// Writes a report in the chosen format: its JSON Lines, its annotations (github) or
+    /// its text for people.
+    pub fn report(&self, report: &dyn Report) {
+        let text = match self.format {
+            MessageFormat::Json => {
+                for line in report.json() {
+                    self.json(&line.object());
+                }
+                return;
+            }
+            MessageFormat::Human => report.human(),
+            MessageFormat::Github => report.github(),
         };
-        object.insert("type".into(), kind.into());
-        self.json(&object);
+        if text.is_empty() {
+            return;
+        }
+        match report.stream() {
+            HumanStream::Data => self.data(&text),
+            HumanStream::Always => stdout_line(text.trim_end_matches('\n')),
+            HumanStream::Notes => self.note(text.trim_end_matches('\n')),
+        }
     }
 
     /// Writes human data (a report) to stdout.
@@ -145,13 +158,18 @@ impl Output {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        let code = exit::code_of(error);
+        let report = ErrorReport {
+            error,
+            exit_code: exit::code_of(error),
+        };
         if self.is_json() {
-            self.json(&serde_json::json!({"type": "error", "exit_code": code, "message": error.to_string()}));
+            report
+                .json()
+                .into_iter()
+                .for_each(|l| self.json(&l.object()));
         }
-        let red = Style::new().red().bold();
-        let _ = writeln!(std::io::stderr(), "{} {error}", red.apply_to("error:"));
-        code
+        let _ = writeln!(std::io::stderr(), "{}", report.human());
+        report.exit_code
     }
 
     fn human_event(&mut self, event: &Event) {

@@ -2,13 +2,15 @@
 
 use clap::{Args, Subcommand};
 
+use super::render::rollback::RollbackDone;
+use super::render::snapshot as render;
 use super::{GlobalArgs, Output, exit};
 use crate::config::{Config, SnapshotStrategy};
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::ledger;
 use crate::preflight;
-use crate::snapshot::{self, Manifest, SnapshotStore, Unusable};
+use crate::snapshot::{self, SnapshotStore, Unusable};
 use crate::target::Target;
 
 /// The `snapshot` subcommands.
@@ -109,10 +111,6 @@ pub(super) fn chosen_id(id: &Option<String>, config: &Config, target: &Target) -
         })
 }
 
-fn bytes(manifest: &Manifest) -> u64 {
-    manifest.files.iter().map(|f| f.size).sum()
-}
-
 /// Runs a `snapshot` subcommand.
 pub fn run(
     command: &SnapshotCommand,
@@ -128,59 +126,24 @@ pub fn run(
             let phase = output.phase(&format!("taking a snapshot of {}", target.name));
             let manifest = snapshot::create(config, target, &mut db, strategy, None)?;
             drop(phase);
-            if output.is_json() {
-                output.json_typed("snapshot", &manifest);
-            } else {
-                output.data(&format!(
-                    "snapshot {} of {} ({}, {} in {} file(s), {} table(s), {} ms)\n  path: {}",
-                    manifest.id,
-                    manifest.target,
-                    manifest.strategy,
-                    indicatif::HumanBytes(bytes(&manifest)),
-                    manifest.files.len(),
-                    manifest.tables.len(),
-                    manifest.duration_ms,
-                    SnapshotStore::new(config).path(&manifest.id)?.display()
-                ));
-            }
+            output.report(&render::Taken {
+                path: SnapshotStore::new(config).path(&manifest.id)?,
+                manifest: &manifest,
+            });
             Ok(exit::SUCCESS)
         }
         SnapshotCommand::List => {
             let listing = SnapshotStore::new(config).list()?;
-            let all: Vec<&Manifest> = listing
-                .manifests
-                .iter()
-                .filter(|m| m.target == target.name)
-                .rev()
-                .collect();
-            if output.is_json() {
-                all.iter().for_each(|m| output.json_typed("snapshot", m));
-            } else if all.is_empty() {
-                output.data(&format!(
-                    "no snapshots of target {} in {}",
-                    target.name,
-                    config.snapshot_dir.display()
-                ));
-            } else {
-                let lines: Vec<String> = all
+            output.report(&render::Listing {
+                target: &target.name,
+                dir: &config.snapshot_dir,
+                manifests: listing
+                    .manifests
                     .iter()
-                    .map(|m| {
-                        format!(
-                            "  {}  {:<13} {}  {:>10}  {} migration(s){}",
-                            m.id,
-                            m.strategy,
-                            m.created_at,
-                            indicatif::HumanBytes(bytes(m)).to_string(),
-                            m.applied_migrations.len(),
-                            m.run_id
-                                .as_deref()
-                                .map(|r| format!("  before run {r}"))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                output.data(&lines.join("\n"));
-            }
+                    .filter(|m| m.target == target.name)
+                    .rev()
+                    .collect(),
+            });
             report_unusable(&listing.unusable, output)
         }
         SnapshotCommand::Verify(args) => {
@@ -198,20 +161,12 @@ pub fn run(
                 (snapshot::verify_stored(config, target, &manifest)?, None)
             };
             drop(phase);
-            if output.is_json() {
-                output.json(&serde_json::json!({
-                    "type": "snapshot.verified", "snapshot_id": manifest.id, "ok": problems.is_empty(),
-                    "deep": args.deep, "problems": problems, "restore_ms": restore_ms,
-                }));
-            } else if problems.is_empty() {
-                let how = match restore_ms {
-                    Some(ms) => format!(
-                        "restored into a scratch database in {ms} ms; schema and every table's data match the manifest"
-                    ),
-                    None => format!("{} file(s) match their SHA-256", manifest.files.len()),
-                };
-                output.data(&format!("snapshot {} ok: {how}", manifest.id));
-            }
+            output.report(&render::Verified {
+                manifest: &manifest,
+                deep: args.deep,
+                problems: &problems,
+                restore_ms,
+            });
             if problems.is_empty() {
                 Ok(exit::SUCCESS)
             } else {
@@ -239,18 +194,9 @@ pub fn run(
             let outcome = crate::rollback::rollback(config, target, &options, output)?;
             drop(phase);
             if args.dry_run {
-                if output.is_json() {
-                    output.json_typed("rollback.plan", &outcome.plan);
-                } else {
-                    output.data(&super::dbrollback_cmd::describe(&outcome.plan));
-                }
-            } else if !output.is_json() {
-                output.note(&format!(
-                    "restore run {}: restored snapshot {} (the state before is in safety snapshot {})",
-                    outcome.run_id,
-                    id,
-                    outcome.safety_snapshot.as_deref().unwrap_or("?")
-                ));
+                output.report(&outcome.plan);
+            } else {
+                output.report(&RollbackDone::Restore(&outcome, &id));
             }
             Ok(exit::SUCCESS)
         }
@@ -274,25 +220,11 @@ pub fn run(
                 newest_run_snapshot.as_deref(),
                 args.dry_run,
             )?;
-            let deleted = &pruned.deleted;
-            if output.is_json() {
-                output.json(&serde_json::json!({"type": "snapshot.pruned", "deleted": deleted, "dry_run": args.dry_run, "skipped": pruned.skipped}));
-            } else {
-                let verb = if args.dry_run {
-                    "would delete"
-                } else {
-                    "deleted"
-                };
-                output.data(&format!(
-                    "{verb} {} snapshot(s){}",
-                    deleted.len(),
-                    if deleted.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", deleted.join(", "))
-                    }
-                ));
-            }
+            output.report(&render::Pruned {
+                deleted: &pruned.deleted,
+                dry_run: args.dry_run,
+                skipped: &pruned.skipped,
+            });
             report_unusable(&pruned.skipped, output)
         }
     }
@@ -304,11 +236,7 @@ fn report_unusable(unusable: &[Unusable], output: &mut Output) -> Result<u8> {
     if unusable.is_empty() {
         return Ok(exit::SUCCESS);
     }
-    if output.is_json() {
-        unusable
-            .iter()
-            .for_each(|u| output.json_typed("snapshot.unusable", u));
-    }
+    output.report(&render::UnusableDirs(unusable));
     let lines: Vec<String> = unusable
         .iter()
         .map(|u| format!("{}: {}", u.dir.display(), u.problem))

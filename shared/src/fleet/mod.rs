@@ -95,7 +95,7 @@ impl FleetReport {
         Err(if self.count(MemberStatus::NeedsAttention) > 0 {
             Error::Attention(what)
         } else if self.count(MemberStatus::Refused) > 0 {
-            Error::Refused(what)
+            crate::error::Reason::MemberRefused.refuse(what)
         } else {
             Error::Failed(what)
         })

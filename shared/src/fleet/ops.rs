@@ -49,7 +49,7 @@ impl<'a> FleetRequest<'a> {
         if !self.yes
             && let Some(member) = members.members.iter().find(|m| m.target.protected)
         {
-            return Err(Error::Refused(format!(
+            return Err(crate::error::Reason::ProtectedTarget.refuse(format!(
                 "fleet `{}` has protected members ({} is {}): confirm that you mean to {action} them with --yes; nothing touched",
                 self.fleet, member.name, member.target.environment
             )));

@@ -191,7 +191,7 @@ pub fn refuse_unrecorded(db: &mut Database, set: &crate::migrations::MigrationSe
     let Some(first) = objects.first() else {
         return Ok(());
     };
-    Err(crate::error::Error::Refused(format!(
+    Err(crate::error::Reason::UnrecordedMigrations.refuse(format!(
         "the database already has {} table(s) or view(s) (`{first}`, ...) but dbsafe's ledger records none of the {} migration(s) in {}: with layout = \"sql-files\" the ledger is the only history, so dbsafe cannot tell which files were already applied by hand and would run them all again. Record each one already applied with `cargo dbsafe resolve VERSION --as applied`, then apply",
         objects.len(),
         set.migrations.len(),

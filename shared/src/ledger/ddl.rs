@@ -77,7 +77,7 @@ pub fn ensure(db: &mut Database) -> Result<()> {
     match recorded_version(db) {
         Some(v) if v == LEDGER_SCHEMA_VERSION => return Ok(()),
         Some(v) if v > LEDGER_SCHEMA_VERSION => {
-            return Err(Error::Refused(format!(
+            return Err(crate::error::Reason::NewerLedger.refuse(format!(
                 "this database's dbsafe ledger has schema version {v}, newer than this dbsafe understands ({LEDGER_SCHEMA_VERSION}): upgrade dbsafe (cargo install cargo-dbsafe)"
             )));
         }

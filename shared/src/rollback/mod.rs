@@ -96,7 +96,7 @@ pub fn rollback(
     if let Some(step) = dirty.first()
         && plan.snapshot.is_none()
     {
-        return Err(Error::Refused(preflight::dirty_message(step)));
+        return Err(crate::error::Reason::DirtyTarget.refuse(preflight::dirty_message(step)));
     }
     session.prepare_ledger()?;
     // Plan again under the lock: another process may have changed the ledger meanwhile.
@@ -241,7 +241,7 @@ fn restore_run(session: &mut Session<'_>, plan: RollbackPlan) -> Result<Rollback
     // Refuse a damaged snapshot before taking anything else.
     let problems = snapshot::verify_files(config, &manifest);
     if !problems.is_empty() {
-        return Err(Error::Refused(format!(
+        return Err(crate::error::Reason::DamagedSnapshot.refuse(format!(
             "snapshot {} is damaged, not restoring it: {}",
             manifest.id,
             problems.join("; ")

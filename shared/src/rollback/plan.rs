@@ -217,7 +217,7 @@ pub(super) fn plan_with(
             .iter()
             .map(|(r, s)| format!("{} ({} migration(s))", r.id, s.len()))
             .collect();
-        return Err(Error::Refused(format!(
+        return Err(crate::error::Reason::LaterRuns.refuse(format!(
             "later runs applied migrations on top of run {}: {}. Roll those back first, or pass --cascade to roll them back too, newest first",
             run.id,
             names.join(", ")
@@ -277,7 +277,7 @@ pub(super) fn plan_with(
             ),
             None => "Restore the run's snapshot instead (--restore), if it has one".to_owned(),
         };
-        return Err(Error::Refused(format!(
+        return Err(crate::error::Reason::IrreversibleMigration.refuse(format!(
             "{} migration(s) of the rollback have no down.sql that can revert them: {}. \
              {restore}, or write the down.sql and roll back with --allow-edit NAME",
             no_down.len(),
@@ -314,7 +314,7 @@ fn plan_snapshot_restore(
     let manifest = SnapshotStore::new(config).load_for_restore(id)?;
     let target = ledger::meta_get(db, "bound_target")?;
     if target.as_deref().is_some_and(|t| t != manifest.target) {
-        return Err(Error::Refused(format!(
+        return Err(crate::error::Reason::ForeignSnapshot.refuse(format!(
             "snapshot {id} is of target `{}`, not of this one: restore it on its own target",
             manifest.target
         )));
@@ -355,7 +355,7 @@ fn planned(
     allow_edit: &[String],
 ) -> Result<std::result::Result<PlannedRevert, String>> {
     let migration = set.get(&step.version).ok_or_else(|| {
-        Error::Refused(format!(
+        crate::error::Reason::MissingMigration.refuse(format!(
             "migration {} (applied by run {}) has no directory in {} any more: restore it from git before rolling back",
             step.name,
             run.id,
@@ -363,7 +363,7 @@ fn planned(
         ))
     })?;
     if migration.up_checksum != step.up_checksum {
-        return Err(Error::Refused(format!(
+        return Err(crate::error::Reason::EditedMigration.refuse(format!(
             "{} changed since run {} applied it: the code being undone must be the code that was done. Restore the file from git (the commit of that run: {})",
             migration.up_path.display(),
             run.id,
@@ -389,7 +389,7 @@ fn planned(
     });
     let down_edited = migration.down_checksum != step.down_checksum;
     if down_edited && !allowed {
-        return Err(Error::Refused(format!(
+        return Err(crate::error::Reason::EditedDownSql.refuse(format!(
             "{} changed since run {} applied the migration: the down.sql that runs must be the one recorded then. Restore the file from git (the commit of that run: {}), or, if you fixed it on purpose, accept it for this rollback with --allow-edit {}",
             migration.down_path.display(),
             run.id,

@@ -330,7 +330,7 @@ pub fn compare(url: &DatabaseUrl, manifest: &Manifest) -> Result<Problems> {
 pub fn restore_into(config: &Config, manifest: &Manifest, url: &DatabaseUrl) -> Result<()> {
     let problems = verify_files(config, manifest);
     if !problems.is_empty() {
-        return Err(Error::Refused(format!(
+        return Err(crate::error::Reason::DamagedSnapshot.refuse(format!(
             "snapshot {} is damaged, not restoring it: {}",
             manifest.id,
             problems.join("; ")

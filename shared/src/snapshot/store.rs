@@ -201,7 +201,7 @@ impl SnapshotStore {
     /// restore (exit 3), as damaged files do.
     pub fn load_for_restore(&self, id: &str) -> Result<Manifest> {
         self.read(id)?.map_err(|problem| {
-            Error::Refused(format!(
+            crate::error::Reason::DamagedSnapshot.refuse(format!(
                 "snapshot {id}: {problem}: not restoring a snapshot that cannot be trusted"
             ))
         })

@@ -9,7 +9,6 @@ mod drift;
 mod invariants;
 
 pub(crate) use invariants::subquery;
-mod junit;
 
 use std::time::Instant;
 
@@ -19,8 +18,6 @@ use crate::config::{BUILTINS, Config, InvariantSeverity, Phase};
 use crate::connection::Database;
 use crate::error::{Error, Result};
 use crate::target::Target;
-
-pub use junit::junit_xml;
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
