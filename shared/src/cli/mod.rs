@@ -36,8 +36,7 @@ pub enum MessageFormat {
     Human,
     /// JSON Lines: one event per line with `type` and `run_id`.
     Json,
-    /// GitHub Actions workflow annotations where there is something to point at (`check`
-    /// findings, failing `dbverify` checks); like human elsewhere.
+    /// GitHub annotations from `check` and `dbverify`; like human elsewhere.
     Github,
 }
 
