@@ -9,7 +9,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use crate::connection::Database;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 const POLL: Duration = Duration::from_millis(200);
 
