@@ -7,17 +7,18 @@
 //! every key.
 
 mod check;
+mod choice;
 mod duration;
+mod error;
 mod fleet;
+mod sql_files;
 #[cfg(test)]
 mod tests;
 mod verify;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -26,7 +27,10 @@ use crate::dialect::Backend;
 
 pub use crate::layout::Layout;
 
+pub(crate) use check::with_article;
+pub(crate) use choice::{Choice, parse_choice};
 pub use duration::parse_duration;
+pub use error::{ConfigError, ConfigProblem};
 pub use fleet::{Canary, Databases, FleetConfig, Servers};
 pub use verify::{
     BUILTINS, Comparison, Expectation, Invariant, InvariantSeverity, KeyColumns, Phase, Seed,
@@ -35,6 +39,9 @@ pub use verify::{
 
 /// The name of dbsafe's configuration file, at the root of the user's repository.
 pub const FILE_NAME: &str = "dbsafe.toml";
+
+/// The lock file's name (in the migrations directory's parent, unless `[check] lock-file`).
+pub const LOCK_FILE_NAME: &str = "dbsafe.lock";
 
 /// [`Config::layout_reason`] when dbsafe.toml sets `layout`.
 pub const LAYOUT_SET: &str = "set in dbsafe.toml";
@@ -266,114 +273,6 @@ pub struct SnapshotConfig {
     pub keep_replaced: bool,
 }
 
-/// One problem in `dbsafe.toml`, located by line and key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// The 1-based line of the problem.
-    pub line: usize,
-    /// The dotted key concerned, like `apply.lock-wait` (empty for a TOML syntax error).
-    pub key: String,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
-
-/// Why the configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file given with `--config` does not exist.
-    #[error(
-        "configuration file {} does not exist: check the --config path, or leave --config out \
-         to use the dbsafe.toml found from the current directory",
-        path.display()
-    )]
-    NotFound {
-        /// The missing file.
-        path: PathBuf,
-    },
-    /// A configuration file could not be read.
-    #[error("cannot read {}: {source}; check that it is a readable file", path.display())]
-    Io {
-        /// The file that could not be read.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// `dbsafe.toml` has problems; each names its line and key.
-    #[error("{}", invalid_message(file, problems))]
-    Invalid {
-        /// The file with problems.
-        file: PathBuf,
-        /// Every problem found, in line order.
-        problems: Vec<ConfigProblem>,
-    },
-    /// `--target` (or `default-target`) names a target that is not defined.
-    #[error(
-        "no target named `{name}` (known: {}): choose one of those with --target NAME, or \
-         add a [targets.{name}] table to dbsafe.toml",
-        known.join(", ")
-    )]
-    UnknownTarget {
-        /// The name asked for.
-        name: String,
-        /// The targets that exist.
-        known: Vec<String>,
-    },
-    /// Several targets exist, none is the default and none was chosen.
-    #[error(
-        "several targets are defined and none is chosen: choose one with --target NAME \
-         (known: {}) or set default-target in dbsafe.toml",
-        known.join(", ")
-    )]
-    NoTarget {
-        /// The targets that exist.
-        known: Vec<String>,
-    },
-    /// `cargo metadata` failed for the `--manifest-path` given.
-    #[error(
-        "cannot read the cargo workspace of {}: {message}; check that --manifest-path points \
-         to a Cargo.toml",
-        path.display()
-    )]
-    Manifest {
-        /// The manifest given with `--manifest-path`.
-        path: PathBuf,
-        /// What cargo said.
-        message: String,
-    },
-    /// diesel.toml could not be understood while looking for the migrations directory.
-    #[error(
-        "invalid diesel.toml at {}: {message}; fix it, or set migrations-dir in dbsafe.toml",
-        path.display()
-    )]
-    DieselToml {
-        /// The diesel.toml concerned.
-        path: PathBuf,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// The layout is not set and the project does not say which one it is.
-    #[error("cannot tell this project's migration layout: {message}")]
-    AmbiguousLayout {
-        /// What was found, and how to choose.
-        message: String,
-    },
-}
-
-/// Renders [`ConfigError::Invalid`]: a heading, then one `FILE:LINE: key `K`: ...` line per
-/// problem.
-fn invalid_message(file: &Path, problems: &[ConfigProblem]) -> String {
-    let file = file.display();
-    let mut text = format!("invalid configuration in {file}:");
-    for problem in problems {
-        text.push_str(&format!("\n  {file}:{}: ", problem.line));
-        if !problem.key.is_empty() {
-            text.push_str(&format!("key `{}`: ", problem.key));
-        }
-        text.push_str(&problem.message);
-    }
-    text
-}
-
 impl Config {
     /// Detects the layout again for a new `migrations_dir` (`--migration-dir`), unless
     /// dbsafe.toml sets it.
@@ -510,13 +409,13 @@ impl Config {
             None => root.join(".dbsafe").join("snapshots"),
         };
         let config_file = file.clone().unwrap_or_else(|| root.join(FILE_NAME));
-        let sql_files = resolve_sql_files(&config_file, &root, &settings.sql_files)?;
-        let invariants = read_sql_files(&sql_files, settings.invariants)?;
+        let sql_files = sql_files::resolve(&config_file, &root, &settings.sql_files)?;
+        let invariants = sql_files::read_invariants(&sql_files, settings.invariants)?;
         let seeds = settings
             .seeds
             .into_iter()
             .map(|mut seed| {
-                seed.sql = read_sql_file(&sql_files, &seed.sql)?;
+                seed.sql = sql_files::read(&sql_files, &seed.sql)?;
                 Ok(seed)
             })
             .collect::<Result<Vec<Seed>, ConfigError>>()?;
@@ -525,7 +424,7 @@ impl Config {
             None => migrations_dir
                 .parent()
                 .unwrap_or(&root)
-                .join(crate::check::LOCK_FILE_NAME),
+                .join(LOCK_FILE_NAME),
         };
         let check = CheckConfig {
             require_down: settings.check.require_down,
@@ -564,105 +463,6 @@ impl Config {
             fleets: settings.fleets,
         })
     }
-}
-
-/// Reads each invariant's `sql-file` (resolved by [`resolve_sql_files`]).
-fn read_sql_files(
-    files: &BTreeMap<String, PathBuf>,
-    invariants: Vec<Invariant>,
-) -> Result<Vec<Invariant>, ConfigError> {
-    invariants
-        .into_iter()
-        .map(|mut invariant| {
-            if let Some(file) = invariant.sql.strip_prefix(check::SQL_FILE_PREFIX) {
-                invariant.sql = read_sql_file(files, file)?;
-            }
-            Ok(invariant)
-        })
-        .collect()
-}
-
-/// The text of a SQL file named in dbsafe.toml, from where [`resolve_sql_files`] found it.
-fn read_sql_file(files: &BTreeMap<String, PathBuf>, written: &str) -> Result<String, ConfigError> {
-    let Some(path) = files.get(written) else {
-        let source = io::Error::new(io::ErrorKind::NotFound, "not resolved in the repository");
-        return Err(ConfigError::Io {
-            path: written.into(),
-            source,
-        });
-    };
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        path: path.clone(),
-        source,
-    })
-}
-
-/// Resolves every SQL file dbsafe.toml names (`[[seed]] file`, `sql-file`) inside the
-/// repository: relative to `root`, symlinks followed, and refused when the result is
-/// outside `root` (an absolute path, `../`, a symlink out) or missing, as a located
-/// problem of `config_file` (exit 2). Returns each path as written with where it is.
-fn resolve_sql_files(
-    config_file: &Path,
-    root: &Path,
-    files: &[check::FileRef],
-) -> Result<BTreeMap<String, PathBuf>, ConfigError> {
-    let canonical_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    let mut resolved = BTreeMap::new();
-    let mut problems = Vec::new();
-    for file in files {
-        match resolve_inside(&canonical_root, &file.path) {
-            Ok(path) => {
-                resolved.insert(file.path.clone(), path);
-            }
-            Err(message) => problems.push(ConfigProblem {
-                line: file.line,
-                key: file.key.clone(),
-                message,
-            }),
-        }
-    }
-    if problems.is_empty() {
-        return Ok(resolved);
-    }
-    problems.sort_by_key(|problem| problem.line);
-    Err(ConfigError::Invalid {
-        file: config_file.to_path_buf(),
-        problems,
-    })
-}
-
-/// `written` resolved in `root` (canonical), or why it is refused.
-fn resolve_inside(root: &Path, written: &str) -> Result<PathBuf, String> {
-    let inside = || {
-        format!(
-            "SQL files named in dbsafe.toml must be inside the repository ({}): give a path relative to it, without `..`",
-            root.display()
-        )
-    };
-    if Path::new(written).is_absolute() {
-        return Err(format!("`{written}` is an absolute path; {}", inside()));
-    }
-    let path = std::fs::canonicalize(root.join(written)).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            format!(
-                "`{written}` does not exist (looked for {}): create it, or fix the path",
-                root.join(written).display()
-            )
-        } else {
-            format!("cannot read `{written}`: {e}")
-        }
-    })?;
-    if !path.starts_with(root) {
-        return Err(format!(
-            "`{written}` resolves to {} (symbolic links followed), outside the repository; {}",
-            path.display(),
-            inside()
-        ));
-    }
-    if !path.is_file() {
-        return Err(format!("`{written}` is not a file"));
-    }
-    Ok(path)
 }
 
 /// `path` made absolute from the current directory, without resolving symlinks (`.`
@@ -710,110 +510,17 @@ fn diesel_migrations_dir(root: &Path) -> Result<Option<PathBuf>, ConfigError> {
     let Some(section) = section.as_table() else {
         return Err(invalid(format!(
             "`migrations_directory` must be a table, found {}",
-            check::a(section.type_str())
+            check::with_article(section.type_str())
         )));
     };
     match section.get("dir") {
         Some(toml::Value::String(dir)) => Ok(Some(absolute(&root.join(dir)))),
         Some(other) => Err(invalid(format!(
             "`migrations_directory.dir` must be a string, found {}",
-            check::a(other.type_str())
+            check::with_article(other.type_str())
         ))),
         None => Err(invalid(
             "[migrations_directory] has no `dir` key (diesel requires it)".to_owned(),
         )),
     }
-}
-
-/// An enumerated setting: its values and their names in `dbsafe.toml`.
-pub(crate) trait Choice: Copy + 'static {
-    /// Every value, in documentation order.
-    const ALL: &'static [Self];
-    /// The value's name in `dbsafe.toml`.
-    fn name(self) -> &'static str;
-}
-
-/// Implements [`Choice`], `as_str`, `Display` and `FromStr` for an enumerated setting.
-macro_rules! choice {
-    ($type:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
-        impl Choice for $type {
-            const ALL: &'static [Self] = &[$($type::$variant),+];
-            fn name(self) -> &'static str {
-                self.as_str()
-            }
-        }
-
-        impl $type {
-            /// The name of this value in `dbsafe.toml` and in output.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($type::$variant => $name),+
-                }
-            }
-        }
-
-        impl fmt::Display for $type {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $type {
-            type Err = String;
-
-            /// Parses a value by its name; the error lists the allowed names.
-            fn from_str(text: &str) -> Result<Self, String> {
-                parse_choice(text)
-            }
-        }
-    };
-}
-
-choice!(Environment {
-    Development => "development",
-    Test => "test",
-    Staging => "staging",
-    Production => "production",
-});
-choice!(InvariantSeverity { Error => "error", Warn => "warn" });
-choice!(Phase { Before => "before", After => "after" });
-choice!(Severity { Warning => "warning", Error => "error" });
-choice!(FailurePolicy { Stop => "stop", Revert => "revert", Restore => "restore" });
-choice!(SnapshotPolicy { Always => "always", Protected => "protected", Never => "never" });
-choice!(Layout {
-    Diesel => "diesel",
-    Sqlx => "sqlx",
-    SqlFiles => "sql-files",
-});
-choice!(SnapshotStrategy {
-    Auto => "auto",
-    PgDump => "pg-dump",
-    Template => "template",
-    Mysqldump => "mysqldump",
-    SqliteBackup => "sqlite-backup",
-});
-
-impl Choice for Backend {
-    const ALL: &'static [Self] = &Backend::ALL;
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-}
-
-/// Finds the value of `T` named `text`; the error names the value and lists the allowed ones.
-fn parse_choice<T: Choice>(text: &str) -> Result<T, String> {
-    T::ALL
-        .iter()
-        .copied()
-        .find(|value| value.name() == text)
-        .ok_or_else(|| {
-            let allowed: Vec<String> = T::ALL
-                .iter()
-                .map(|value| format!("\"{}\"", value.name()))
-                .collect();
-            format!(
-                "invalid value \"{text}\": expected one of {}",
-                allowed.join(", ")
-            )
-        })
 }

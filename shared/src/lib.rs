@@ -19,6 +19,7 @@ pub mod interrupt;
 pub mod journal;
 pub mod layout;
 pub mod ledger;
+pub mod lint_rules;
 pub mod lock;
 pub mod migrations;
 pub mod pause;

@@ -10,7 +10,7 @@ use diesel::connection::BoxableConnection;
 use diesel::migration::{self, MigrationMetadata, MigrationName, MigrationVersion};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layout::Layout;
 
 /// One migration directory.
@@ -33,6 +33,10 @@ pub struct Migration {
     pub run_in_transaction: bool,
     /// A remark about metadata.toml worth showing (diesel reads a file without the key as "no transaction").
     pub metadata_warning: Option<String>,
+    /// The line of metadata.toml's `run_in_transaction = false` (line 1 of the up file for
+    /// the layouts that say so there), when the migration runs outside a transaction by
+    /// request.
+    pub no_transaction_line: Option<usize>,
     /// SHA-256 of up.sql, line endings normalised to LF.
     pub up_checksum: String,
     /// SHA-256 of down.sql, when present.
@@ -96,8 +100,18 @@ pub struct MigrationSet {
 /// SHA-256 (hex) of a file's text with line endings normalised to LF.
 pub fn checksum(text: &str) -> String {
     let normalised = text.replace("\r\n", "\n");
-    let digest = Sha256::digest(normalised.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(normalised.as_bytes()))
+}
+
+/// Bytes as lowercase hex (a checksum).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
 }
 
 /// Why a migration has no down.sql that can revert it. Everything that asks whether a
@@ -167,29 +181,18 @@ impl MigrationSet {
         Self::load_as(crate::layout::current(), dir)
     }
 
-    /// Reads every migration under `dir` in `layout`, sorted by version (numerically where
-    /// versions are numbers); two migrations with one version are an error.
+    /// Reads every migration under `dir` in `layout` ([`crate::layout::scan`]), sorted by
+    /// version (numerically where versions are numbers); the first finding that refuses
+    /// the directory (a directory without up.sql, an empty up file, two migrations with one
+    /// version, a file that is not UTF-8, a malformed metadata.toml, ...) is the error.
     pub fn load_as(layout: Layout, dir: &Path) -> Result<MigrationSet> {
-        let mut migrations = crate::layout::load(layout, dir)?;
-        migrations.sort_by(|a, b| version_cmp_in(layout, &a.version, &b.version));
-        for pair in migrations.windows(2) {
-            if pair[0].version == pair[1].version {
-                return Err(Error::BadMigration {
-                    path: if layout == Layout::Diesel {
-                        pair[1].dir.clone()
-                    } else {
-                        pair[1].up_path.clone()
-                    },
-                    problem: format!(
-                        "has the same version {} as {}: rename one so every version is unique",
-                        pair[1].version, pair[0].name
-                    ),
-                });
-            }
+        let scan = crate::layout::scan(layout, dir)?;
+        if let Some(error) = scan.refusal() {
+            return Err(error);
         }
         Ok(MigrationSet {
-            dir: dir.to_owned(),
-            migrations,
+            dir: scan.dir,
+            migrations: scan.migrations,
         })
     }
 }
@@ -201,7 +204,7 @@ pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 
 /// Two versions in `layout`'s order: diesel's as text (as diesel sorts them), the others by
 /// number when both are digits (sqlx's `9` before `10`), else as text.
-fn version_cmp_in(layout: Layout, a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn version_cmp_in(layout: Layout, a: &str, b: &str) -> std::cmp::Ordering {
     let digits = |v: &str| v.bytes().all(|c| c.is_ascii_digit());
     if layout != Layout::Diesel && digits(a) && digits(b) {
         let (ta, tb) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
@@ -209,44 +212,6 @@ fn version_cmp_in(layout: Layout, a: &str, b: &str) -> std::cmp::Ordering {
     } else {
         a.cmp(b)
     }
-}
-
-/// The entries of a migrations directory; a missing or unreadable one is an error naming it.
-pub(crate) fn read_migrations_dir(dir: &Path) -> Result<std::fs::ReadDir> {
-    std::fs::read_dir(dir).map_err(|e| Error::MigrationsDir {
-        path: dir.to_owned(),
-        problem: if e.kind() == std::io::ErrorKind::NotFound {
-            "does not exist".to_owned()
-        } else {
-            format!("cannot be read ({e})")
-        },
-    })
-}
-
-/// Reads every diesel migration under `dir`. Hidden entries and files are skipped as diesel
-/// does; a directory without up.sql, an empty up.sql, an unreadable file or a malformed
-/// metadata.toml are errors.
-pub(crate) fn load_diesel(dir: &Path) -> Result<Vec<Migration>> {
-    let entries = read_migrations_dir(dir)?;
-    let mut migrations = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let path = entry.path();
-        if name.starts_with('.') || !path.is_dir() {
-            continue;
-        }
-        if !path.join("up.sql").is_file() {
-            // diesel refuses such a directory too ("unknown migration format"): a typo
-            // like `up.sq` must not silently skip a migration.
-            return Err(Error::BadMigration {
-                    path,
-                    problem: "has no up.sql: name the file up.sql, or move the directory out of the migrations directory".into(),
-                });
-        }
-        migrations.push(Migration::load(&path, &name)?);
-    }
-    Ok(migrations)
 }
 
 impl MigrationSet {
@@ -260,28 +225,6 @@ impl MigrationSet {
     }
 }
 
-/// A migration's file as text; `None` when it does not exist. A file that is not UTF-8
-/// is a bad migration (exit 2) naming the offset of its first invalid byte.
-pub fn read_migration_file(path: &Path) -> Result<Option<String>> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    String::from_utf8(bytes).map(Some).map_err(|e| Error::BadMigration {
-        path: path.to_owned(),
-        problem: format!(
-            "is not valid UTF-8: the first invalid byte is at byte offset {} (line {}); save the file as UTF-8",
-            e.utf8_error().valid_up_to(),
-            e.as_bytes()[..e.utf8_error().valid_up_to()]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1
-        ),
-    })
-}
-
 /// A version written as digits or as in a directory name (`2024-10-24-134209`), as digits;
 /// `None` for text that is not a version.
 pub fn normalise_version(text: &str) -> Option<String> {
@@ -293,24 +236,14 @@ pub fn normalise_version(text: &str) -> Option<String> {
 
 impl Migration {
     /// The model of a migration a layout read.
-    pub fn new(source: MigrationSource) -> Result<Migration> {
-        if source.up_sql.trim().is_empty() {
-            return Err(Error::BadMigration {
-                path: source.up_path,
-                problem: if source.layout == Layout::Diesel {
-                    "is empty: write the migration's SQL, or delete the directory".into()
-                } else {
-                    "is empty: write the migration's SQL, or delete the file".into()
-                },
-            });
-        }
+    pub fn new(source: MigrationSource) -> Migration {
         let missing_down = if source.forward_only {
             Some(MissingDown::ForwardOnly)
         } else {
             MissingDown::of(source.down.as_deref())
         };
         let down_sql = source.down.filter(|s| !s.trim().is_empty());
-        Ok(Migration {
+        Migration {
             diesel_name: DieselName {
                 version: source.version.clone(),
                 name: source.name.clone(),
@@ -326,13 +259,14 @@ impl Migration {
             verify_sql: source.verify_sql,
             run_in_transaction: source.run_in_transaction,
             metadata_warning: None,
+            no_transaction_line: (!source.run_in_transaction).then_some(1),
             layout: source.layout,
             up_path: source.up_path,
             down_path: source.down_path,
             forward_only: source.forward_only,
             description: source.description,
             history_checksum: source.history_checksum,
-        })
+        }
     }
 
     /// Why this migration's down.sql cannot revert it; `None` when it holds SQL.
@@ -345,61 +279,6 @@ impl Migration {
         self.down_sql
             .as_deref()
             .filter(|_| self.missing_down().is_none())
-    }
-
-    fn load(dir: &Path, name: &str) -> Result<Migration> {
-        let read = |file: &str| read_migration_file(&dir.join(file));
-        let up_sql = read("up.sql")?.unwrap_or_default();
-        let down = read("down.sql")?;
-        let verify_sql = read("verify.sql")?.filter(|s| !s.trim().is_empty());
-        let (run_in_transaction, metadata_warning) = match read("metadata.toml")? {
-            None => (true, None),
-            Some(text) => parse_metadata(&dir.join("metadata.toml"), &text)?,
-        };
-        let mut migration = Migration::new(MigrationSource {
-            layout: Layout::Diesel,
-            version: version_of(name),
-            name: name.to_owned(),
-            description: name.to_owned(),
-            dir: dir.to_owned(),
-            up_path: dir.join("up.sql"),
-            down_path: dir.join("down.sql"),
-            up_sql,
-            down,
-            verify_sql,
-            run_in_transaction,
-            forward_only: false,
-            history_checksum: Vec::new(),
-        })?;
-        migration.metadata_warning = metadata_warning;
-        Ok(migration)
-    }
-}
-
-/// Reads `run_in_transaction` as diesel does (a file without the key means no
-/// transaction), but refuses a value of the wrong type, which diesel would silently read
-/// as "transaction".
-fn parse_metadata(path: &Path, text: &str) -> Result<(bool, Option<String>)> {
-    let bad = |problem: String| Error::BadMigration {
-        path: path.to_owned(),
-        problem,
-    };
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| bad(format!("is not valid TOML: {e}")))?;
-    match table.get("run_in_transaction") {
-        Some(toml::Value::Boolean(value)) => Ok((*value, None)),
-        Some(other) => Err(bad(format!(
-            "run_in_transaction must be true or false, not {}: diesel would ignore it and run the migration in a transaction",
-            other.type_str()
-        ))),
-        None => Ok((
-            false,
-            Some(format!(
-                "{} has no run_in_transaction key: diesel reads that as `false` (no transaction); write the key explicitly",
-                path.display()
-            )),
-        )),
     }
 }
 
@@ -563,15 +442,5 @@ mod tests {
         assert_eq!(version_cmp_in(Layout::SqlFiles, "0010", "9"), Greater);
         assert_eq!(version_cmp_in(Layout::Diesel, "9", "10"), Greater);
         assert_eq!(version_cmp_in(Layout::Sqlx, "x", "y"), Less);
-    }
-
-    #[test]
-    fn metadata_rules() {
-        let p = Path::new("metadata.toml");
-        assert!(!parse_metadata(p, "run_in_transaction = false").unwrap().0);
-        assert!(parse_metadata(p, "run_in_transaction = true").unwrap().0);
-        let (tx, warning) = parse_metadata(p, "").unwrap();
-        assert!(!tx && warning.is_some());
-        assert!(parse_metadata(p, "run_in_transaction = \"no\"").is_err());
     }
 }

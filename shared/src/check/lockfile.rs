@@ -15,14 +15,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::layout::MigrationFiles;
 use super::{Finding, Level, rel};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::migrations::{checksum, is_diesel_setup, version_of};
-
-/// The lock file's name (in the migrations directory's parent, unless `[check] lock-file`).
-pub const LOCK_FILE_NAME: &str = "dbsafe.lock";
+use crate::migrations::{Migration, is_diesel_setup, version_of};
 
 /// The comment heading the lock file.
 const HEADER: &str = "\
@@ -42,11 +38,11 @@ struct Entry {
 }
 
 impl Entry {
-    fn of(migration: &MigrationFiles) -> Entry {
+    fn of(migration: &Migration) -> Entry {
         Entry {
             name: migration.name.clone(),
-            up: checksum(&migration.up),
-            down: migration.down_text().map(checksum),
+            up: migration.up_checksum.clone(),
+            down: migration.down_checksum.clone(),
             line: 0,
         }
     }
@@ -86,7 +82,7 @@ pub(crate) struct LockCheck {
 /// what `allow_edit` accepts. Returns the findings left and what was done.
 pub(crate) fn check(
     config: &Config,
-    migrations: &[MigrationFiles],
+    migrations: &[Migration],
     update: bool,
     allow_edit: &[String],
 ) -> Result<LockCheck> {
@@ -100,7 +96,7 @@ pub(crate) fn check(
 
 fn check_lock(
     config: &Config,
-    migrations: &[MigrationFiles],
+    migrations: &[Migration],
     update: bool,
     allow_edit: &[String],
 ) -> Result<(Vec<Finding>, LockOutcome, BTreeSet<String>)> {
@@ -186,7 +182,7 @@ fn check_lock(
             let renamed = migrations
                 .iter()
                 .filter(|m| !locked.iter().any(|l| l.name == m.name))
-                .find(|m| checksum(&m.up) == entry.up)
+                .find(|m| m.up_checksum == entry.up)
                 .map(|m| format!(" (renamed to {}?)", m.name))
                 .unwrap_or_default();
             findings.push(
@@ -263,7 +259,7 @@ fn check_lock(
                         migration.name
                     ),
                 )
-                .at(rel(config, &migration.up_file), None)
+                .at(rel(config, &migration.up_path), None)
                 .help(format!(
                     "rename its directory so its version sorts after {newest_name} (`diesel \
                      migration generate` uses the current time), then run `cargo dbsafe check \
@@ -282,7 +278,7 @@ fn check_lock(
                     Level::Error,
                     format!("new migration {} is not recorded in {file}", migration.name),
                 )
-                .at(rel(config, &migration.up_file), None)
+                .at(rel(config, &migration.up_path), None)
                 .help(format!(
                     "run `cargo dbsafe check --update-lock` and commit {file} with the migration"
                 )),
@@ -326,7 +322,7 @@ fn unused_allow(names: &[String], file: &str) -> Error {
 }
 
 /// The finding of an edited up.sql, saying why it is dangerous.
-fn edited_up(config: &Config, migration: &MigrationFiles, file: &str) -> Finding {
+fn edited_up(config: &Config, migration: &Migration, file: &str) -> Finding {
     Finding::new(
         "lock-edited",
         Level::Error,
@@ -338,7 +334,7 @@ fn edited_up(config: &Config, migration: &MigrationFiles, file: &str) -> Finding
             migration.name
         ),
     )
-    .at(rel(config, &migration.up_file), None)
+    .at(rel(config, &migration.up_path), None)
     .help(format!(
         "undo the edit and write a new migration for the change; if no database has applied \
          it yet, accept the edit with `cargo dbsafe check --update-lock --allow-edit {}`",
@@ -347,7 +343,7 @@ fn edited_up(config: &Config, migration: &MigrationFiles, file: &str) -> Finding
 }
 
 /// The finding of an edited (or removed) down.sql.
-fn edited_down(config: &Config, migration: &MigrationFiles, file: &str) -> Finding {
+fn edited_down(config: &Config, migration: &Migration, file: &str) -> Finding {
     Finding::new(
         "lock-edited",
         Level::Error,
@@ -358,7 +354,7 @@ fn edited_down(config: &Config, migration: &MigrationFiles, file: &str) -> Findi
             migration.name
         ),
     )
-    .at(rel(config, &migration.down_file), None)
+    .at(rel(config, &migration.down_path), None)
     .help(format!(
         "undo the edit; if no database has applied the migration yet, or you will revert it \
          by hand, accept the edit with `cargo dbsafe check --update-lock --allow-edit {}`",

@@ -16,31 +16,14 @@ use std::path::Path;
 
 use serde::Serialize;
 
-pub use lockfile::{LOCK_FILE_NAME, LockOutcome};
+pub use crate::config::LOCK_FILE_NAME;
+pub use crate::lint_rules::Level;
+pub use lockfile::LockOutcome;
 
 use crate::config::{Config, ConfigError, SnapshotPolicy, TargetConfig};
 use crate::dialect::Backend;
 use crate::error::{Error, Result};
-
-/// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    /// Fails the check (exit 1).
-    Error,
-    /// Reported only.
-    Warning,
-}
-
-impl Level {
-    /// `error` or `warning`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Error => "error",
-            Level::Warning => "warning",
-        }
-    }
-}
+use crate::migrations::Migration;
 
 /// One problem found, located where it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -160,7 +143,9 @@ pub fn check(config: &Config, options: &CheckOptions) -> Result<CheckReport> {
         Err(error) => return Err(error.into()),
     };
     let (dialect, dialect_source) = dialect(config, target);
-    let (migrations, mut findings) = layout::scan(config)?;
+    let scan = crate::layout::scan(config.layout, &config.migrations_dir)?;
+    let mut findings = layout::findings(config, &scan)?;
+    let migrations = scan.migrations;
     let lock = lockfile::check(
         config,
         &migrations,
@@ -168,7 +153,7 @@ pub fn check(config: &Config, options: &CheckOptions) -> Result<CheckReport> {
         &options.allow_edit,
     )?;
     findings.extend(lock.findings);
-    let linted: Vec<&layout::MigrationFiles> = migrations
+    let linted: Vec<&Migration> = migrations
         .iter()
         .filter(|m| options.all || !lock.settled.contains(&m.name))
         .collect();
@@ -210,7 +195,7 @@ pub fn check(config: &Config, options: &CheckOptions) -> Result<CheckReport> {
 }
 
 /// Lints every migration, on several threads when there are many.
-fn lint_all(context: &lint::Context, migrations: &[&layout::MigrationFiles]) -> Vec<Finding> {
+fn lint_all(context: &lint::Context, migrations: &[&Migration]) -> Vec<Finding> {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(migrations.len().div_ceil(16))

@@ -7,6 +7,8 @@
 
 mod detect;
 mod diesel;
+mod metadata;
+pub mod scan;
 mod sql_files;
 mod sqlx;
 
@@ -22,6 +24,8 @@ use crate::migrations::Migration;
 use crate::target::Backend;
 
 pub use detect::{Detected, detect};
+pub use diesel::KNOWN_FILES as DIESEL_FILES;
+pub use scan::{Problem, Scan, ScanFinding, scan};
 
 /// How the project's migrations are laid out (`layout` in dbsafe.toml).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,8 +46,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What one layout does: read its files, keep its history table.
 pub(crate) trait History: Sync {
-    /// The migrations of `dir`, in any order.
-    fn load(&self, dir: &Path) -> Result<Vec<Migration>>;
+    /// The migrations of `dir`, in any order, with what is wrong or odd about it
+    /// (see [`scan`]).
+    fn read(&self, dir: &Path, findings: &mut Vec<ScanFinding>) -> Result<Vec<Migration>>;
     /// Creates the history table when missing.
     fn ensure(&self, conn: &mut AnyConnection) -> QueryResult<()>;
     /// The versions recorded as applied, sorted.
@@ -134,11 +139,6 @@ impl Layout {
     }
 }
 
-/// Reads the migrations of `dir` in `layout`, in any order.
-pub(crate) fn load(layout: Layout, dir: &Path) -> Result<Vec<Migration>> {
-    history(layout).load(dir)
-}
-
 /// The versions the current layout's history records as applied, sorted; empty when it
 /// has no table yet.
 pub fn applied(db: &mut Database) -> Result<Vec<String>> {
@@ -161,7 +161,7 @@ pub fn edited(
         let Some(migration) = set.get(&version) else {
             continue;
         };
-        let now = hex(&migration.history_checksum);
+        let now = crate::migrations::hex(&migration.history_checksum);
         if now != recorded {
             let file = migration.up_path.display().to_string();
             edited.push((version, file, recorded, now));
@@ -326,9 +326,4 @@ fn run_with(
 /// history table, when it is one plain statement (empty for a layout without a table).
 pub fn record_sql(backend: Backend, migration: &Migration, up: bool) -> Option<String> {
     history(migration.layout).record_sql(backend, migration, up)
-}
-
-/// Bytes as lowercase hex (a recorded checksum).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -7,11 +7,12 @@ use std::path::Path;
 
 use diesel::QueryResult;
 
+use super::scan::{self, ScanFinding};
 use super::{History, Layout};
 use crate::connection::{AnyConnection, Database};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ledger;
-use crate::migrations::{Migration, MigrationSource, read_migration_file};
+use crate::migrations::{Migration, MigrationSource};
 use crate::run::StepStatus;
 
 pub(super) struct SqlFiles;
@@ -20,7 +21,7 @@ pub(super) struct SqlFiles;
 pub const NO_TRANSACTION: &str = "-- dbsafe:no-transaction";
 
 impl History for SqlFiles {
-    fn load(&self, dir: &Path) -> Result<Vec<Migration>> {
+    fn read(&self, dir: &Path, findings: &mut Vec<ScanFinding>) -> Result<Vec<Migration>> {
         let mut migrations = Vec::new();
         for (name, path) in super::sqlx::sql_files_in(dir)? {
             let Some(stem) = name.strip_suffix(".sql") else {
@@ -31,17 +32,15 @@ impl History for SqlFiles {
             }
             let digits: String = stem.chars().take_while(char::is_ascii_digit).collect();
             if digits.is_empty() {
-                return Err(Error::BadMigration {
-                    path,
-                    problem: "has no numeric or timestamp prefix (like `0008_name.sql`): rename it so dbsafe knows its place in the order, or move it out of the migrations directory".into(),
-                });
+                findings.push(ScanFinding::refused(path, "has no numeric or timestamp prefix (like `0008_name.sql`): rename it so dbsafe knows its place in the order, or move it out of the migrations directory".into()));
+                continue;
             }
-            let up_sql = read_migration_file(&path)?.unwrap_or_default();
+            let up_sql = scan::read_text(&path, findings)?.unwrap_or_default();
             let twin = dir.join(format!("{stem}.down.sql"));
             let in_down_dir = dir.join("down").join(&name);
-            let (down, down_path) = match read_migration_file(&in_down_dir)? {
+            let (down, down_path) = match scan::read_text(&in_down_dir, findings)? {
                 Some(text) => (Some(text), in_down_dir),
-                None => (read_migration_file(&twin)?, twin),
+                None => (scan::read_text(&twin, findings)?, twin),
             };
             let run_in_transaction = !up_sql.trim_start().starts_with(NO_TRANSACTION);
             migrations.push(Migration::new(MigrationSource {
@@ -58,7 +57,7 @@ impl History for SqlFiles {
                 run_in_transaction,
                 forward_only: false,
                 history_checksum: Vec::new(),
-            })?);
+            }));
         }
         Ok(migrations)
     }

@@ -9,10 +9,11 @@ use diesel::QueryResult;
 use diesel::connection::SimpleConnection;
 use sha2::{Digest, Sha384};
 
+use super::scan::{self, ScanFinding};
 use super::{History, Layout, backend_of};
 use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
-use crate::migrations::{Migration, MigrationSource, read_migration_file};
+use crate::migrations::{Migration, MigrationSource};
 use crate::target::Backend;
 
 pub(super) struct Sqlx;
@@ -22,18 +23,11 @@ pub const TABLE: &str = "_sqlx_migrations";
 
 /// The files of `dir` ending in `.sql`, sorted by name (hidden ones skipped).
 pub(super) fn sql_files_in(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let entries = crate::migrations::read_migrations_dir(dir)?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let path = entry.path();
-        if !name.starts_with('.') && name.ends_with(".sql") && path.is_file() {
-            files.push((name, path));
-        }
-    }
-    files.sort();
-    Ok(files)
+    Ok(scan::entries(dir)?
+        .into_iter()
+        .filter(|entry| entry.name.ends_with(".sql") && !entry.is_dir && entry.path.is_file())
+        .map(|entry| (entry.name, entry.path))
+        .collect())
 }
 
 #[derive(Default)]
@@ -64,17 +58,17 @@ fn parse_name(name: &str) -> Option<(&str, String, &'static str)> {
 }
 
 impl History for Sqlx {
-    fn load(&self, dir: &Path) -> Result<Vec<Migration>> {
+    fn read(&self, dir: &Path, findings: &mut Vec<ScanFinding>) -> Result<Vec<Migration>> {
         let mut pairs: BTreeMap<i64, Pair> = BTreeMap::new();
         for (name, path) in sql_files_in(dir)? {
             let Some((version, description, kind)) = parse_name(&name) else {
                 continue;
             };
-            let number: i64 = version.parse().map_err(|_| Error::BadMigration {
-                path: path.clone(),
-                problem: format!("has the version `{version}`, which is not a whole number: sqlx refuses it too; name it VERSION_DESCRIPTION.sql"),
-            })?;
-            let text = read_migration_file(&path)?.unwrap_or_default();
+            let Ok(number) = version.parse::<i64>() else {
+                findings.push(ScanFinding::refused(path, format!("has the version `{version}`, which is not a whole number: sqlx refuses it too; name it VERSION_DESCRIPTION.sql")));
+                continue;
+            };
+            let text = scan::read_text(&path, findings)?.unwrap_or_default();
             let pair = pairs.entry(number).or_default();
             let duplicate = match kind {
                 "down" => pair.down.replace(text).is_some(),
@@ -84,21 +78,18 @@ impl History for Sqlx {
                     .is_some(),
             };
             if duplicate {
-                return Err(Error::BadMigration {
-                    path,
-                    problem: format!(
-                        "has the same version {number} as another migration: rename one so every version is unique"
-                    ),
-                });
+                findings.push(ScanFinding::refused(path, format!(
+                    "has the same version {number} as another migration: rename one so every version is unique"
+                )));
             }
             if kind != "down" || pair.description.is_empty() {
                 pair.description = description;
             }
         }
-        pairs
+        Ok(pairs
             .into_iter()
-            .map(|(version, pair)| migration(dir, version, pair))
-            .collect()
+            .filter_map(|(version, pair)| migration(dir, version, pair, findings))
+            .collect())
     }
 
     fn ensure(&self, conn: &mut AnyConnection) -> QueryResult<()> {
@@ -204,21 +195,28 @@ impl Sqlx {
     }
 }
 
-fn migration(dir: &Path, version: i64, pair: Pair) -> Result<Migration> {
+/// The migration of one version; `None` (and a finding) for a .down.sql without its up.
+fn migration(
+    dir: &Path,
+    version: i64,
+    pair: Pair,
+    findings: &mut Vec<ScanFinding>,
+) -> Option<Migration> {
     let Some((up_path, up_sql, simple)) = pair.up else {
-        return Err(Error::BadMigration {
-            path: dir.join(format!(
+        findings.push(ScanFinding::refused(
+            dir.join(format!(
                 "{version}_{}.down.sql",
                 pair.description.replace(' ', "_")
             )),
-            problem: "has no .up.sql twin: sqlx needs both halves of a reversible migration".into(),
-        });
+            "has no .up.sql twin: sqlx needs both halves of a reversible migration".into(),
+        ));
+        return None;
     };
     if simple && pair.down.is_some() {
-        return Err(Error::BadMigration {
-            path: up_path,
-            problem: "is a simple migration but has a .down.sql: rename it NAME.up.sql so sqlx reads the pair as reversible".into(),
-        });
+        findings.push(ScanFinding::refused(
+            up_path.clone(),
+            "is a simple migration but has a .down.sql: rename it NAME.up.sql so sqlx reads the pair as reversible".into(),
+        ));
     }
     let file_name = up_path
         .file_name()
@@ -229,7 +227,7 @@ fn migration(dir: &Path, version: i64, pair: Pair) -> Result<Migration> {
         .trim_end_matches(".up")
         .to_owned();
     let down_path = dir.join(format!("{name}.down.sql"));
-    Migration::new(MigrationSource {
+    Some(Migration::new(MigrationSource {
         layout: Layout::Sqlx,
         version: version.to_string(),
         name,
@@ -243,7 +241,7 @@ fn migration(dir: &Path, version: i64, pair: Pair) -> Result<Migration> {
         down: pair.down,
         verify_sql: None,
         forward_only: simple,
-    })
+    }))
 }
 
 fn text_literal(backend: Backend, text: &str) -> String {
@@ -251,7 +249,7 @@ fn text_literal(backend: Backend, text: &str) -> String {
 }
 
 fn bytes_literal(backend: Backend, bytes: &[u8]) -> String {
-    let hex = super::hex(bytes);
+    let hex = crate::migrations::hex(bytes);
     match backend {
         Backend::Postgres => format!("decode('{hex}', 'hex')"),
         _ => format!("X'{hex}'"),

@@ -9,10 +9,11 @@ mod squawk;
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::layout::MigrationFiles;
 use super::{Finding, Level, rel};
 use crate::config::Config;
 use crate::dialect::Backend;
+use crate::lint_rules::{RULES, configurable_rules, is_configurable, squawk_rules_named};
+use crate::migrations::Migration;
 use sql::{Lines, Script};
 
 /// A finding as a rule reports it, before its level and location are known.
@@ -28,70 +29,6 @@ pub(crate) struct Raw {
     pub help: Option<String>,
 }
 
-/// One of dbsafe's rules.
-pub(crate) struct RuleInfo {
-    /// Its name.
-    pub name: &'static str,
-    /// Its level when `[lint]` does not name it.
-    pub level: Level,
-    /// Whether `[lint]` and `-- dbsafe:allow` may change it.
-    pub configurable: bool,
-}
-
-const fn rule(name: &'static str, level: Level, configurable: bool) -> RuleInfo {
-    RuleInfo {
-        name,
-        level,
-        configurable,
-    }
-}
-
-/// dbsafe's rules: the lint rules and the layout and lock checks (the documentation of each
-/// is in docs/dbsafe.reference.toml, `[lint]`).
-pub(crate) const RULES: &[RuleInfo] = &[
-    rule("concurrently-in-transaction", Level::Error, true),
-    rule("concurrently-not-alone", Level::Error, true),
-    rule("destructive-without-snapshot", Level::Warning, true),
-    rule("needless-no-transaction", Level::Warning, true),
-    rule("lock-timeout-disabled", Level::Error, true),
-    rule("syntax-error", Level::Error, true),
-    rule("squawk-ignore", Level::Warning, true),
-    rule("unused-allow", Level::Warning, true),
-    rule("stray-file", Level::Warning, true),
-    rule("stray-directory", Level::Error, true),
-    rule("allow-without-reason", Level::Error, false),
-    rule("allow-unknown-rule", Level::Error, false),
-    rule("empty-up", Level::Error, false),
-    rule("missing-down", Level::Error, false),
-    rule("duplicate-version", Level::Error, false),
-    rule("metadata-invalid", Level::Error, false),
-    rule("metadata-no-key", Level::Error, false),
-    rule("metadata-wrong-type", Level::Error, false),
-    rule("metadata-unknown-key", Level::Error, false),
-    rule("lock-missing", Level::Error, false),
-    rule("lock-malformed", Level::Error, false),
-    rule("lock-edited", Level::Error, false),
-    rule("lock-deleted", Level::Error, false),
-    rule("lock-out-of-order", Level::Error, false),
-    rule("lock-unrecorded", Level::Error, false),
-];
-
-/// Whether `[lint]` (and `-- dbsafe:allow`) may name this rule: one of dbsafe's
-/// configurable rules or one of squawk's.
-pub fn is_configurable(name: &str) -> bool {
-    RULES.iter().any(|r| r.name == name && r.configurable) || squawk::rules_named(name).is_some()
-}
-
-/// Every rule `[lint]` may name.
-pub fn configurable_rules() -> Vec<String> {
-    RULES
-        .iter()
-        .filter(|r| r.configurable)
-        .map(|r| r.name.to_owned())
-        .chain(squawk::rule_names())
-        .collect()
-}
-
 /// Whether `sql` has a statement PostgreSQL refuses inside a transaction because of
 /// CONCURRENTLY (as `concurrently-in-transaction` reads it).
 pub(crate) fn uses_concurrently(sql: &str) -> bool {
@@ -99,11 +36,6 @@ pub(crate) fn uses_concurrently(sql: &str) -> bool {
         .statements
         .iter()
         .any(rules::is_concurrently)
-}
-
-/// Whether `text` is a PostgreSQL version for `[lint] pg-version`.
-pub fn valid_pg_version(text: &str) -> bool {
-    squawk::valid_version(text)
 }
 
 /// The level of every rule, from the defaults and `[lint]`.
@@ -126,7 +58,7 @@ impl Policy {
         ];
         for (names, level) in lists {
             for name in names {
-                match squawk::rules_named(name) {
+                match squawk_rules_named(name) {
                     Some(rules) => {
                         for rule in rules {
                             overrides.insert(rule.to_string(), level);
@@ -200,21 +132,21 @@ pub(crate) struct Context<'a> {
 }
 
 /// Lints one migration: up.sql, down.sql and its metadata.toml.
-pub(crate) fn lint_migration(ctx: &Context, migration: &MigrationFiles) -> Vec<Finding> {
-    let up = sql::split(&migration.up, ctx.dialect);
+pub(crate) fn lint_migration(ctx: &Context, migration: &Migration) -> Vec<Finding> {
+    let up = sql::split(&migration.up_sql, ctx.dialect);
     let mut findings = lint_file(
         ctx,
-        &migration.up_file,
-        &migration.up,
+        &migration.up_path,
+        &migration.up_sql,
         &up,
         Which::Up,
         migration.run_in_transaction,
     );
-    let down = migration.down.as_deref().map(|text| {
+    let down = migration.down_sql.as_deref().map(|text| {
         let script = sql::split(text, ctx.dialect);
         findings.extend(lint_file(
             ctx,
-            &migration.down_file,
+            &migration.down_path,
             text,
             &script,
             Which::Down,
@@ -446,16 +378,5 @@ mod tests {
             "allow-unknown-rule"
         );
         assert_eq!(rule_of(" dbsafe:allow"), "allow-unknown-rule");
-    }
-
-    #[test]
-    fn rule_names_are_known() {
-        assert!(is_configurable("require-concurrent-index-creation"));
-        assert!(is_configurable("prefer-timestamptz"));
-        assert!(is_configurable("destructive-without-snapshot"));
-        assert!(!is_configurable("lock-edited"));
-        assert!(!is_configurable("no-such-rule"));
-        assert!(valid_pg_version("16"));
-        assert!(!valid_pg_version("sixteen"));
     }
 }

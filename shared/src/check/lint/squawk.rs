@@ -1,32 +1,12 @@
 //! PostgreSQL lint through the `squawk-linter` crate: which of its rules run, at what level
 //! by default, and its violations turned into dbsafe's findings.
 
-use std::str::FromStr;
-
-use enum_iterator::all;
 use squawk_linter::{Linter, Rule, Version};
 use squawk_syntax::SourceFile;
 
 use super::Raw;
 use crate::check::Level;
 use crate::config::Config;
-
-/// Every squawk rule name, aliases excluded.
-pub(super) fn rule_names() -> Vec<String> {
-    all::<Rule>()
-        .filter(|rule| rule.expands_to().is_empty())
-        .map(|rule| rule.to_string())
-        .collect()
-}
-
-/// The squawk rules a name stands for: itself, or what an alias expands to.
-pub(super) fn rules_named(name: &str) -> Option<Vec<Rule>> {
-    let rule = Rule::from_str(name).ok()?;
-    Some(match rule.expands_to() {
-        [] => vec![rule],
-        expanded => expanded.to_vec(),
-    })
-}
 
 /// A squawk rule's level when `[lint]` does not name it.
 ///
@@ -72,11 +52,6 @@ pub(super) fn default_level(rule: Rule, config: &Config) -> Option<Level> {
         | Rule::BanAlterIdentity => Some(Level::Warning),
         _ => Some(Level::Error),
     }
-}
-
-/// Whether `text` is a PostgreSQL version squawk understands ("15", "16.2").
-pub(super) fn valid_version(text: &str) -> bool {
-    Version::from_str(text).is_ok()
 }
 
 /// What squawk's linter needs besides the text.
