@@ -26,16 +26,15 @@ enum Found {
 }
 
 fn found(dir: &Path) -> Found {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(entries) = super::scan::entries(dir) else {
         return Found::Nothing;
     };
     let mut found = Found::Nothing;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.join("up.sql").is_file() {
+    for entry in entries {
+        if entry.is_dir && entry.path.join("up.sql").is_file() {
             return Found::DieselDirs;
         }
-        if path.is_file() && entry.file_name().to_string_lossy().ends_with(".sql") {
+        if !entry.is_dir && entry.name.ends_with(".sql") {
             found = Found::PlainFiles;
         }
     }

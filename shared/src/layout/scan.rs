@@ -244,3 +244,132 @@ pub(super) fn read_text(path: &Path, findings: &mut Vec<ScanFinding>) -> Result<
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrations::MigrationSet;
+
+    fn write(path: &Path, bytes: &[u8]) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    fn problems(scan: &Scan) -> Vec<(String, Problem)> {
+        scan.findings
+            .iter()
+            .map(|f| {
+                let name = f
+                    .path
+                    .strip_prefix(&scan.dir)
+                    .unwrap()
+                    .display()
+                    .to_string();
+                (name, f.problem.clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn diesel_directory_findings_are_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(&root.join("README.md"), b"# migrations");
+        write(&root.join(".hidden"), b"");
+        write(&root.join("1_a/up.sql"), b"CREATE TABLE a (id int);");
+        write(&root.join("1_a/down.sql"), b"-- Not reversible\n");
+        write(&root.join("1_a/notes.txt"), b"");
+        write(&root.join("1_b/up.sql"), b"  \n");
+        write(
+            &root.join("1_b/metadata.toml"),
+            b"run-in-transaction = false",
+        );
+        write(&root.join("2_typo/up.sq"), b"SELECT 1;");
+        write(&root.join("3_bytes/up.sql"), b"SELECT 1;\n-- caf\xe9\n");
+        let scan = scan(Layout::Diesel, root).unwrap();
+        let names: Vec<&str> = scan.migrations.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["1_a", "1_b", "3_bytes"]);
+        let utf8 = "is not valid UTF-8: the first invalid byte is at byte offset 16 (line 2); save the file as UTF-8";
+        assert_eq!(
+            problems(&scan),
+            vec![
+                (
+                    "1_a/notes.txt".into(),
+                    Problem::StrayFile { in_migration: true }
+                ),
+                (
+                    "1_b/metadata.toml".into(),
+                    Problem::MetadataUnknownKey {
+                        key: "run-in-transaction".into()
+                    }
+                ),
+                ("1_b/metadata.toml".into(), Problem::MetadataNoKey),
+                (
+                    "2_typo".into(),
+                    Problem::NoUpFile {
+                        files: vec!["up.sq".into()]
+                    }
+                ),
+                ("3_bytes/up.sql".into(), Problem::Refused(utf8.into())),
+                (
+                    "README.md".into(),
+                    Problem::StrayFile {
+                        in_migration: false
+                    }
+                ),
+                ("1_b/up.sql".into(), Problem::EmptyUp),
+                (
+                    "1_b".into(),
+                    Problem::DuplicateVersion {
+                        name: "1_b".into(),
+                        version: "1".into(),
+                        other: "1_a".into()
+                    }
+                ),
+            ]
+        );
+        assert_eq!(
+            scan.migrations[0].missing_down(),
+            Some(crate::migrations::MissingDown::CommentsOnly)
+        );
+        assert!(!scan.migrations[1].run_in_transaction);
+        assert!(scan.migrations[1].metadata_warning.is_some());
+        // The engine refuses the directory on the first finding that refuses it.
+        let error = MigrationSet::load_as(Layout::Diesel, root)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("2_typo") && error.contains("has no up.sql"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn sqlx_and_sql_files_refusals_are_findings() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(&root.join("1_a.sql"), b"SELECT 1;");
+        write(&root.join("x_b.sql"), b"SELECT 1;");
+        write(&root.join("2_c.down.sql"), b"SELECT 1;");
+        write(&root.join("notes.md"), b"");
+        let scan = scan(Layout::Sqlx, root).unwrap();
+        assert_eq!(scan.migrations.len(), 1);
+        let refused: Vec<String> = problems(&scan).into_iter().map(|(name, _)| name).collect();
+        assert_eq!(refused, ["x_b.sql", "2_c.down.sql"]);
+        let error = MigrationSet::load_as(Layout::Sqlx, root)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not a whole number"), "{error}");
+
+        let plain = tempfile::tempdir().unwrap();
+        write(&plain.path().join("0001_a.sql"), b"SELECT 1;");
+        write(&plain.path().join("0001_b.sql"), b"SELECT 2;");
+        write(&plain.path().join("b.sql"), b"SELECT 3;");
+        let scan = super::scan(Layout::SqlFiles, plain.path()).unwrap();
+        assert!(matches!(
+            &problems(&scan)[..],
+            [(no_prefix, Problem::Refused(_)), (twin, Problem::DuplicateVersion { .. })]
+                if no_prefix == "b.sql" && twin == "0001_b.sql"
+        ));
+    }
+}
