@@ -26,7 +26,7 @@ enum Found {
 }
 
 fn found(dir: &Path) -> Found {
-    let Ok(entries) = super::scan::entries(dir) else {
+    let Ok(entries) = super::scan::list(dir) else {
         return Found::Nothing;
     };
     let mut found = Found::Nothing;

@@ -101,7 +101,8 @@ fn read_migration(
     name: &str,
     findings: &mut Vec<ScanFinding>,
 ) -> Result<Option<Migration>> {
-    let files: Vec<String> = scan::entries(dir)?.into_iter().map(|e| e.name).collect();
+    let listing = scan::list(dir).map_err(|e| Error::io(dir, e))?;
+    let files: Vec<String> = listing.into_iter().map(|e| e.name).collect();
     if !files.iter().any(|f| f == "up.sql") {
         findings.push(ScanFinding {
             path: dir.to_owned(),

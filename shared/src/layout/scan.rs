@@ -186,20 +186,24 @@ pub(super) struct Entry {
     pub is_dir: bool,
 }
 
-/// The entries of `dir` not hidden (no leading `.`), sorted by name. A missing or
-/// unreadable migrations directory is an error naming it.
+/// The entries of the migrations directory `dir` not hidden (no leading `.`), sorted by
+/// name. A missing or unreadable migrations directory is an error naming it.
 pub(super) fn entries(dir: &Path) -> Result<Vec<Entry>> {
-    let listing = std::fs::read_dir(dir).map_err(|e| Error::MigrationsDir {
+    list(dir).map_err(|e| Error::MigrationsDir {
         path: dir.to_owned(),
         problem: if e.kind() == std::io::ErrorKind::NotFound {
             "does not exist".to_owned()
         } else {
             format!("cannot be read ({e})")
         },
-    })?;
+    })
+}
+
+/// The entries of `dir` not hidden (no leading `.`), sorted by name.
+pub(super) fn list(dir: &Path) -> std::io::Result<Vec<Entry>> {
     let mut entries = Vec::new();
-    for entry in listing {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') {
             continue;
