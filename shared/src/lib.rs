@@ -40,6 +40,7 @@ pub mod seed;
 pub mod session;
 pub mod setup;
 pub mod snapshot;
+pub mod sql_text;
 pub mod status;
 pub mod step;
 pub mod target;

@@ -155,7 +155,7 @@ impl MissingDown {
 /// Whether `text` holds anything but whitespace, comments and empty statements.
 pub fn holds_sql(text: &str) -> bool {
     // The dialect only matters for `#` comments and quotes, which a file of comments lacks.
-    !crate::check::lint::sql::split(text, crate::target::Backend::Postgres)
+    !crate::sql_text::split(text, crate::target::Backend::Postgres)
         .statements
         .is_empty()
 }

@@ -7,10 +7,10 @@ use diesel::Connection;
 use diesel::connection::SimpleConnection;
 
 use super::Finding;
-use crate::check::lint::sql::split;
 use crate::config::{ApplyConfig, Expectation, Invariant};
 use crate::connection::{self, Database};
 use crate::error::{Error, Result};
+use crate::sql_text::split;
 use crate::target::Backend;
 
 /// User SQL (an invariant's query, a migration's verify.sql) as the body of a subquery:

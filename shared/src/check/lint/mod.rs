@@ -3,7 +3,6 @@
 //! suppress one finding of the next statement.
 
 pub(crate) mod rules;
-pub(crate) mod sql;
 mod squawk;
 
 use std::collections::HashMap;
@@ -14,7 +13,7 @@ use crate::config::Config;
 use crate::dialect::Backend;
 use crate::lint_rules::{RULES, configurable_rules, is_configurable, squawk_rules_named};
 use crate::migrations::Migration;
-use sql::{Lines, Script};
+use crate::sql_text::{self as sql, Lines, Script};
 
 /// A finding as a rule reports it, before its level and location are known.
 #[derive(Debug, Clone)]

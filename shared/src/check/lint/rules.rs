@@ -4,7 +4,7 @@
 //! when apply takes no snapshot.
 
 use super::Raw;
-use super::sql::{Script, Statement};
+use crate::sql_text::{Kind, Script, Statement};
 
 /// The leading keywords of a statement, for messages: `CREATE INDEX CONCURRENTLY`.
 fn describe(statement: &Statement, upto: Option<&str>) -> String {
@@ -193,7 +193,7 @@ fn dropped_column(statement: &Statement) -> Option<String> {
             "SYSTEM",
             "PERIOD",
         ];
-        if next.kind != super::sql::Kind::Punct && !not_column.iter().any(|w| next.is(w)) {
+        if next.kind != Kind::Punct && !not_column.iter().any(|w| next.is(w)) {
             return Some(next.text.to_owned());
         }
     }
@@ -242,9 +242,9 @@ pub(crate) fn lock_timeout(script: &Script, out: &mut Vec<Raw>) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::sql::split;
     use super::*;
     use crate::dialect::Backend;
+    use crate::sql_text::split;
 
     fn destroyed(sql: &str) -> Option<String> {
         destroys(&split(sql, Backend::Postgres).statements[0])

@@ -1,6 +1,7 @@
 //! A small SQL lexer for every dialect: splits a file into statements (as diesel's
 //! `batch_execute` sends them) and comments, skipping strings, quoted identifiers, dollar
-//! quotes and trigger bodies, so dbsafe's own rules look only at real keywords.
+//! quotes and trigger bodies, so dbsafe's own rules look only at real keywords. Read by the
+//! lint, by invariants and `verify.sql`, and by the migration model (whether a file holds SQL).
 
 use crate::dialect::Backend;
 
