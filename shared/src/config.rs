@@ -24,6 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::dialect::Backend;
+use crate::sql_text::Lines;
 
 pub use crate::layout::Layout;
 
@@ -501,7 +502,7 @@ fn diesel_migrations_dir(root: &Path) -> Result<Option<PathBuf>, ConfigError> {
     let table: toml::Table = toml::from_str(&text).map_err(|error| {
         let line = error
             .span()
-            .map_or(1, |span| check::line_of(&text, span.start));
+            .map_or(1, |span| Lines::new(&text).line(span.start));
         invalid(format!("line {line}: {}", error.message().trim()))
     })?;
     let Some(section) = table.get("migrations_directory") else {

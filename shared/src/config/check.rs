@@ -16,6 +16,7 @@ use targets::is_target_name;
 #[cfg(test)]
 pub(super) use fleets::FLEET_KEYS;
 
+use crate::sql_text::Lines;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -198,16 +199,6 @@ pub(super) fn check(text: &str) -> Result<Settings, Vec<ConfigProblem>> {
     Err(checker.problems)
 }
 
-/// The 1-based line holding byte `offset` of `text`.
-pub(super) fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
 /// A TOML type's name with its article: "an integer", "a string".
 pub(crate) fn with_article(kind: &str) -> String {
     let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
@@ -273,7 +264,7 @@ impl Checker<'_> {
     /// Records a problem at `span`.
     fn problem(&mut self, span: Range<usize>, key: String, message: String) {
         self.problems.push(ConfigProblem {
-            line: line_of(self.text, span.start),
+            line: Lines::new(self.text).line(span.start),
             key,
             message,
         });
@@ -481,7 +472,7 @@ impl Checker<'_> {
         let span = section.get(key).map(|item| item.span()).unwrap_or(0..0);
         self.sql_files.push(FileRef {
             path: path.to_owned(),
-            line: line_of(self.text, span.start),
+            line: Lines::new(self.text).line(span.start),
             key: section.path(key),
         });
         Some(path)

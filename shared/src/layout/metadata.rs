@@ -9,6 +9,7 @@ use std::path::Path;
 use toml::Spanned;
 
 use super::scan::{Problem, ScanFinding};
+use crate::sql_text::Lines;
 
 /// The key diesel reads.
 const KEY: &str = "run_in_transaction";
@@ -38,10 +39,11 @@ pub(super) fn read(path: &Path, text: &str, findings: &mut Vec<ScanFinding>) -> 
         no_transaction_line: None,
         warning: None,
     };
+    let lines = Lines::new(text);
     let keys: BTreeMap<Spanned<String>, Spanned<toml::Value>> = match toml::from_str(text) {
         Ok(keys) => keys,
         Err(error) => {
-            let line = error.span().map(|span| line_of(text, span.start));
+            let line = error.span().map(|span| lines.line(span.start));
             let message = error.message().trim().to_owned();
             let report = error.to_string();
             found(line, Problem::MetadataInvalid { message, report });
@@ -50,7 +52,7 @@ pub(super) fn read(path: &Path, text: &str, findings: &mut Vec<ScanFinding>) -> 
     };
     let mut value = None;
     for (key, item) in &keys {
-        let line = Some(line_of(text, key.span().start));
+        let line = Some(lines.line(key.span().start));
         if key.get_ref() == KEY {
             value = Some((item.get_ref(), line));
         } else {
@@ -81,16 +83,6 @@ pub(super) fn read(path: &Path, text: &str, findings: &mut Vec<ScanFinding>) -> 
             }
         }
     }
-}
-
-/// The 1-based line of byte `offset` of `text`.
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 #[cfg(test)]
