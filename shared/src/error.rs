@@ -53,6 +53,8 @@ pub enum Reason {
     DamagedSnapshot,
     /// A snapshot of another target.
     ForeignSnapshot,
+    /// A snapshot restore of a fleet's schema member (it would swap the whole database).
+    SchemaMemberRestore,
     /// A fleet command in which a member was refused by one of these guards.
     MemberRefused,
     /// dbsafe.toml is missing, malformed or names an unknown target.
@@ -101,6 +103,7 @@ impl Reason {
             Reason::NewerLedger => "newer-ledger",
             Reason::DamagedSnapshot => "damaged-snapshot",
             Reason::ForeignSnapshot => "foreign-snapshot",
+            Reason::SchemaMemberRestore => "schema-member-restore",
             Reason::MemberRefused => "member-refused",
             Reason::InvalidConfig => "invalid-config",
             Reason::BadUrl => "bad-url",

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::connection::{Create, Database};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::event::{Event, EventKind};
 use crate::journal::{Journal, JournalEntry};
 use crate::ledger::{self, RunRow};
@@ -43,6 +43,18 @@ pub struct RestoreRequest<'r> {
     pub write_own: &'r mut dyn FnMut(&mut Database) -> Result<()>,
 }
 
+/// Refuses a fleet's schema member: a restore swaps whole databases, so the other schemas
+/// of its database would be rewound too.
+pub fn refuse_schema_member(target: &Target) -> Result<()> {
+    match target.url.schema() {
+        Some(schema) => Err(Reason::SchemaMemberRestore.refuse(format!(
+            "target `{}` is schema `{schema}` of a database shared with other schemas: a snapshot restore replaces the whole database, so it is refused for schema members. Roll back with down.sql (`cargo dbrollback RUN` without --restore), or restore the schema's snapshot by hand with pg_restore --schema",
+            target.name
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Restores `manifest` into the session's target. The session's connection is reopened
 /// on the new database after the swap, with the target's lock taken again.
 pub fn restore_snapshot(
@@ -51,6 +63,7 @@ pub fn restore_snapshot(
     request: RestoreRequest<'_>,
 ) -> Result<RestoreOutcome> {
     let (config, target) = (session.config, session.target);
+    refuse_schema_member(target)?;
     let run_id = session.run_id().to_owned();
     let Session { db, recorder, .. } = session;
     let started = Instant::now();

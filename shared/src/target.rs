@@ -20,6 +20,8 @@ pub struct DatabaseUrl {
     /// Set on a target's PostgreSQL URL: connections to it are first checked for a
     /// connection pooler in transaction mode ([`crate::pooler`]).
     pooler_check: Option<PoolerCheck>,
+    /// PostgreSQL: the schema a fleet's schema member works in ([`DatabaseUrl::with_schema`]).
+    schema: Option<String>,
 }
 
 /// Where a target's URL came from, for the message that refuses a pooled one.
@@ -63,6 +65,7 @@ impl DatabaseUrl {
                 connect,
                 sqlite_path: None,
                 pooler_check: None,
+                schema: None,
             })
         };
         if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
@@ -120,6 +123,7 @@ impl DatabaseUrl {
             connect: path.to_string_lossy().into_owned(),
             sqlite_path: Some(path),
             pooler_check: None,
+            schema: None,
         })
     }
 
@@ -219,7 +223,23 @@ impl DatabaseUrl {
             // the same way as the target: checked too, so that a command that starts with
             // one (check --roundtrip) is refused behind a pooler like the others.
             pooler_check: self.pooler_check.clone(),
+            schema: self.schema.clone(),
         }
+    }
+
+    /// The same PostgreSQL database, worked on in one schema: its sessions have
+    /// `search_path` set to that schema alone, so the ledger, the migrations' history table
+    /// and unqualified names are the schema's (a fleet's schema member).
+    pub fn with_schema(&self, schema: &str) -> DatabaseUrl {
+        DatabaseUrl {
+            schema: Some(schema.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// The schema of a schema member ([`DatabaseUrl::with_schema`]).
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
     }
 }
 

@@ -855,3 +855,158 @@ fn plan_and_verify_cover_every_member() {
     assert!(failing_suite.contains(&fleet.members[1].name), "{xml}");
     assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
 }
+
+/// `cargo dbrollback FLEET_RUN --restore`: every member is put back to the snapshot taken
+/// before its run of that fleet run (its later rows gone with it), in the fleet's waves, as
+/// one new fleet run; each member's ledger keeps the rewound run and records the restore.
+fn fleet_rollback_restores_each_member(backend: Backend) {
+    let servers = match backend {
+        Backend::Postgres => vec![pg_server(), pg2_server()],
+        _ => vec![String::new()],
+    };
+    let fleet = Fleet::new(
+        backend,
+        &servers,
+        4 / servers.len(),
+        "canary = 1\nconcurrency = 2\nmax-failures = 1\n\n[apply]\nsnapshot = \"always\"",
+    );
+    fleet
+        .dbsafe(&["apply", "--fleet", "tenants"])
+        .expect_code(0);
+    for i in 0..4 {
+        fleet
+            .conn(i)
+            .execute(&format!("INSERT INTO fleet_a (id) VALUES ({i})"))
+            .unwrap();
+    }
+    fleet.project.migration(
+        "2024-01-01-000003_c",
+        "CREATE TABLE fleet_c (id INTEGER PRIMARY KEY); INSERT INTO fleet_a (id) VALUES (100);",
+        None,
+    );
+    let applied = fleet.dbsafe(&["apply", "--fleet", "tenants", "--message-format", "json"]);
+    applied.expect_code(0);
+    let second = summary(&applied)["fleet_run"].as_str().unwrap().to_owned();
+    for i in 0..4 {
+        fleet
+            .conn(i)
+            .execute("INSERT INTO fleet_c (id) VALUES (1)")
+            .unwrap();
+    }
+
+    let restored = fleet.command(
+        "cargo-dbrollback",
+        &[&second, "--restore", "--message-format", "json"],
+    );
+    restored.expect_code(0);
+    let restore_run = summary(&restored)["fleet_run"].as_str().unwrap().to_owned();
+    let waves: Vec<(String, String)> = restored
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "fleet.member")
+        .map(|e| {
+            (
+                e["member"].as_str().unwrap().to_owned(),
+                e["wave"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(waves.len(), 4, "{restored:?}");
+    assert_eq!(
+        waves[0],
+        (fleet.members[0].name.clone(), "canary".to_owned()),
+        "the canary is restored first, alone"
+    );
+    assert!(waves[1..].iter().all(|(_, w)| w == "rest"), "{waves:?}");
+    assert_eq!(outcomes(&restored).len(), 4);
+    assert!(
+        outcomes(&restored).iter().all(|(_, s)| s == "succeeded"),
+        "{restored:?}"
+    );
+    for i in 0..4 {
+        assert_eq!(fleet.tables(i), ["fleet_a", "fleet_b"], "member {i}");
+        assert_eq!(
+            fleet.strings(i, "SELECT CAST(id AS TEXT) AS v FROM fleet_a ORDER BY id"),
+            [i.to_string()],
+            "member {i}: rows of before the run kept, the run's own gone"
+        );
+        let runs = fleet.runs(i);
+        assert_eq!(
+            runs.iter()
+                .filter(|(kind, _, fleet_run)| kind == "apply" && *fleet_run == second)
+                .count(),
+            1,
+            "member {i}: the rewound run stays in the ledger: {runs:?}"
+        );
+        let last = runs.last().unwrap();
+        assert_eq!(
+            (last.1.as_str(), last.2.as_str()),
+            ("succeeded", restore_run.as_str()),
+            "member {i}: {runs:?}"
+        );
+    }
+    // The members are at the first fleet run's version again: applying resumes from there.
+    let again = fleet.dbsafe(&["apply", "--fleet", "tenants", "--message-format", "json"]);
+    again.expect_code(0);
+    assert!(outcomes(&again).iter().all(|(_, s)| s == "succeeded"));
+}
+
+#[test]
+fn fleet_rollback_restores_each_member_postgres_over_two_servers() {
+    fleet_rollback_restores_each_member(Backend::Postgres);
+}
+
+#[test]
+fn fleet_rollback_restores_each_member_sqlite() {
+    fleet_rollback_restores_each_member(Backend::Sqlite);
+}
+
+/// `--partition K/N` without `--fleet-run` in CI: every job derives the same fleet run id
+/// from the CI run (GitHub Actions' run id and attempt; the commit time of the checkout),
+/// so two partition processes make one fleet run; another attempt is another fleet run.
+#[test]
+fn partitions_in_ci_derive_one_fleet_run() {
+    let fleet = Fleet::new(Backend::Sqlite, &[String::new()], 6, "concurrency = 2");
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .current_dir(fleet.project.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .env("GIT_COMMITTER_DATE", "2026-01-02T03:04:05Z")
+            .env("GIT_AUTHOR_DATE", "2026-01-02T03:04:05Z")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("git");
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "deploy"]);
+    let share = |k: &str, attempt: &str| {
+        let mut cmd = fleet.project.command("cargo-dbsafe");
+        cmd.args([
+            "dbsafe",
+            "apply",
+            "--fleet",
+            "tenants",
+            "--partition",
+            k,
+            "--message-format",
+            "json",
+        ])
+        .env("GITHUB_RUN_ID", "987654")
+        .env("GITHUB_RUN_ATTEMPT", attempt);
+        let out = run(cmd);
+        out.expect_code(0);
+        summary(&out)["fleet_run"].as_str().unwrap().to_owned()
+    };
+    let first = share("1/2", "1");
+    let second = share("2/2", "1");
+    assert_eq!(first, second, "one fleet run for both jobs");
+    assert!(first.starts_with("20260102T030405Z-"), "{first}");
+    assert!(
+        (0..6).all(|i| fleet.runs(i) == [("apply".into(), "succeeded".into(), first.clone())]),
+        "every member applied once, under the derived fleet run"
+    );
+    let retried = share("1/2", "2");
+    assert_ne!(retried, first, "another attempt is another fleet run");
+}

@@ -25,7 +25,7 @@ pub struct FleetArgs {
     #[arg(long, global = true, value_name = "K/N")]
     pub partition: Option<String>,
     /// Record under this fleet run id (the same in every job of a partitioned run; default
-    /// DBSAFE_FLEET_RUN, else a new id).
+    /// DBSAFE_FLEET_RUN, else with --partition one derived from the CI run, else a new id).
     #[arg(long, global = true, value_name = "ID")]
     pub fleet_run: Option<String>,
 }
@@ -50,11 +50,6 @@ impl FleetArgs {
         }
         if let Some(partition) = &self.partition {
             Partition::parse(partition)?;
-            if self.fleet_run().is_none() {
-                return Err(Error::Usage(format!(
-                    "--partition {partition}: give every job of the matrix the same --fleet-run ID (or DBSAFE_FLEET_RUN), made once, e.g. `date -u +%Y%m%dT%H%M%SZ-$(openssl rand -hex 2)`, so their shares are one fleet run"
-                )));
-            }
         }
         if let Some(id) = &self.fleet_run {
             crate::run::validate_id(id, "--fleet-run")?;
@@ -62,12 +57,24 @@ impl FleetArgs {
         Ok(())
     }
 
-    fn fleet_run(&self) -> Option<String> {
-        self.fleet_run.clone().or_else(|| {
+    /// `--fleet-run`, else DBSAFE_FLEET_RUN; with `--partition`, else the id derived from
+    /// the CI run (the same in every job of the matrix), which must then be found.
+    fn fleet_run(&self, root: &std::path::Path) -> Result<Option<String>> {
+        let given = self.fleet_run.clone().or_else(|| {
             std::env::var("DBSAFE_FLEET_RUN")
                 .ok()
                 .filter(|s| !s.is_empty())
-        })
+        });
+        let Some(partition) = &self.partition else {
+            return Ok(given);
+        };
+        match given.or_else(|| fleet::ci::fleet_run_id(root)) {
+            Some(id) => crate::run::validate_id(&id, "--fleet-run").map(|id| Some(id.to_owned())),
+            None => Err(Error::Usage(format!(
+                "--partition {partition}: give every job of the matrix the same --fleet-run ID (or DBSAFE_FLEET_RUN), made once, e.g. `date -u +%Y%m%dT%H%M%SZ-$(openssl rand -hex 2)`, so their shares are one fleet run; in CI it is derived from the CI run ({}) and the commit time of a git checkout, none of which is here",
+                fleet::ci::variables()
+            ))),
+        }
     }
 }
 
@@ -143,6 +150,7 @@ impl<'o> Display<'o> {
 
 /// Runs `f` with a request whose progress and outcomes go to `output`.
 fn with_request<T>(
+    config: &Config,
     args: &FleetArgs,
     global: &GlobalArgs,
     output: &Output,
@@ -154,13 +162,14 @@ fn with_request<T>(
         .as_deref()
         .map(Partition::parse)
         .transpose()?;
+    let fleet_run = args.fleet_run(&config.root)?;
     let display = Display::new(output, &fleet);
     let on_progress = |p: &Progress| display.progress(p);
     let on_outcome = |o: &MemberOutcome| display.outcome(o);
     let request = FleetRequest {
         fleet,
         partition,
-        fleet_run: args.fleet_run(),
+        fleet_run,
         yes: global.yes,
         on_progress: &on_progress,
         on_outcome: &on_outcome,
@@ -178,7 +187,7 @@ pub fn apply(
     output: &Output,
     target_version: Option<&str>,
 ) -> Result<u8> {
-    let report = with_request(args, global, output, |r| {
+    let report = with_request(config, args, global, output, |r| {
         fleet::apply(config, r, target_version)
     })?;
     finish_report(&report, output)
@@ -193,7 +202,7 @@ pub fn rollback(
     of_fleet_run: &str,
     restore: bool,
 ) -> Result<u8> {
-    let report = with_request(args, global, output, |r| {
+    let report = with_request(config, args, global, output, |r| {
         fleet::rollback(config, r, of_fleet_run, restore)
     })?;
     finish_report(&report, output)
@@ -218,7 +227,7 @@ pub fn status(
     global: &GlobalArgs,
     output: &Output,
 ) -> Result<u8> {
-    let status = with_request(args, global, output, |r| fleet::status(config, r))?;
+    let status = with_request(config, args, global, output, |r| fleet::status(config, r))?;
     output.report(&status);
     if status.unreadable > 0 || !status.unreachable.is_empty() {
         return Err(Error::Failed(format!(
@@ -232,7 +241,7 @@ pub fn status(
 
 /// `cargo dbsafe plan --fleet NAME`.
 pub fn plan(config: &Config, args: &FleetArgs, global: &GlobalArgs, output: &Output) -> Result<u8> {
-    let (report, plans) = with_request(args, global, output, |r| fleet::plan(config, r))?;
+    let (report, plans) = with_request(config, args, global, output, |r| fleet::plan(config, r))?;
     output.report(&render::Plans(&plans));
     finish_report(&report, output)
 }
@@ -246,8 +255,9 @@ pub fn verify(
     options: &VerifyOptions,
     junit: Option<&std::path::Path>,
 ) -> Result<u8> {
-    let (report, results) =
-        with_request(args, global, output, |r| fleet::verify(config, r, options))?;
+    let (report, results) = with_request(config, args, global, output, |r| {
+        fleet::verify(config, r, options)
+    })?;
     if let Some(path) = junit {
         let suites = results
             .iter()

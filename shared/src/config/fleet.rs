@@ -13,6 +13,14 @@ pub struct FleetConfig {
     pub servers: Servers,
     /// Which databases of the servers are members.
     pub databases: Databases,
+    /// One PostgreSQL database whose schemas are members (`url`).
+    pub url: Option<String>,
+    /// The variable holding that database's URL (`url-env`).
+    pub url_env: Option<String>,
+    /// Which schemas of each database (`url`, or each of the servers' databases) are
+    /// members, a schema per tenant (`schemas`, `schemas-from`; PostgreSQL only). Each schema
+    /// member works with `search_path` set to its schema alone.
+    pub schemas: Databases,
     /// SQLite files that are members (`files`, a path whose file name may hold `*` and `?`,
     /// relative to dbsafe.toml's directory).
     pub files: Option<String>,
@@ -40,15 +48,16 @@ pub enum Servers {
     Env(String),
 }
 
-/// Which databases of a fleet's servers are members.
+/// Which databases of a fleet's servers (or which schemas of a database) are members.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Databases {
-    /// None (no servers).
+    /// None (no servers; no schema members).
     #[default]
     None,
-    /// `databases = "tenant_%"`: a SQL LIKE pattern on the database names.
+    /// `databases = "tenant_%"` (`schemas = ...`): a SQL LIKE pattern on the names.
     Like(String),
-    /// `databases-from = "SELECT ..."`: a query on each server returning one name per row.
+    /// `databases-from = "SELECT ..."` (`schemas-from`): a query on each server (database)
+    /// returning one name per row.
     Query(String),
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
+use sha2::Digest;
 
 use super::{Backend, Dialect, ForeignKey, LedgerGuard, json_rows, json_strings, json_text};
 use crate::config::SnapshotStrategy;
@@ -24,13 +25,24 @@ const LOCK_KEY: i64 = 0x6462_7361_6665;
 /// The advisory lock key that serialises creating the ledger ("dbledg").
 const LEDGER_LOCK_KEY: i64 = 0x6462_6c65_6467;
 
+/// The target lock's key for the target `db` reaches: [`LOCK_KEY`], or for a fleet's
+/// schema member one derived from its schema, so two schemas of one database (two targets)
+/// do not wait for each other.
+fn lock_key(db: &Database) -> i64 {
+    db.url().schema().map_or(LOCK_KEY, |schema| {
+        let digest = sha2::Sha256::digest(format!("dbsafe:{schema}").as_bytes());
+        i64::from_be_bytes(digest[..8].try_into().unwrap_or_default())
+    })
+}
+
 /// Matches the target lock's row in `pg_locks` (alias `l`) of the current database.
-fn lock_row() -> String {
+fn lock_row(db: &Database) -> String {
+    let key = lock_key(db) as u64;
     format!(
         "l.locktype = 'advisory' AND l.granted AND l.objid = {} AND l.classid = {} \
          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        LOCK_KEY & 0xffff_ffff,
-        LOCK_KEY >> 32
+        key & 0xffff_ffff,
+        key >> 32
     )
 }
 
@@ -77,11 +89,22 @@ impl Dialect for Postgres {
         // a no-op): if dbsafe dies mid-statement, the server ends the session within a
         // second (rolling back, freeing the lock) instead of running a long migration to
         // its end for nobody.
-        pg.batch_execute(
+        // A fleet's schema member works in its schema alone (`dbsafe.schema` scopes the
+        // fingerprints and row counts); the cast fails when the schema does not exist
+        // rather than letting the ledger land elsewhere.
+        let schema = url.schema().map_or(String::new(), |schema| {
+            let ident = self.ident(schema);
+            format!(
+                "; SET search_path = {ident}; SET dbsafe.schema = {}; SELECT {}::regnamespace",
+                self.literal(schema),
+                self.literal(&ident)
+            )
+        });
+        pg.batch_execute(&format!(
             "SET application_name = 'dbsafe'; \
              SELECT set_config(name, '1000', false) FROM pg_settings \
-             WHERE name = 'client_connection_check_interval'",
-        )
+             WHERE name = 'client_connection_check_interval'{schema}"
+        ))
         .map_err(|e| Error::db("setting up the PostgreSQL session", e))?;
         crate::pooler::ensure_direct(&mut pg, url)?;
         Ok(AnyConnection::Postgresql(pg))
@@ -120,7 +143,10 @@ impl Dialect for Postgres {
         run_id: &str,
     ) -> Result<bool> {
         let taken = db
-            .integer(&format!("SELECT CAST(CASE WHEN pg_try_advisory_lock({LOCK_KEY}) THEN 1 ELSE 0 END AS BIGINT) AS v"))
+            .integer(&format!(
+                "SELECT CAST(CASE WHEN pg_try_advisory_lock({}) THEN 1 ELSE 0 END AS BIGINT) AS v",
+                lock_key(db)
+            ))
             .map_err(|e| Error::db("taking the PostgreSQL advisory lock", e))?
             == 1;
         if taken {
@@ -137,7 +163,7 @@ impl Dialect for Postgres {
         let Ok(rows) = db.texts(&format!(
             "SELECT CAST(l.pid AS TEXT) || ' ' || COALESCE(a.application_name, '') AS v FROM pg_locks l \
              LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE {}",
-            lock_row()
+            lock_row(db)
         )) else {
             return unknown_holder("PostgreSQL session");
         };
@@ -153,7 +179,8 @@ impl Dialect for Postgres {
 
     fn release_lock(&self, db: &mut Database, _file: Option<LockFile>) {
         let _ = db.execute(&format!(
-            "SELECT pg_advisory_unlock({LOCK_KEY}); SET application_name = 'dbsafe'"
+            "SELECT pg_advisory_unlock({}); SET application_name = 'dbsafe'",
+            lock_key(db)
         ));
     }
 
@@ -161,7 +188,7 @@ impl Dialect for Postgres {
     fn cancel_lock_holder(&self, db: &mut Database) {
         let _ = db.execute(&format!(
             "SELECT pg_cancel_backend(l.pid) FROM pg_locks l WHERE {} AND l.pid <> pg_backend_pid()",
-            lock_row()
+            lock_row(db)
         ));
     }
 
@@ -198,7 +225,8 @@ impl Dialect for Postgres {
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
          AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-         AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
+         AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
+         AND COALESCE(NULLIF(current_setting('dbsafe.schema', true), ''), n.nspname) = n.nspname"
     }
 
     fn old_transactions_sql(&self, age: Duration) -> Option<String> {
@@ -280,7 +308,12 @@ impl Dialect for Postgres {
         let name = db
             .texts("SELECT CAST(current_database() AS TEXT) AS v")
             .map_err(fail)?;
-        Ok(format!("postgres:{}/{}", first(server), first(name)))
+        let identity = format!("postgres:{}/{}", first(server), first(name));
+        // A fleet's schema member is the database plus its schema.
+        Ok(match db.url().schema() {
+            Some(schema) => format!("{identity}/{schema}"),
+            None => identity,
+        })
     }
 
     fn maintenance_database(&self) -> Option<&'static str> {

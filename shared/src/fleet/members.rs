@@ -1,5 +1,6 @@
 //! Resolving a fleet's members: its named targets, the databases on its servers that match
-//! a pattern or a query, and SQLite files matching a pattern. Each member is a [`Target`]
+//! a pattern or a query (or, a schema per tenant, the schemas of those databases or of its
+//! one `url`), and SQLite files matching a pattern. Each member is a [`Target`]
 //! like any other (identity binding, protection, its own ledger and lock).
 
 use std::path::Path;
@@ -106,12 +107,36 @@ pub fn resolve(config: &Config, name: &str, partition: Option<Partition>) -> Res
         });
     }
     let mut unreachable = Vec::new();
+    let mut databases = Vec::new();
     for server in servers(&fleet.servers)? {
         let url = DatabaseUrl::parse(&server, &config.root)?;
-        match server_members(fleet, &url) {
-            Ok(found) => members.extend(found),
+        match server_databases(fleet, &url) {
+            Ok(found) => databases.extend(found),
             Err(e) => unreachable.push(Unreachable {
                 server: url.redacted(),
+                error: e.to_string(),
+            }),
+        }
+    }
+    if let Some(url) = database_url(config, fleet)? {
+        databases.push(url);
+    }
+    for database in databases {
+        if fleet.schemas == Databases::None {
+            members.push(discovered(fleet, database));
+            continue;
+        }
+        if database.backend() != Backend::Postgres {
+            return Err(Error::Usage(format!(
+                "fleet `{name}`: `schemas` needs PostgreSQL, and {} is {}: a schema per tenant works on PostgreSQL only",
+                database.redacted(),
+                database.backend()
+            )));
+        }
+        match schema_members(fleet, &database) {
+            Ok(found) => members.extend(found),
+            Err(e) => unreachable.push(Unreachable {
+                server: database.redacted(),
                 error: e.to_string(),
             }),
         }
@@ -156,8 +181,22 @@ fn servers(servers: &Servers) -> Result<Vec<String>> {
     }
 }
 
+/// The fleet's one database whose schemas are members (`url`, `url-env`).
+fn database_url(config: &Config, fleet: &FleetConfig) -> Result<Option<DatabaseUrl>> {
+    let raw = match (&fleet.url, &fleet.url_env) {
+        (Some(url), _) => url.clone(),
+        (None, Some(var)) => std::env::var(var).map_err(|_| {
+            Error::Usage(format!(
+                "the fleet's `url-env` names {var}, which is not set: set it to the URL of the database whose schemas are members"
+            ))
+        })?,
+        (None, None) => return Ok(None),
+    };
+    DatabaseUrl::parse(&raw, &config.root).map(Some)
+}
+
 /// The databases of one server that are members.
-fn server_members(fleet: &FleetConfig, server: &DatabaseUrl) -> Result<Vec<Member>> {
+fn server_databases(fleet: &FleetConfig, server: &DatabaseUrl) -> Result<Vec<DatabaseUrl>> {
     let params = server
         .server_params()
         .unwrap_or_else(|| unreachable!("a server URL"));
@@ -176,7 +215,35 @@ fn server_members(fleet: &FleetConfig, server: &DatabaseUrl) -> Result<Vec<Membe
             "SELECT schema_name AS name FROM information_schema.schemata",
         ),
     };
-    let sql = match &fleet.databases {
+    let names = names(&mut db, &fleet.databases, name_type, list)
+        .map_err(|e| Error::db(format!("listing the databases of {}", server.redacted()), e))?;
+    Ok(names
+        .iter()
+        .map(|database| server.with_database(database))
+        .collect())
+}
+
+/// The schemas of one PostgreSQL database that are members.
+fn schema_members(fleet: &FleetConfig, database: &DatabaseUrl) -> Result<Vec<Member>> {
+    let mut db = Database::connect(database, Create::Never)?;
+    let list = "SELECT nspname AS name FROM pg_namespace \
+                WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'";
+    let names = names(&mut db, &fleet.schemas, "TEXT", list)
+        .map_err(|e| Error::db(format!("listing the schemas of {}", database.redacted()), e))?;
+    Ok(names
+        .iter()
+        .map(|schema| discovered(fleet, database.with_schema(schema)))
+        .collect())
+}
+
+/// The names `list` (a query of `name`s) gives that `selection` takes, sorted.
+fn names(
+    db: &mut Database,
+    selection: &Databases,
+    name_type: &str,
+    list: &str,
+) -> diesel::QueryResult<Vec<String>> {
+    let sql = match selection {
         Databases::Like(pattern) => format!(
             "SELECT CAST(name AS {name_type}) AS v FROM ({list}) AS d WHERE name LIKE {} ORDER BY 1",
             db.dialect().literal(pattern)
@@ -187,23 +254,28 @@ fn server_members(fleet: &FleetConfig, server: &DatabaseUrl) -> Result<Vec<Membe
         ),
         Databases::None => return Ok(Vec::new()),
     };
-    let names = db
-        .texts(&sql)
-        .map_err(|e| Error::db(format!("listing the databases of {}", server.redacted()), e))?;
+    db.texts(&sql)
+}
+
+/// A member found on a server: named `DATABASE@HOST:PORT`, or `DATABASE.SCHEMA@HOST:PORT`
+/// for a schema member.
+fn discovered(fleet: &FleetConfig, url: DatabaseUrl) -> Member {
+    let params = url
+        .server_params()
+        .unwrap_or_else(|| unreachable!("a server URL"));
     let host = params.host.unwrap_or_else(|| "localhost".into());
     let port = params.port.map(|p| format!(":{p}")).unwrap_or_default();
-    Ok(names
-        .into_iter()
-        .map(|database| Member {
-            name: format!("{database}@{host}{port}"),
-            target: Target {
-                name: format!("{database}@{host}{port}"),
-                environment: fleet.environment,
-                protected: fleet.protected,
-                url: server.with_database(&database),
-            },
-        })
-        .collect())
+    let schema = url.schema().map(|s| format!(".{s}")).unwrap_or_default();
+    let name = format!("{}{schema}@{host}{port}", params.database);
+    Member {
+        name: name.clone(),
+        target: Target {
+            name,
+            environment: fleet.environment,
+            protected: fleet.protected,
+            url,
+        },
+    }
 }
 
 /// SQLite files matching `pattern` (`*` and `?` in the file name only).

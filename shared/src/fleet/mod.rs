@@ -4,6 +4,7 @@
 //! outcome and its end. Everything a member does goes through the per-target functions
 //! (`apply`, `rollback`, `verify`, `status`, `plan`) on worker threads.
 
+pub mod ci;
 pub mod journal;
 pub mod members;
 pub mod ops;

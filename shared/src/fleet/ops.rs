@@ -228,6 +228,9 @@ pub fn rollback(
     let fleet_run = request.fleet_run()?;
     let request = request.with_run(&fleet_run);
     request.record(config, &members, "rollback", |member| {
+        if restore {
+            crate::restore::refuse_schema_member(&member.target)?;
+        }
         let Some(run) = member_run(member, of_fleet_run)? else {
             return Ok(JobDone {
                 detail: format!("no applied run of fleet run {of_fleet_run}: nothing to roll back"),

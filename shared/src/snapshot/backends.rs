@@ -154,6 +154,10 @@ pub fn pg_dump(
     if let Some(id) = snapshot {
         tool = tool.args([format!("--snapshot={id}")]);
     }
+    if let Some(schema) = url.schema() {
+        // A schema member's snapshot is its schema (double quotes: the name, not a pattern).
+        tool = tool.args([format!("--schema=\"{}\"", schema.replace('"', "\"\""))]);
+    }
     crate::progress::phase("pg_dump");
     crate::progress::writing(&file);
     tool.args(["--file"]).args([&file]).run(None, None)?;

@@ -11,6 +11,12 @@ use super::super::fleet::{
 use super::super::{Choice, Environment, TargetConfig};
 use super::{Checker, Section, is_target_name, suggest};
 
+/// Whether a URL is a PostgreSQL one (its scheme).
+fn is_postgres(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+}
+
 /// Keys allowed in a `[fleets.NAME]` table.
 pub(in crate::config) const FLEET_KEYS: &[&str] = &[
     "targets",
@@ -18,6 +24,10 @@ pub(in crate::config) const FLEET_KEYS: &[&str] = &[
     "servers-env",
     "databases",
     "databases-from",
+    "url",
+    "url-env",
+    "schemas",
+    "schemas-from",
     "files",
     "environment",
     "protected",
@@ -64,19 +74,25 @@ impl Checker<'_> {
         let members = self.member_targets(section, targets);
         let servers = self.servers(section);
         let databases = self.databases(section, &servers);
+        let (url, url_env) = self.database_url(section);
+        let has_url = url.is_some() || url_env.is_some();
+        let schemas = self.schemas(section, &servers, url.as_deref(), has_url);
         let files = self.non_empty(section, "files").map(str::to_owned);
-        if let (Some(_), Servers::Listed(_) | Servers::Env(_), Some(item)) =
-            (&files, &servers, section.get("files"))
-        {
+        if let (Some(_), true, Some(item)) = (
+            &files,
+            servers != Servers::None || has_url,
+            section.get("files"),
+        ) {
             let message =
-                "`files` (SQLite) and `servers` cannot be mixed in one fleet: make two fleets"
+                "`files` (SQLite) and `servers` or `url` cannot be mixed in one fleet: make two fleets"
                     .into();
             self.problem(item.span(), section.path("files"), message);
         }
-        if members.is_empty() && servers == Servers::None && files.is_none() {
+        if members.is_empty() && servers == Servers::None && files.is_none() && !has_url {
             let message = format!(
                 "fleet `{name}` has no members: list `targets = [...]`, or `servers = [...]` with \
-                 `databases = \"PATTERN\"`, or SQLite `files = \"DIR/*.db\"`"
+                 `databases = \"PATTERN\"`, or `url = \"postgres://...\"` with `schemas = \"PATTERN\"`, \
+                 or SQLite `files = \"DIR/*.db\"`"
             );
             let span = section
                 .entries
@@ -85,7 +101,7 @@ impl Checker<'_> {
                 .map_or(0..0, |(k, _)| k.span());
             self.problem(span, section.path("targets"), message);
         }
-        let discovered = servers != Servers::None || files.is_some();
+        let discovered = servers != Servers::None || files.is_some() || has_url;
         let environment = self.choice(section, "environment");
         if discovered && environment.is_none() && section.get("environment").is_none() {
             let allowed: Vec<&str> = Environment::ALL.iter().map(|e| e.as_str()).collect();
@@ -106,6 +122,9 @@ impl Checker<'_> {
             targets: members,
             servers,
             databases,
+            url,
+            url_env,
+            schemas,
             files,
             environment,
             protected: self
@@ -173,17 +192,7 @@ impl Checker<'_> {
 
     /// `databases` or `databases-from` (one of them), needed with servers.
     fn databases(&mut self, section: &Section, servers: &Servers) -> Databases {
-        let like = self.non_empty(section, "databases");
-        let query = self.non_empty(section, "databases-from");
-        if let (Some(_), Some(_), Some(item)) = (like, query, section.get("databases-from")) {
-            let message = "both `databases` and `databases-from` are set: keep only one".to_owned();
-            self.problem(item.span(), section.path("databases-from"), message);
-        }
-        let databases = match (like, query) {
-            (Some(pattern), _) => Databases::Like(pattern.to_owned()),
-            (None, Some(sql)) => Databases::Query(sql.to_owned()),
-            (None, None) => Databases::None,
-        };
+        let databases = self.names(section, "databases");
         let has_servers = *servers != Servers::None;
         if has_servers && databases == Databases::None {
             let message = "the fleet's servers need `databases = \"PATTERN\"` (SQL LIKE, e.g. \"tenant_%\") or `databases-from = \"SELECT ...\"`".to_owned();
@@ -194,16 +203,98 @@ impl Checker<'_> {
             self.problem(span, section.path("databases"), message);
         }
         if !has_servers && databases != Databases::None {
-            let key = if like.is_some() {
-                "databases"
-            } else {
+            let key = if matches!(databases, Databases::Query(_)) {
                 "databases-from"
+            } else {
+                "databases"
             };
             let span = section.get(key).map_or(0..0, |item| item.span());
             let message = format!("`{key}` needs `servers = [...]` or `servers-env` to look on");
             self.problem(span, section.path(key), message);
         }
         databases
+    }
+
+    /// `url = "postgres://..."` or `url-env = "VAR"` (one of them): the database whose
+    /// schemas are members.
+    fn database_url(&mut self, section: &Section) -> (Option<String>, Option<String>) {
+        let url = self.non_empty(section, "url").map(str::to_owned);
+        let env = self.non_empty(section, "url-env").map(str::to_owned);
+        if let (Some(_), Some(_), Some(item)) = (&url, &env, section.get("url-env")) {
+            let message = "both `url` and `url-env` are set: keep only one".to_owned();
+            self.problem(item.span(), section.path("url-env"), message);
+        }
+        if let (Some(url), Some(item)) = (&url, section.get("url"))
+            && !is_postgres(url)
+        {
+            let message = format!(
+                "{} is not a PostgreSQL URL: a fleet's `url` names the one database whose schemas are members (`schemas`), and schema members are PostgreSQL only",
+                crate::target::redact(url)
+            );
+            self.problem(item.span(), section.path("url"), message);
+        }
+        (url, env)
+    }
+
+    /// `schemas` or `schemas-from` (one of them): needed with `url`, PostgreSQL only.
+    fn schemas(
+        &mut self,
+        section: &Section,
+        servers: &Servers,
+        url: Option<&str>,
+        has_url: bool,
+    ) -> Databases {
+        let schemas = self.names(section, "schemas");
+        let key = if matches!(schemas, Databases::Query(_)) {
+            "schemas-from"
+        } else {
+            "schemas"
+        };
+        let span = section.get(key).map_or(0..0, |item| item.span());
+        if has_url && schemas == Databases::None {
+            let message = "a fleet's `url` names one database: add `schemas = \"PATTERN\"` (SQL LIKE, e.g. \"tenant_%\") or `schemas-from = \"SELECT ...\"` for a schema per tenant (one database alone is a [targets.NAME])".to_owned();
+            let span = section
+                .get("url")
+                .or(section.get("url-env"))
+                .map_or(0..0, |item| item.span());
+            self.problem(span, section.path("schemas"), message);
+        }
+        if schemas == Databases::None {
+            return schemas;
+        }
+        if !has_url && *servers == Servers::None {
+            let message = format!(
+                "`{key}` needs `url = \"postgres://...\"` (or `url-env`, or `servers`) naming the database(s) whose schemas are members"
+            );
+            self.problem(span.clone(), section.path(key), message);
+        }
+        let not_postgres = match servers {
+            Servers::Listed(urls) => urls.iter().any(|u| !is_postgres(u)),
+            _ => false,
+        } || url.is_some_and(|u| !is_postgres(u));
+        if not_postgres || section.get("files").is_some() {
+            let message = format!(
+                "`{key}`: a schema per tenant works on PostgreSQL only (`search_path` per member); on MariaDB a schema is a database (use `databases`), SQLite has none (use `files`)"
+            );
+            self.problem(span, section.path(key), message);
+        }
+        schemas
+    }
+
+    /// `KEY = "PATTERN"` or `KEY-from = "SELECT ..."` (one of them).
+    fn names(&mut self, section: &Section, key: &str) -> Databases {
+        let from = format!("{key}-from");
+        let like = self.non_empty(section, key);
+        let query = self.non_empty(section, &from);
+        if let (Some(_), Some(_), Some(item)) = (like, query, section.get(&from)) {
+            let message = format!("both `{key}` and `{from}` are set: keep only one");
+            self.problem(item.span(), section.path(&from), message);
+        }
+        match (like, query) {
+            (Some(pattern), _) => Databases::Like(pattern.to_owned()),
+            (None, Some(sql)) => Databases::Query(sql.to_owned()),
+            (None, None) => Databases::None,
+        }
     }
 
     /// `canary = N` or `canary = ["member", ...]`.

@@ -18,9 +18,11 @@ use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::target::Backend;
 
-/// Schemas that hold user objects.
+/// Schemas that hold user objects: only its own for a fleet's schema member (whose session
+/// sets `dbsafe.schema`, see `dialect/postgres.rs`).
 const SCOPE: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
-     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
+     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%' \
+     AND COALESCE(NULLIF(current_setting('dbsafe.schema', true), ''), n.nspname) = n.nspname";
 
 /// Not created by an extension (those are listed as `extension` lines).
 fn not_extension(catalog: &str, oid: &str) -> String {
