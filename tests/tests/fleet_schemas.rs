@@ -111,7 +111,7 @@ fn schema_per_tenant_fleet_applies_fails_and_rolls_back_per_schema() {
         assert_eq!(runs(&p, schema), [format!("apply|succeeded|{first}")]);
         assert_eq!(versions(&p, schema), ["20240101000001", "20240101000002"]);
         let bound = p.db.strings(&format!(
-            "SELECT value AS v FROM {schema}.dbsafe_meta WHERE key = 'identity'"
+            "SELECT value AS v FROM {schema}.dbsafe_meta WHERE name = 'identity'"
         ));
         assert!(
             bound[0].ends_with(&format!("/{}/{schema}", p.db.name)),
@@ -135,7 +135,8 @@ fn schema_per_tenant_fleet_applies_fails_and_rolls_back_per_schema() {
     for manifest in &manifests {
         let target = manifest["target"].as_str().unwrap();
         let schema = target.split('.').nth(1).unwrap().split('@').next().unwrap();
-        let schema_text = manifest["schema"].to_string();
+        let schema_text = manifest["schema"]["lines"].to_string();
+        assert!(schema_text.contains(schema), "{target}: {schema_text}");
         for other in SCHEMAS.iter().filter(|s| **s != schema) {
             assert!(!schema_text.contains(other), "{target}: {schema_text}");
         }
