@@ -149,6 +149,19 @@ fn schema_per_tenant_fleet_applies_fails_and_rolls_back_per_schema() {
         "{status:?}"
     );
     assert!(status.stdout.contains(&members[1]), "{status:?}");
+    // Every check on every schema: a foreign key of another schema is not this member's.
+    let junit = p.path().join("verify.xml");
+    let mut verify = p.command("cargo-dbverify");
+    verify.args([
+        "dbverify",
+        "--fleet",
+        "tenants",
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    dbsafe_tests::run(verify).expect_code(0);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<testsuite ").count(), 3, "{xml}");
 
     // tenant_b already has a table fleet_c: its migration fails there only, and its own
     // policy reverts it; the other schemas apply it.

@@ -272,7 +272,8 @@ impl Dialect for Postgres {
              c.convalidated)::text AS v \
              FROM pg_constraint c JOIN pg_class cl ON cl.oid = c.conrelid JOIN pg_namespace cn ON cn.oid = cl.relnamespace \
              JOIN pg_class p ON p.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace \
-             WHERE c.contype = 'f' AND cn.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1";
+             WHERE c.contype = 'f' AND cn.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND COALESCE(NULLIF(current_setting('dbsafe.schema', true), ''), cn.nspname) = cn.nspname ORDER BY 1";
         Ok(json_rows(db, sql, context)?
             .iter()
             .map(|r| ForeignKey {
