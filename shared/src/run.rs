@@ -33,21 +33,38 @@ pub struct RunContext {
 impl RunContext {
     /// A new run id and the provenance of the project at `root`. The provenance is read
     /// once per process and root (a fleet run starts hundreds of runs: not three `git`
-    /// processes each).
+    /// processes each), by the reading [`RunContext::prefetch`] started when there is one.
     pub fn new(root: &Path) -> RunContext {
-        type Cache = Mutex<Vec<(PathBuf, RunContext)>>;
-        static CACHE: OnceLock<Cache> = OnceLock::new();
-        let cache = CACHE.get_or_init(Default::default);
-        let mut known = cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, context)) = known.iter().find(|(r, _)| r == root) {
-            return RunContext {
-                id: new_run_id(),
-                ..context.clone()
-            };
-        }
-        let context = RunContext::read(root);
-        known.push((root.to_owned(), context.clone()));
+        let mut known = provenance().lock().unwrap_or_else(|e| e.into_inner());
+        let index = match known.iter().position(|(r, _)| r == root) {
+            Some(index) => index,
+            None => {
+                let reading = Provenance::Reading(RunContext::start_reading(root));
+                known.push((root.to_owned(), reading));
+                known.len() - 1
+            }
+        };
+        let context = known[index].1.take();
+        known[index].1 = Provenance::Read(context.clone());
         context
+    }
+
+    /// Starts reading the provenance of the project at `root` in the background, so its
+    /// `git` processes run while the command loads its migrations and connects; the next
+    /// [`RunContext::new`] for `root` takes the result.
+    pub fn prefetch(root: &Path) {
+        let mut known = provenance().lock().unwrap_or_else(|e| e.into_inner());
+        if !known.iter().any(|(r, _)| r == root) {
+            known.push((
+                root.to_owned(),
+                Provenance::Reading(RunContext::start_reading(root)),
+            ));
+        }
+    }
+
+    fn start_reading(root: &Path) -> std::thread::JoinHandle<RunContext> {
+        let root = root.to_owned();
+        std::thread::spawn(move || RunContext::read(&root))
     }
 
     fn read(root: &Path) -> RunContext {
@@ -238,6 +255,39 @@ ledger_word! {
         /// down.sql.
         Down = "down",
     }
+}
+
+/// The provenance of a project: being read in the background, or read.
+enum Provenance {
+    /// `git` is running.
+    Reading(std::thread::JoinHandle<RunContext>),
+    /// Read (its id is replaced by each run's own).
+    Read(RunContext),
+    /// Being taken by [`Provenance::take`].
+    Taken,
+}
+
+impl Provenance {
+    /// The provenance with a fresh run id, waiting for the reading if it is still running.
+    fn take(&mut self) -> RunContext {
+        let context = match std::mem::replace(self, Provenance::Taken) {
+            Provenance::Reading(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Provenance::Read(context) => context,
+            Provenance::Taken => unreachable!("taken and put back under one lock"),
+        };
+        RunContext {
+            id: new_run_id(),
+            ..context
+        }
+    }
+}
+
+/// Each project root's provenance, read once per process.
+fn provenance() -> &'static Mutex<Vec<(PathBuf, Provenance)>> {
+    static KNOWN: OnceLock<Mutex<Vec<(PathBuf, Provenance)>>> = OnceLock::new();
+    KNOWN.get_or_init(Default::default)
 }
 
 /// A fresh run id: UTC second and 4 hex digits, e.g. `20261121T153012Z-7f3a`.

@@ -78,11 +78,26 @@ impl<'s> Session<'s> {
         opening: Opening<'_>,
         sink: &'s mut dyn EventSink,
     ) -> Result<Session<'s>> {
+        Session::open_with(config, target, opening, None, sink)
+    }
+
+    /// [`Session::open`] on a connection opened beforehand (`early`, see
+    /// [`connect_early`]); the guards still come first.
+    pub fn open_with(
+        config: &'s Config,
+        target: &'s Target,
+        opening: Opening<'_>,
+        early: Option<Result<Database>>,
+        sink: &'s mut dyn EventSink,
+    ) -> Result<Session<'s>> {
         preflight::guard_protected(target, opening.confirmation)?;
         // A refused run leaves nothing behind: not even the empty SQLite file that opening
         // the connection created.
         let new_sqlite_file = target.url.sqlite_path().filter(|path| !path.exists());
-        let mut db = Database::connect(&target.url, opening.create)?;
+        let mut db = match early {
+            Some(db) => db?,
+            None => Database::connect(&target.url, opening.create)?,
+        };
         let binding = identity::check(&mut db, target, &config.snapshot_dir, opening.rebind)
             .inspect_err(|_| {
                 if let Some(path) = new_sqlite_file
@@ -246,6 +261,29 @@ impl<'s> Session<'s> {
         )?;
         Ok(())
     }
+}
+
+/// Runs `local` (work on files: loading the migrations) while a connection to the target's
+/// server opens in the background, for [`Session::open_with`]. Not for SQLite (opening may
+/// create the file, which waits until the guards passed) nor when an interrupted restore
+/// is to be finished first (it renames the database and ends its sessions).
+pub fn connect_early<T: Send>(
+    config: &Config,
+    target: &Target,
+    local: impl FnOnce() -> T + Send,
+) -> Result<(T, Option<Result<Database>>)> {
+    if target.url.sqlite_path().is_some() || crate::restore::interrupted(config, target)?.is_some()
+    {
+        return Ok((local(), None));
+    }
+    Ok(std::thread::scope(|scope| {
+        let connecting = scope.spawn(|| Database::connect(&target.url, Create::Never));
+        let done = local();
+        let db = connecting
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (done, Some(db))
+    }))
 }
 
 impl Drop for Session<'_> {

@@ -58,7 +58,12 @@ pub fn apply(
     options: &ApplyOptions,
     sink: &mut dyn EventSink,
 ) -> Result<ApplyOutcome> {
-    let set = MigrationSet::load(&config.migrations_dir)?;
+    // git runs, and the connection to a server opens, while the migrations load.
+    crate::run::RunContext::prefetch(&config.root);
+    let (set, early) = crate::session::connect_early(config, target, || {
+        MigrationSet::load(&config.migrations_dir)
+    })?;
+    let set = set?;
     preflight::guard_protected(target, options.confirmation)?;
     verify::validate_invariants(config, target)?;
     // `--target-version` as digits, as in the directory name (`2024-10-24-134209`) or the
@@ -84,7 +89,7 @@ pub fn apply(
         create: Create::IfMissing,
         wait_for_lock: true,
     };
-    let mut session = Session::open(config, target, opening, sink)?;
+    let mut session = Session::open_with(config, target, opening, early, sink)?;
     preflight::server_activity(&mut session.db, &config.apply)?;
     let asked = Asked {
         options,
@@ -338,9 +343,5 @@ fn bundle_hash(done: &[&Migration]) -> String {
         hasher.update(migration.up_checksum.as_bytes());
         hasher.update(b"\n");
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::migrations::hex(&hasher.finalize())
 }

@@ -70,6 +70,7 @@ pub fn rollback(
     sink: &mut dyn EventSink,
 ) -> Result<RollbackOutcome> {
     if !options.dry_run {
+        crate::run::RunContext::prefetch(&config.root);
         restore::report_finished(config, target, sink)?;
     }
     // What would be done is known (and a bad request refused) before anything is taken.
