@@ -211,14 +211,24 @@ pub fn step_and_events_sql(backend: Backend, step: &StepRow, events: &[(i32, &Ev
         step.attempts,
         dialect.literal_or_null(step.error.as_deref()),
     );
-    for (seq, event) in events {
+    // The events in one statement: one insert for the server to plan and run, not one each.
+    let rows: Vec<String> = events
+        .iter()
+        .map(|(seq, event)| {
+            format!(
+                "({}, {seq}, {}, {}, {}, {})",
+                dialect.literal(event.run_id.as_deref().unwrap_or_default()),
+                dialect.literal(&event.kind.type_name()),
+                dialect.literal(&event.at),
+                dialect.literal_or_null(event.operator.as_deref()),
+                dialect.literal(&serde_json::to_string(event).unwrap_or_default()),
+            )
+        })
+        .collect();
+    if !rows.is_empty() {
         sql.push_str(&format!(
-            "INSERT INTO dbsafe_events (run_id, seq, event_type, at, operator, payload) VALUES ({}, {seq}, {}, {}, {}, {});\n",
-            dialect.literal(event.run_id.as_deref().unwrap_or_default()),
-            dialect.literal(&event.kind.type_name()),
-            dialect.literal(&event.at),
-            dialect.literal_or_null(event.operator.as_deref()),
-            dialect.literal(&serde_json::to_string(event).unwrap_or_default()),
+            "INSERT INTO dbsafe_events (run_id, seq, event_type, at, operator, payload) VALUES {};\n",
+            rows.join(", ")
         ));
     }
     sql
