@@ -21,7 +21,8 @@ pub(super) fn ddl(dialect: &dyn Dialect) -> Vec<String> {
                 tool_version VARCHAR(32) NOT NULL, git_commit VARCHAR(64), git_dirty {boolean},
                 started_at VARCHAR(40) NOT NULL, finished_at VARCHAR(40),
                 status VARCHAR(16) NOT NULL, snapshot_id VARCHAR(64), bundle_hash VARCHAR(64),
-                error {long_text}, parent_run VARCHAR(40), restored_by VARCHAR(40))"
+                error {long_text}, parent_run VARCHAR(40), restored_by VARCHAR(40),
+                fleet_run VARCHAR(40))"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS dbsafe_steps (
@@ -111,10 +112,17 @@ fn recorded_version(db: &mut Database) -> Option<i64> {
 /// the version row is written last.
 fn create_or_upgrade(db: &mut Database) -> Result<()> {
     let fail = |e| Error::db("creating or upgrading dbsafe's ledger", e);
-    for statement in ddl(db.dialect()) {
-        db.execute(&statement).map_err(fail)?;
+    let statements = ddl(db.dialect());
+    if db.dialect().transactional_ddl() {
+        // Inside the guard's transaction: every table in one round trip.
+        db.execute(&statements.join(";\n")).map_err(fail)?;
+    } else {
+        for statement in statements {
+            db.execute(&statement).map_err(fail)?;
+        }
     }
-    // Version 2: the restore that rewound a run; version 4: the fleet run it belongs to.
+    // Version 2: the restore that rewound a run; version 4: the fleet run it belongs to
+    // (a ledger created now has both; an older one gets them here).
     for column in ["restored_by", "fleet_run"] {
         if !column_exists(db, "dbsafe_runs", column)? {
             db.execute(&format!(
