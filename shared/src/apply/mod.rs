@@ -40,6 +40,9 @@ pub struct ApplyOptions {
     pub lock_log: Option<LockLog>,
     /// The fleet run this apply is a member's share of (`--fleet`).
     pub fleet_run: Option<String>,
+    /// Return before writing anything (no run is recorded) when every migration up to the
+    /// target version is applied and nothing is dirty: a fleet's member already done.
+    pub skip_when_up_to_date: bool,
 }
 
 /// The result of a successful apply.
@@ -63,7 +66,29 @@ pub fn apply(
     let (set, early) = crate::session::connect_early(config, target, || {
         MigrationSet::load(&config.migrations_dir)
     })?;
-    let set = set?;
+    apply_loaded(config, target, &set?, early, options, sink)
+}
+
+/// [`apply`] with the migrations already loaded (a fleet loads them once for all members).
+pub fn apply_set(
+    config: &Config,
+    target: &Target,
+    set: &MigrationSet,
+    options: &ApplyOptions,
+    sink: &mut dyn EventSink,
+) -> Result<ApplyOutcome> {
+    crate::run::RunContext::prefetch(&config.root);
+    apply_loaded(config, target, set, None, options, sink)
+}
+
+fn apply_loaded(
+    config: &Config,
+    target: &Target,
+    set: &MigrationSet,
+    early: Option<Result<crate::connection::Database>>,
+    options: &ApplyOptions,
+    sink: &mut dyn EventSink,
+) -> Result<ApplyOutcome> {
     preflight::guard_protected(target, options.confirmation)?;
     verify::validate_invariants(config, target)?;
     // `--target-version` as digits, as in the directory name (`2024-10-24-134209`) or the
@@ -95,7 +120,7 @@ pub fn apply(
         options,
         target_version: target_version.as_deref(),
     };
-    run(&mut session, &set, &asked).map(|done| ApplyOutcome {
+    run(&mut session, set, &asked).map(|done| ApplyOutcome {
         run_id: done.0,
         applied: done.1,
     })
@@ -129,8 +154,6 @@ fn run(
     } else {
         applied.clone()
     };
-    let interrupted = session.prepare_ledger()?;
-
     let applied: BTreeSet<String> = applied.into_iter().collect();
     let newest_applied = applied
         .iter()
@@ -146,6 +169,11 @@ fn run(
                 .is_none_or(|v| crate::migrations::version_cmp(&m.version, v).is_le())
         })
         .collect();
+
+    if asked.options.skip_when_up_to_date && pending.is_empty() {
+        return Ok((String::new(), Vec::new()));
+    }
+    let interrupted = session.prepare_ledger()?;
 
     let run_id = session.run_id().to_owned();
     let snapshot = if wants_snapshot(config, target) && !pending.is_empty() {

@@ -2,8 +2,6 @@
 //! fleet run. A job calls the per-target function (apply, rollback, verify, plan) as the
 //! single-target command would.
 
-use std::collections::BTreeSet;
-
 use diesel::prelude::*;
 use serde_json::json;
 
@@ -171,18 +169,30 @@ pub fn apply(
     // The fleet run id is known before the first member starts: each member's run links to it.
     let fleet_run = request.fleet_run()?;
     let request = request.with_run(&fleet_run);
+    let already = format!(
+        "already at {}",
+        wanted.last().copied().unwrap_or("(no migrations)")
+    );
     request.record(config, &members, "apply", |member| {
-        if let Some(done) = up_to_date(member, &wanted)? {
-            return Ok(done);
-        }
+        // A member already done is left as it is (no run recorded), in the same session
+        // that would apply it: one connection per member, the migrations read once.
         let options = ApplyOptions {
             confirmation,
             target_version: target_version.map(str::to_owned),
             rebind: false,
             fleet_run: Some(fleet_run.clone()),
+            skip_when_up_to_date: true,
             ..ApplyOptions::default()
         };
-        let outcome = crate::apply::apply(config, &member.target, &options, &mut NoEvents)?;
+        let outcome =
+            crate::apply::apply_set(config, &member.target, &set, &options, &mut NoEvents)?;
+        if outcome.run_id.is_empty() {
+            return Ok(JobDone {
+                detail: already.clone(),
+                up_to_date: true,
+                ..JobDone::default()
+            });
+        }
         Ok(JobDone {
             detail: format!("{} migration(s) applied", outcome.applied.len()),
             up_to_date: outcome.applied.is_empty(),
@@ -190,29 +200,6 @@ pub fn apply(
             failed: false,
         })
     })
-}
-
-/// `Some` when every wanted migration is applied and no step is dirty: nothing to do.
-fn up_to_date(member: &Member, wanted: &[&str]) -> Result<Option<JobDone>> {
-    let mut db = match Database::connect(&member.target.url, Create::Never) {
-        Err(Error::NoSqliteFile { .. }) => return Ok(None),
-        other => other?,
-    };
-    let applied: BTreeSet<String> = ledger::diesel_applied(&mut db)?.into_iter().collect();
-    if wanted.iter().any(|v| !applied.contains(*v)) {
-        return Ok(None);
-    }
-    if ledger::exists(&mut db)? && !ledger::dirty_steps(&mut db)?.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(JobDone {
-        detail: format!(
-            "already at {}",
-            wanted.last().copied().unwrap_or("(no migrations)")
-        ),
-        up_to_date: true,
-        ..JobDone::default()
-    }))
 }
 
 /// `cargo dbrollback FLEET_RUN`: rolls back each member's run of that fleet run (level 1,
