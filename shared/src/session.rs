@@ -106,8 +106,17 @@ impl<'s> Session<'s> {
                     let _ = std::fs::remove_file(path);
                 }
             })?;
+        let mut context = RunContext::new(&config.root).in_fleet(opening.fleet_run);
+        // An id is the second and 16 random bits: a run that drew the id of an earlier run
+        // of the same second in this ledger draws again, before the id names anything (the
+        // lock's holder, an event, a snapshot).
+        if db.table_exists("dbsafe_runs").unwrap_or(false) {
+            while run_recorded(&mut db, &context.id)? {
+                context.id = crate::run::new_run_id();
+            }
+        }
         let recorder = Recorder::new(
-            RunContext::new(&config.root).in_fleet(opening.fleet_run),
+            context,
             &target.name,
             Journal::new(&config.snapshot_dir),
             sink,
@@ -261,6 +270,19 @@ impl<'s> Session<'s> {
         )?;
         Ok(())
     }
+}
+
+/// Whether the ledger (of any schema version) has a run of this id.
+fn run_recorded(db: &mut Database, id: &str) -> Result<bool> {
+    let sql = format!(
+        "SELECT CAST(count(*) AS {}) AS v FROM dbsafe_runs WHERE id = {}",
+        db.dialect().bigint_type(),
+        db.dialect().literal(id)
+    );
+    Ok(db
+        .integer(&sql)
+        .map_err(|e| Error::db("reading dbsafe_runs", e))?
+        > 0)
 }
 
 /// Runs `local` (work on files: loading the migrations) while a connection to the target's
