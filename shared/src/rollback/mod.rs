@@ -74,7 +74,8 @@ pub fn rollback(
         restore::report_finished(config, target, sink)?;
     }
     // What would be done is known (and a bad request refused) before anything is taken.
-    let plan = plan_with(config, &mut open(target)?, options)?;
+    let mut db = open(target)?;
+    let plan = plan_with(config, &mut db, options)?;
     if options.dry_run {
         return Ok(RollbackOutcome {
             run_id: String::new(),
@@ -91,7 +92,8 @@ pub fn rollback(
         fleet_run: options.fleet_run.as_deref(),
         ..Opening::new(kind, options.confirmation)
     };
-    let mut session = Session::open(config, target, opening, sink)?;
+    // The session runs on the connection the plan was read on.
+    let mut session = Session::open_with(config, target, opening, Some(Ok(db)), sink)?;
     // A restore rewinds a dirty target too; reverting on one is not safe.
     let dirty = ledger::dirty_steps(&mut session.db)?;
     if let Some(step) = dirty.first()
