@@ -147,8 +147,8 @@ pub fn execute(
     let retries = config.map_or(0, |c| c.lock_retries as i32);
     let mut attempt = 1;
     loop {
-        let started = Instant::now();
-        let error = match step.in_transaction(db, recording.as_mut(), attempt, started) {
+        let began = Began::now();
+        let error = match step.in_transaction(db, recording.as_mut(), attempt, &began) {
             Ok(()) => return Ok(()),
             Err(error) => error,
         };
@@ -175,9 +175,35 @@ pub fn execute(
         // A failed up step leaves its `failed` row; a failed down step is told by the
         // run's `run.failed`, which names what stays applied.
         if let Some(recording) = recording.as_mut().filter(|_| direction == Direction::Up) {
-            step.record_failure(db, recording, &error, attempt, started);
+            step.record_failure(db, recording, &error, attempt, &began);
         }
         return Err(StepFailure::clean(message));
+    }
+}
+
+/// When an attempt at a step began: the time its row records and the clock its
+/// duration is measured on.
+struct Began {
+    at: String,
+    instant: Instant,
+}
+
+impl Began {
+    fn now() -> Began {
+        Began {
+            at: now(),
+            instant: Instant::now(),
+        }
+    }
+
+    fn millis(&self) -> u64 {
+        millis(self.instant)
+    }
+
+    /// Stamps `row` finished now.
+    fn finish(&self, row: &mut StepRow) {
+        row.finished_at = Some(now());
+        row.duration_ms = Some(self.millis() as i64);
     }
 }
 
@@ -195,7 +221,7 @@ impl Step<'_> {
     }
 
     /// The step's ledger row for `recorder`'s run.
-    fn row(&self, recorder: &Recorder<'_>, seq: i32, status: StepStatus) -> StepRow {
+    fn row(&self, recorder: &Recorder<'_>, seq: i32, status: StepStatus, began: &Began) -> StepRow {
         let migration = self.migration;
         StepRow {
             run_id: recorder.context.id.clone(),
@@ -207,7 +233,7 @@ impl Step<'_> {
             transactional: self.transactional,
             up_checksum: migration.up_checksum.clone(),
             down_checksum: migration.down_checksum.clone(),
-            started_at: now(),
+            started_at: began.at.clone(),
             finished_at: None,
             duration_ms: None,
             attempts: 1,
@@ -241,9 +267,9 @@ impl Step<'_> {
         db: &mut Database,
         mut recording: Option<&mut Recording<'_, '_>>,
         attempt: i32,
-        started: Instant,
+        began: &Began,
     ) -> Result<(), StepError> {
-        match self.attempt(db, recording.as_deref_mut(), attempt, started) {
+        match self.attempt(db, recording.as_deref_mut(), attempt, began) {
             Ok(event) => {
                 if let (Some(event), Some(recording)) = (event, recording) {
                     recording.recorder.committed();
@@ -263,7 +289,7 @@ impl Step<'_> {
         db: &mut Database,
         recording: Option<&mut Recording<'_, '_>>,
         attempt: i32,
-        started: Instant,
+        began: &Began,
     ) -> Result<Option<Event>, StepError> {
         let backend = db.backend();
         let mut batch = String::from("BEGIN;\n");
@@ -305,11 +331,10 @@ impl Step<'_> {
                 log.push((self.migration.version.clone(), locks));
             }
         }
-        let mut row = self.row(recording.recorder, recording.seq, self.done_status());
-        row.finished_at = Some(now());
-        row.duration_ms = Some(millis(started) as i64);
+        let mut row = self.row(recording.recorder, recording.seq, self.done_status(), began);
+        began.finish(&mut row);
         row.attempts = attempt;
-        let done = (recording.done)(millis(started));
+        let done = (recording.done)(began.millis());
         let event = recording
             .recorder
             .write_step_and_commit(&mut db.conn, backend, &row, done)?;
@@ -331,12 +356,11 @@ impl Step<'_> {
         recording: &mut Recording<'_, '_>,
         error: &StepError,
         attempt: i32,
-        started: Instant,
+        began: &Began,
     ) {
         let message = error.to_string();
-        let mut row = self.row(recording.recorder, recording.seq, StepStatus::Failed);
-        row.finished_at = Some(now());
-        row.duration_ms = Some(millis(started) as i64);
+        let mut row = self.row(recording.recorder, recording.seq, StepStatus::Failed, began);
+        began.finish(&mut row);
         row.attempts = attempt;
         row.error = Some(message.clone());
         let _ = ledger::insert_step(&mut db.conn, &row);
@@ -363,10 +387,10 @@ impl Step<'_> {
         mut recording: Option<&mut Recording<'_, '_>>,
     ) -> Result<(), StepFailure> {
         let backend = db.backend();
-        let started = Instant::now();
+        let began = Began::now();
         let mut row = recording
             .as_deref()
-            .map(|r| self.row(r.recorder, r.seq, StepStatus::Started));
+            .map(|r| self.row(r.recorder, r.seq, StepStatus::Started, &began));
         if let Some(row) = &row {
             ledger::insert_step(&mut db.conn, row)
                 .map_err(|e| StepFailure::clean(format!("writing dbsafe_steps: {e}")))?;
@@ -393,8 +417,7 @@ impl Step<'_> {
         if let Err(message) = ran {
             let _ = db.ensure_alive();
             if let (Some(row), Some(recording)) = (row.as_mut(), recording.as_deref_mut()) {
-                row.finished_at = Some(now());
-                row.duration_ms = Some(millis(started) as i64);
+                began.finish(row);
                 row.error = Some(message.clone());
                 let failed = self.failed_event(message.clone(), true);
                 let _ = finish_step_recorded(db, recording.recorder, row, failed);
@@ -406,12 +429,11 @@ impl Step<'_> {
         }
         if let (Some(row), Some(recording)) = (row.as_mut(), recording) {
             row.status = self.done_status();
-            row.finished_at = Some(now());
-            row.duration_ms = Some(millis(started) as i64);
+            began.finish(row);
             if let Err(e) = &verified {
                 row.error = Some(e.to_string());
             }
-            let done = (recording.done)(millis(started));
+            let done = (recording.done)(began.millis());
             finish_step_recorded(db, recording.recorder, row, done)
                 .map_err(|e| StepFailure::clean(format!("writing dbsafe_steps: {e}")))?;
             if let Err(StepError::Verify(m)) = &verified {
