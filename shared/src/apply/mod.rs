@@ -45,8 +45,9 @@ pub struct ApplyOptions {
     pub skip_when_up_to_date: bool,
 }
 
-/// The result of a successful apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The result of a successful apply (an empty run id: a member already up to date was
+/// left alone, see [`ApplyOptions::skip_when_up_to_date`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyOutcome {
     /// The run's id.
     pub run_id: String,
@@ -120,10 +121,7 @@ fn apply_loaded(
         options,
         target_version: target_version.as_deref(),
     };
-    run(&mut session, set, &asked).map(|done| ApplyOutcome {
-        run_id: done.0,
-        applied: done.1,
-    })
+    run(&mut session, set, &asked)
 }
 
 /// What this apply was asked, resolved.
@@ -133,12 +131,8 @@ struct Asked<'a> {
     target_version: Option<&'a str>,
 }
 
-/// The body of an apply inside its session: the run id and the versions applied.
-fn run(
-    session: &mut Session<'_>,
-    set: &MigrationSet,
-    asked: &Asked<'_>,
-) -> Result<(String, Vec<String>)> {
+/// The body of an apply inside its session.
+fn run(session: &mut Session<'_>, set: &MigrationSet, asked: &Asked<'_>) -> Result<ApplyOutcome> {
     let (config, target) = (session.config, session.target);
     // Everything read-only first: a refused apply writes nothing.
     let db = &mut session.db;
@@ -171,7 +165,7 @@ fn run(
         .collect();
 
     if asked.options.skip_when_up_to_date && pending.is_empty() {
-        return Ok((String::new(), Vec::new()));
+        return Ok(ApplyOutcome::default());
     }
     let interrupted = session.prepare_ledger()?;
 
@@ -256,7 +250,7 @@ fn run(
     let hash = bundle_hash(&done);
     let count = done.len();
     session.succeed(Some(&hash), count)?;
-    Ok((run_id, applied))
+    Ok(ApplyOutcome { run_id, applied })
 }
 
 /// What the body of a run works with.
