@@ -36,17 +36,22 @@ impl RunContext {
     /// processes each), by the reading [`RunContext::prefetch`] started when there is one.
     pub fn new(root: &Path) -> RunContext {
         let mut known = provenance().lock().unwrap_or_else(|e| e.into_inner());
-        let index = match known.iter().position(|(r, _)| r == root) {
-            Some(index) => index,
-            None => {
-                let reading = Provenance::Reading(RunContext::start_reading(root));
-                known.push((root.to_owned(), reading));
-                known.len() - 1
-            }
+        let context = match known
+            .iter()
+            .position(|(r, _)| r == root)
+            .map(|index| known.swap_remove(index).1)
+        {
+            Some(Provenance::Read(context)) => context,
+            Some(Provenance::Reading(handle)) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            None => RunContext::read(root),
         };
-        let context = known[index].1.take();
-        known[index].1 = Provenance::Read(context.clone());
-        context
+        known.push((root.to_owned(), Provenance::Read(context.clone())));
+        RunContext {
+            id: new_run_id(),
+            ..context
+        }
     }
 
     /// Starts reading the provenance of the project at `root` in the background, so its
@@ -57,14 +62,12 @@ impl RunContext {
         if !known.iter().any(|(r, _)| r == root) {
             known.push((
                 root.to_owned(),
-                Provenance::Reading(RunContext::start_reading(root)),
+                Provenance::Reading(std::thread::spawn({
+                    let root = root.to_owned();
+                    move || RunContext::read(&root)
+                })),
             ));
         }
-    }
-
-    fn start_reading(root: &Path) -> std::thread::JoinHandle<RunContext> {
-        let root = root.to_owned();
-        std::thread::spawn(move || RunContext::read(&root))
     }
 
     fn read(root: &Path) -> RunContext {
@@ -263,25 +266,6 @@ enum Provenance {
     Reading(std::thread::JoinHandle<RunContext>),
     /// Read (its id is replaced by each run's own).
     Read(RunContext),
-    /// Being taken by [`Provenance::take`].
-    Taken,
-}
-
-impl Provenance {
-    /// The provenance with a fresh run id, waiting for the reading if it is still running.
-    fn take(&mut self) -> RunContext {
-        let context = match std::mem::replace(self, Provenance::Taken) {
-            Provenance::Reading(handle) => handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            Provenance::Read(context) => context,
-            Provenance::Taken => unreachable!("taken and put back under one lock"),
-        };
-        RunContext {
-            id: new_run_id(),
-            ..context
-        }
-    }
 }
 
 /// Each project root's provenance, read once per process.
