@@ -1,106 +1,79 @@
-//! Checks the text of dbsafe.toml item by item into settings, collecting every problem with
-//! its line and key rather than stopping at the first.
+//! Checks the text of dbsafe.toml into settings, collecting every problem with its line and
+//! key rather than stopping at the first. Serde reads the file into the derived types of each
+//! section ([`Document`], and those of `check/*.rs`) through the wrappers of [`tolerant`],
+//! which keep each value's span and never fail; the checker then reports, in line order,
+//! unknown keys (against the fields serde's derive declares), wrong types and bad values.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::time::Duration;
 
 mod arrays;
 mod fleets;
+mod leaves;
 mod sections;
 mod targets;
+mod tolerant;
 
-use targets::is_target_name;
-
-#[cfg(test)]
-pub(super) use fleets::FLEET_KEYS;
-
-use crate::sql_text::Lines;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use toml::Spanned;
-use toml::de::{DeTable, DeValue};
+use toml::de::DeTable;
+
+use crate::layout::Layout;
+use crate::sql_text::Lines;
+use arrays::{InvariantSection, SeedSection};
+use fleets::Fleets;
+use leaves::{NonEmpty, OneOf};
+use sections::{ApplySection, CheckSection, LintSection, SnapshotSection, VerifySection};
+use targets::{Targets, is_target_name};
+use tolerant::{Field, List, Mistake, Table, fields_of};
 
 use super::{
-    ApplyConfig, Choice, ConfigProblem, Invariant, LintConfig, Seed, Severity, SnapshotConfig,
-    TargetConfig, VerifyConfig, parse_choice, parse_duration,
+    ApplyConfig, ConfigProblem, Invariant, LintConfig, Seed, Severity, SnapshotConfig,
+    TargetConfig, VerifyConfig,
 };
 
-/// Keys allowed at the top level of dbsafe.toml.
-pub(super) const TOP_KEYS: &[&str] = &[
-    "migrations-dir",
-    "layout",
-    "snapshot-dir",
-    "default-target",
-    "targets",
-    "apply",
-    "snapshot",
-    "verify",
-    "invariant",
-    "seed",
-    "check",
-    "lint",
-    "fleets",
-];
-/// Keys allowed in `[check]`.
-pub(super) const CHECK_KEYS: &[&str] = &["require-down", "lock-file", "roundtrip-column-order"];
-/// Keys allowed in `[lint]`.
-pub(super) const LINT_KEYS: &[&str] = &["dialect", "pg-version", "allow", "warn", "deny"];
-/// Keys allowed in a `[targets.NAME]` table.
-pub(super) const TARGET_KEYS: &[&str] = &[
-    "url",
-    "url-env",
-    "direct-url",
-    "direct-url-env",
-    "environment",
-    "protected",
-];
-/// Keys allowed in `[apply]`.
-pub(super) const APPLY_KEYS: &[&str] = &[
-    "on-failure",
-    "snapshot",
-    "lock-wait",
-    "lock-timeout",
-    "statement-timeout",
-    "lock-retries",
-    "max-transaction-age",
-    "max-connections",
-    "verify",
-];
 /// How a `sql-file` reference is carried until the caller reads it.
 pub(super) const SQL_FILE_PREFIX: &str = "\u{0}sql-file:";
-/// Keys allowed in `[verify]`.
-pub(super) const VERIFY_KEYS: &[&str] = &[
-    "builtins",
-    "ignore",
-    "max-row-change",
-    "unchanged-tables",
-    "rls-enabled",
-    "triggers-present",
-    "duplicates",
-];
-/// Keys allowed in a `[[seed]]`.
-pub(super) const SEED_KEYS: &[&str] = &["name", "file", "targets", "volatile"];
-/// Keys allowed in an `[[invariant]]`.
-pub(super) const INVARIANT_KEYS: &[&str] = &[
-    "name",
-    "sql",
-    "sql-file",
-    "expect",
-    "severity",
-    "phase",
-    "targets",
-    "role",
-    "settings",
-    "expect-error",
-];
-/// Keys allowed in `[snapshot]`.
-pub(super) const SNAPSHOT_KEYS: &[&str] = &[
-    "strategy",
-    "keep-last",
-    "keep-days",
-    "keep-replaced",
-    "pg-bin-dir",
-];
+
+/// The top level of dbsafe.toml. The order of the fields is the order of "known keys".
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Document {
+    migrations_dir: Option<Field<NonEmpty>>,
+    layout: Option<Field<OneOf<Layout>>>,
+    snapshot_dir: Option<Field<NonEmpty>>,
+    default_target: Option<Field<NonEmpty>>,
+    targets: Option<Table<Targets>>,
+    apply: Option<Table<ApplySection>>,
+    snapshot: Option<Table<SnapshotSection>>,
+    verify: Option<Table<VerifySection>>,
+    invariant: Option<List<Table<InvariantSection>>>,
+    seed: Option<List<Table<SeedSection>>>,
+    check: Option<Table<CheckSection>>,
+    lint: Option<Table<LintSection>>,
+    fleets: Option<Table<Fleets>>,
+}
+
+/// The keys of each section, as `[NAME]` (empty for the top level) and the keys its derived
+/// type declares, in declaration order.
+#[cfg(test)]
+pub(super) fn section_keys() -> Vec<(&'static str, &'static [&'static str])> {
+    let keys = |fields: Option<&'static [&'static str]>| fields.unwrap_or_default();
+    vec![
+        ("", keys(fields_of::<Document>())),
+        ("targets.NAME", keys(fields_of::<targets::TargetSection>())),
+        ("apply", keys(fields_of::<ApplySection>())),
+        ("snapshot", keys(fields_of::<SnapshotSection>())),
+        ("verify", keys(fields_of::<VerifySection>())),
+        ("invariant", keys(fields_of::<InvariantSection>())),
+        ("seed", keys(fields_of::<SeedSection>())),
+        ("check", keys(fields_of::<CheckSection>())),
+        ("lint", keys(fields_of::<LintSection>())),
+        ("fleets.NAME", keys(fields_of::<fleets::FleetSection>())),
+    ]
+}
 
 /// What dbsafe.toml says once checked; paths are still as written (relative to the root).
 #[derive(Debug, Default)]
@@ -108,7 +81,7 @@ pub(super) struct Settings {
     /// `migrations-dir`.
     pub migrations_dir: Option<PathBuf>,
     /// `layout`, when set.
-    pub layout: Option<crate::layout::Layout>,
+    pub layout: Option<Layout>,
     /// `snapshot-dir`.
     pub snapshot_dir: Option<PathBuf>,
     /// `default-target`, known to name a target.
@@ -178,13 +151,20 @@ pub(super) fn check(text: &str) -> Result<Settings, Vec<ConfigProblem>> {
     };
     let (document, errors) = DeTable::parse_recoverable(text);
     if errors.is_empty() {
-        let top = Section {
-            name: String::new(),
-            entries: document.get_ref(),
-        };
-        let settings = checker.document(&top);
-        if checker.problems.is_empty() {
-            return Ok(settings);
+        let deserializer = toml::de::Deserializer::from(document);
+        match Table::<Document>::deserialize(deserializer) {
+            Ok(document) => {
+                let settings = checker.document(&document);
+                if checker.problems.is_empty() {
+                    return Ok(settings);
+                }
+            }
+            // The wrappers accept any value; only a number too large for serde where a
+            // table is expected gets here.
+            Err(error) => {
+                let message = error.message().trim().to_owned();
+                checker.problem(error.span().unwrap_or(0..0), String::new(), message);
+            }
         }
     } else {
         for error in errors {
@@ -209,23 +189,14 @@ pub(crate) fn with_article(kind: &str) -> String {
     format!("{article} {kind}")
 }
 
-/// A value of the document with its byte span.
-type Item<'i> = Spanned<DeValue<'i>>;
-
-/// A table of the document being checked.
-struct Section<'a, 'i> {
+/// Where a table is in the document, for the keys and messages of its problems.
+#[derive(Debug, Clone, Default)]
+struct Place {
     /// Its dotted name, like `apply` or `targets.prod` (empty for the top level).
     name: String,
-    /// Its keys and values.
-    entries: &'a DeTable<'i>,
 }
 
-impl<'a, 'i> Section<'a, 'i> {
-    /// The value of `key`, if present.
-    fn get(&self, key: &str) -> Option<&'a Item<'i>> {
-        self.entries.get(key)
-    }
-
+impl Place {
     /// The dotted path of `key` in this table, as shown in problems.
     fn path(&self, key: &str) -> String {
         let key = if is_bare_key(key) {
@@ -250,6 +221,39 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 }
 
+/// A table being checked: where it is, its keys and span as written, and what serde read.
+struct Section<'v, T> {
+    place: Place,
+    /// Where the table is.
+    span: Range<usize>,
+    /// Its keys as written, with their spans.
+    keys: &'v [Spanned<String>],
+    /// The table as read by serde.
+    value: &'v T,
+}
+
+impl<T: DeserializeOwned> Section<'_, T> {
+    /// The dotted path of `key`, one of `T`'s fields (or any key when `T` is a map).
+    fn path(&self, key: &str) -> String {
+        debug_assert!(
+            fields_of::<T>().is_none_or(|known| known.contains(&key)),
+            "`{key}` is not a key of [{}]",
+            self.place.name
+        );
+        self.place.path(key)
+    }
+
+    /// The span of the first key as written (in the file's sorted order), else of nothing.
+    fn first_key_span(&self) -> Range<usize> {
+        self.keys.first().map_or(0..0, Spanned::span)
+    }
+}
+
+/// The span of a setting when it is present, whatever its value.
+fn span_of<T>(field: &Option<Field<T>>) -> Option<Range<usize>> {
+    field.as_ref().map(|field| field.span.clone())
+}
+
 /// Collects problems while reading the document.
 struct Checker<'t> {
     /// The file's text, to turn byte spans into lines.
@@ -270,20 +274,75 @@ impl Checker<'_> {
         });
     }
 
-    /// Records a value of the wrong type.
-    fn wrong_type(&mut self, section: &Section, key: &str, item: &Item, expected: &str) {
-        let message = format!(
-            "expected {expected}, found {}",
-            with_article(item.get_ref().type_str())
-        );
-        self.problem(item.span(), section.path(key), message);
+    /// Records what is wrong with the value of `key`.
+    fn mistake(&mut self, key: String, mistake: &Mistake) {
+        match mistake {
+            Mistake::Said { span, message } => self.problem(span.clone(), key, message.clone()),
+            Mistake::OutOfRange { span, min } => {
+                // As the TOML parser shows an integer: its digits without `_`.
+                let written = self.text[span.clone()].replace('_', "");
+                let message = format!(
+                    "expected a whole number from {min} to {}, found {written}",
+                    u32::MAX
+                );
+                self.problem(span.clone(), key, message);
+            }
+        }
     }
 
-    /// Records every key of `section` that is not in `known`, with a suggestion when one
-    /// known key is an obvious typo away.
-    fn unknown_keys(&mut self, section: &Section, known: &[&str]) {
-        for (key, _) in section.entries.iter() {
-            let name = key.get_ref().as_ref();
+    /// The setting `key` of `section`, if present and valid; otherwise what is wrong with
+    /// it is recorded.
+    fn take<'v, T: DeserializeOwned, V>(
+        &mut self,
+        section: &Section<T>,
+        key: &str,
+        field: &'v Option<Field<V>>,
+    ) -> Option<&'v V> {
+        match &field.as_ref()?.value {
+            Ok(value) => Some(value),
+            Err(mistake) => {
+                self.mistake(section.path(key), mistake);
+                None
+            }
+        }
+    }
+
+    /// The section under `key` of `parent`, if present and a table (its unknown keys
+    /// recorded); a value of another type is recorded.
+    fn section<'v, P: DeserializeOwned, T: DeserializeOwned>(
+        &mut self,
+        parent: &Section<P>,
+        key: &str,
+        table: Option<&'v Table<T>>,
+    ) -> Option<Section<'v, T>> {
+        let table = table?;
+        let path = parent.path(key);
+        let value = match &table.value {
+            Ok(value) => value,
+            Err(found) => {
+                let message = format!("expected a table [{path}], found {}", with_article(found));
+                self.problem(table.span.clone(), path, message);
+                return None;
+            }
+        };
+        let section = Section {
+            place: Place { name: path },
+            span: table.span.clone(),
+            keys: &table.keys,
+            value,
+        };
+        self.unknown_keys(&section);
+        Some(section)
+    }
+
+    /// Records every key of `section` that its type does not declare, with a suggestion
+    /// when one known key is an obvious typo away.
+    fn unknown_keys<T: DeserializeOwned>(&mut self, section: &Section<T>) {
+        let Some(known) = fields_of::<T>() else {
+            return;
+        };
+        for key in section.keys {
+            let name = key.get_ref().as_str();
             if known.contains(&name) {
                 continue;
             }
@@ -291,167 +350,57 @@ impl Checker<'_> {
                 Some(close) => format!("did you mean `{close}`?"),
                 None => format!("known keys: {}", known.join(", ")),
             };
-            let message = format!("unknown key `{name}` {}; {hint}", section.title());
-            self.problem(key.span(), section.path(name), message);
-        }
-    }
-
-    /// The table under `key`, if present and a table.
-    fn table<'a, 'i>(&mut self, section: &Section<'a, 'i>, key: &str) -> Option<Section<'a, 'i>> {
-        let item = section.get(key)?;
-        match item.get_ref() {
-            DeValue::Table(entries) => Some(Section {
-                name: section.path(key),
-                entries,
-            }),
-            _ => {
-                self.wrong_type(
-                    section,
-                    key,
-                    item,
-                    &format!("a table [{}]", section.path(key)),
-                );
-                None
-            }
-        }
-    }
-
-    /// The string under `key`, if present and a string.
-    fn string<'a>(&mut self, section: &Section<'a, '_>, key: &str) -> Option<&'a str> {
-        let item = section.get(key)?;
-        match item.get_ref() {
-            DeValue::String(text) => Some(text.as_ref()),
-            _ => {
-                self.wrong_type(section, key, item, "a string");
-                None
-            }
-        }
-    }
-
-    /// The string under `key`, if present, a string and not empty.
-    fn non_empty<'a>(&mut self, section: &Section<'a, '_>, key: &str) -> Option<&'a str> {
-        let text = self.string(section, key)?;
-        if text.is_empty() {
-            let span = section.get(key)?.span();
-            let message = "must not be empty: give a value or remove the key".to_owned();
-            self.problem(span, section.path(key), message);
-            return None;
-        }
-        Some(text)
-    }
-
-    /// The boolean under `key`, if present and a boolean.
-    fn boolean(&mut self, section: &Section, key: &str) -> Option<bool> {
-        let item = section.get(key)?;
-        match item.get_ref() {
-            DeValue::Boolean(value) => Some(*value),
-            _ => {
-                self.wrong_type(section, key, item, "a boolean (true or false)");
-                None
-            }
-        }
-    }
-
-    /// The whole number under `key`, if present and from `min` to `u32::MAX`.
-    fn count(&mut self, section: &Section, key: &str, min: u32) -> Option<u32> {
-        let item = section.get(key)?;
-        let DeValue::Integer(integer) = item.get_ref() else {
-            self.wrong_type(section, key, item, "an integer");
-            return None;
-        };
-        let value = i128::from_str_radix(integer.as_str(), integer.radix()).ok();
-        match value.and_then(|value| u32::try_from(value).ok()) {
-            Some(value) if value >= min => Some(value),
-            _ => {
-                let message = format!(
-                    "expected a whole number from {min} to {}, found {integer}",
-                    u32::MAX
-                );
-                self.problem(item.span(), section.path(key), message);
-                None
-            }
-        }
-    }
-
-    /// The duration under `key`, if present and valid; zero is refused unless `zero_ok`.
-    fn duration(&mut self, section: &Section, key: &str, zero_ok: bool) -> Option<Duration> {
-        let item = section.get(key)?;
-        let DeValue::String(text) = item.get_ref() else {
-            let expected = "a duration string like \"5s\", \"250ms\" or \"2m\"";
-            self.wrong_type(section, key, item, expected);
-            return None;
-        };
-        match parse_duration(text) {
-            Ok(duration) if duration.is_zero() && !zero_ok => {
-                let message = format!("\"{text}\" is not allowed: the duration must be above zero");
-                self.problem(item.span(), section.path(key), message);
-                None
-            }
-            Ok(duration) => Some(duration),
-            Err(message) => {
-                self.problem(item.span(), section.path(key), message);
-                None
-            }
-        }
-    }
-
-    /// An optional limit under `key`: a duration where zero (or absence) means no limit.
-    fn limit(&mut self, section: &Section, key: &str) -> Option<Duration> {
-        self.duration(section, key, true)
-            .filter(|duration| !duration.is_zero())
-    }
-
-    /// The enumerated value under `key`, if present and one of the allowed names.
-    fn choice<T: Choice>(&mut self, section: &Section, key: &str) -> Option<T> {
-        let item = section.get(key)?;
-        let DeValue::String(text) = item.get_ref() else {
-            self.wrong_type(section, key, item, "a string");
-            return None;
-        };
-        match parse_choice(text) {
-            Ok(value) => Some(value),
-            Err(message) => {
-                self.problem(item.span(), section.path(key), message);
-                None
-            }
+            let message = format!("unknown key `{name}` {}; {hint}", section.place.title());
+            self.problem(key.span(), section.place.path(name), message);
         }
     }
 
     /// Checks the whole document.
-    fn document(&mut self, top: &Section) -> Settings {
-        self.unknown_keys(top, TOP_KEYS);
-        let migrations_dir = self.non_empty(top, "migrations-dir").map(PathBuf::from);
-        let layout = self.choice(top, "layout");
-        let snapshot_dir = self.non_empty(top, "snapshot-dir").map(PathBuf::from);
-        let targets = self.targets(top);
-        let fleets = self.fleets(top, &targets);
-        let default_target = self.default_target(top);
-        let apply = match self.table(top, "apply") {
+    fn document(&mut self, document: &Table<Document>) -> Settings {
+        let Ok(value) = &document.value else {
+            return Settings::default();
+        };
+        let top = Section {
+            place: Place::default(),
+            span: document.span.clone(),
+            keys: &document.keys,
+            value,
+        };
+        self.unknown_keys(&top);
+        let migrations_dir = self.take(&top, "migrations-dir", &value.migrations_dir);
+        let layout = self
+            .take(&top, "layout", &value.layout)
+            .map(|layout| layout.0);
+        let snapshot_dir = self.take(&top, "snapshot-dir", &value.snapshot_dir);
+        let targets = self.targets(&top, value.targets.as_ref());
+        let fleets = self.fleets(&top, value.fleets.as_ref(), &targets);
+        let default_target = self.default_target(&top);
+        let apply = match self.section(&top, "apply", value.apply.as_ref()) {
             Some(section) => self.apply(&section),
             None => ApplyConfig::default(),
         };
-        let snapshot = match self.table(top, "snapshot") {
+        let snapshot = match self.section(&top, "snapshot", value.snapshot.as_ref()) {
             Some(section) => self.snapshot(&section),
             None => SnapshotConfig::default(),
         };
-        let verify = match self.table(top, "verify") {
+        let verify = match self.section(&top, "verify", value.verify.as_ref()) {
             Some(section) => self.verify(&section),
             None => VerifyConfig::default(),
         };
-        let invariants = self.invariants(top);
-        let seeds = self.seeds(top);
-        let check = match self.table(top, "check") {
+        let invariants = self.invariants(&top, value.invariant.as_ref());
+        let seeds = self.seeds(&top, value.seed.as_ref());
+        let check = match self.section(&top, "check", value.check.as_ref()) {
             Some(section) => self.check_section(&section),
             None => CheckSettings::default(),
         };
-        let lint = match self.table(top, "lint") {
+        let lint = match self.section(&top, "lint", value.lint.as_ref()) {
             Some(section) => self.lint(&section),
             None => LintConfig::default(),
         };
         Settings {
-            migrations_dir,
+            migrations_dir: migrations_dir.map(|dir| PathBuf::from(&dir.0)),
             layout,
-            snapshot_dir,
+            snapshot_dir: snapshot_dir.map(|dir| PathBuf::from(&dir.0)),
             default_target,
             targets,
             apply,
@@ -466,40 +415,22 @@ impl Checker<'_> {
         }
     }
 
-    /// The non-empty string under `key`, remembered as a SQL file to read.
-    fn sql_file<'a>(&mut self, section: &Section<'a, '_>, key: &str) -> Option<&'a str> {
-        let path = self.non_empty(section, key)?;
-        let span = section.get(key).map(|item| item.span()).unwrap_or(0..0);
+    /// The SQL file named by `key` of `section`, remembered to be read (and kept inside the
+    /// repository) by the caller.
+    fn sql_file<'v, T: DeserializeOwned>(
+        &mut self,
+        section: &Section<T>,
+        key: &str,
+        field: &'v Option<Field<NonEmpty>>,
+    ) -> Option<&'v str> {
+        let path = &self.take(section, key, field)?.0;
+        let span = span_of(field).unwrap_or(0..0);
         self.sql_files.push(FileRef {
-            path: path.to_owned(),
+            path: path.clone(),
             line: Lines::new(self.text).line(span.start),
             key: section.path(key),
         });
         Some(path)
-    }
-
-    /// The list of strings under `key`, if present and one.
-    fn strings(&mut self, section: &Section, key: &str) -> Option<Vec<String>> {
-        let item = section.get(key)?;
-        let DeValue::Array(array) = item.get_ref() else {
-            self.wrong_type(section, key, item, "an array of strings");
-            return None;
-        };
-        let mut out = Vec::new();
-        for value in array.iter() {
-            match value.get_ref() {
-                DeValue::String(text) => out.push(text.to_string()),
-                other => {
-                    let message = format!(
-                        "expected an array of strings, found {} in it",
-                        with_article(other.type_str())
-                    );
-                    self.problem(value.span(), section.path(key), message);
-                    return None;
-                }
-            }
-        }
-        Some(out)
     }
 }
 

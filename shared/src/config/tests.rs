@@ -602,28 +602,14 @@ fn reference_file_is_valid_and_complete() {
     );
 
     // Every key the checker knows is set, uncommented, in the reference.
-    let tables = [
-        "targets",
-        "apply",
-        "snapshot",
-        "verify",
-        "invariant",
-        "seed",
-        "check",
-        "lint",
-        "fleets",
-    ];
-    let top = check::TOP_KEYS.iter().filter(|key| !tables.contains(key));
-    let all = top
-        .chain(check::TARGET_KEYS)
-        .chain(check::APPLY_KEYS)
-        .chain(check::SNAPSHOT_KEYS)
-        .chain(check::VERIFY_KEYS)
-        .chain(check::INVARIANT_KEYS)
-        .chain(check::SEED_KEYS)
-        .chain(check::CHECK_KEYS)
-        .chain(check::LINT_KEYS)
-        .chain(check::FLEET_KEYS);
+    let sections = check::section_keys();
+    let tables: Vec<&str> = sections[1..]
+        .iter()
+        .map(|(name, _)| name.split('.').next().unwrap())
+        .collect();
+    let top = sections[0].1.iter().filter(|key| !tables.contains(key));
+    let all = top.chain(sections[1..].iter().flat_map(|(_, keys)| keys.iter()));
+    assert!(sections.iter().all(|(_, keys)| !keys.is_empty()));
     for key in all {
         let assignment = format!("\n{key} = ");
         assert!(

@@ -1,55 +1,134 @@
-//! Checks the arrays of tables of dbsafe.toml: `[[seed]]` and `[[invariant]]`.
+//! The arrays of tables of dbsafe.toml, `[[seed]]` and `[[invariant]]`: their derived types
+//! and checks.
 
-use super::{Checker, INVARIANT_KEYS, SEED_KEYS, SQL_FILE_PREFIX, Section, with_article};
-use crate::config::{Expectation, Invariant, Seed};
-use toml::de::DeValue;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::leaves::{NonEmpty, OneOf, SettingText, Strings};
+use super::tolerant::{Field, List, Table};
+use super::{Checker, Document, Place, SQL_FILE_PREFIX, Section, span_of, with_article};
+use crate::config::{Expectation, Invariant, InvariantSeverity, Phase, Seed};
+
+/// One `[[seed]]`. The order of the fields is the order of "known keys".
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct SeedSection {
+    name: Option<Field<NonEmpty>>,
+    file: Option<Field<NonEmpty>>,
+    targets: Option<Field<Strings>>,
+    volatile: Option<Field<Strings>>,
+}
+
+/// One `[[invariant]]`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct InvariantSection {
+    name: Option<Field<NonEmpty>>,
+    sql: Option<Field<NonEmpty>>,
+    sql_file: Option<Field<NonEmpty>>,
+    expect: Option<Field<Expectation>>,
+    severity: Option<Field<OneOf<InvariantSeverity>>>,
+    phase: Option<Field<OneOf<Phase>>>,
+    targets: Option<Field<Strings>>,
+    role: Option<Field<NonEmpty>>,
+    settings: Option<Table<BTreeMap<String, Field<SettingText>>>>,
+    expect_error: Option<Field<NonEmpty>>,
+}
 
 impl Checker<'_> {
-    /// Checks `[[seed]]` tables.
-    pub(super) fn seeds(&mut self, top: &Section) -> Vec<Seed> {
-        let Some(item) = top.get("seed") else {
-            return Vec::new();
+    /// The entries of the array of tables `[[key]]`, if present and an array; another value
+    /// is recorded.
+    fn array_of_tables<'v, T>(
+        &mut self,
+        top: &Section<Document>,
+        key: &str,
+        list: Option<&'v List<Table<T>>>,
+    ) -> &'v [Table<T>] {
+        let Some(list) = list else {
+            return &[];
         };
-        let DeValue::Array(array) = item.get_ref() else {
-            self.wrong_type(top, "seed", item, "an array of tables [[seed]]");
-            return Vec::new();
-        };
-        let mut out: Vec<Seed> = Vec::new();
-        for (index, entry) in array.iter().enumerate() {
-            let DeValue::Table(entries) = entry.get_ref() else {
+        match &list.items {
+            Ok(entries) => entries,
+            Err(found) => {
                 let message = format!(
-                    "expected a table [[seed]], found {}",
-                    with_article(entry.get_ref().type_str())
+                    "expected an array of tables [[{key}]], found {}",
+                    with_article(found)
                 );
-                self.problem(entry.span(), "seed".into(), message);
+                self.problem(list.span.clone(), top.path(key), message);
+                &[]
+            }
+        }
+    }
+
+    /// Entry `index` of `[[key]]` as a section named `key[INDEX]` (its unknown keys
+    /// recorded), if it is a table; another value is recorded.
+    fn array_entry<'v, T: DeserializeOwned>(
+        &mut self,
+        key: &str,
+        index: usize,
+        entry: &'v Table<T>,
+    ) -> Option<Section<'v, T>> {
+        let value = match &entry.value {
+            Ok(value) => value,
+            Err(found) => {
+                let message = format!("expected a table [[{key}]], found {}", with_article(found));
+                self.problem(entry.span.clone(), key.to_owned(), message);
+                return None;
+            }
+        };
+        let section = Section {
+            place: Place {
+                name: format!("{key}[{index}]"),
+            },
+            span: entry.span.clone(),
+            keys: &entry.keys,
+            value,
+        };
+        self.unknown_keys(&section);
+        Some(section)
+    }
+
+    /// Checks `[[seed]]` tables.
+    pub(super) fn seeds(
+        &mut self,
+        top: &Section<Document>,
+        list: Option<&List<Table<SeedSection>>>,
+    ) -> Vec<Seed> {
+        let mut out: Vec<Seed> = Vec::new();
+        for (index, entry) in self.array_of_tables(top, "seed", list).iter().enumerate() {
+            let Some(section) = self.array_entry("seed", index, entry) else {
                 continue;
             };
-            let section = Section {
-                name: format!("seed[{index}]"),
-                entries,
-            };
-            self.unknown_keys(&section, SEED_KEYS);
-            let name = self.non_empty(&section, "name").map(str::to_owned);
-            let file = self.sql_file(&section, "file").map(str::to_owned);
-            for (key, missing) in [("name", name.is_none()), ("file", file.is_none())] {
-                if missing && section.get(key).is_none() {
-                    self.problem(
-                        entry.span(),
-                        section.path(key),
-                        format!("every seed needs `{key}`"),
-                    );
+            let value = section.value;
+            let name = self
+                .take(&section, "name", &value.name)
+                .map(|name| name.0.clone());
+            let file = self
+                .sql_file(&section, "file", &value.file)
+                .map(str::to_owned);
+            for (key, missing, field) in [
+                ("name", name.is_none(), &value.name),
+                ("file", file.is_none(), &value.file),
+            ] {
+                if missing && field.is_none() {
+                    let message = format!("every seed needs `{key}`");
+                    self.problem(section.span.clone(), section.path(key), message);
                 }
             }
             if let Some(name) = &name
                 && out.iter().any(|s| &s.name == name)
             {
                 self.problem(
-                    entry.span(),
+                    section.span.clone(),
                     section.path("name"),
                     format!("seed name \"{name}\" is used twice: names must be unique"),
                 );
             }
-            let targets = self.strings(&section, "targets");
+            let targets = self
+                .take(&section, "targets", &value.targets)
+                .map(|targets| targets.0.clone());
             let volatile = self.volatile_columns(&section);
             if let (Some(name), Some(file)) = (name, file) {
                 out.push(Seed {
@@ -64,15 +143,19 @@ impl Checker<'_> {
     }
 
     /// `volatile` of a `[[seed]]`: a list of `table.column`.
-    fn volatile_columns(&mut self, section: &Section) -> Vec<String> {
-        let list = self.strings(section, "volatile").unwrap_or_default();
-        if let Some(item) = section.get("volatile") {
+    fn volatile_columns(&mut self, section: &Section<SeedSection>) -> Vec<String> {
+        let field = &section.value.volatile;
+        let list = self
+            .take(section, "volatile", field)
+            .map(|list| list.0.clone())
+            .unwrap_or_default();
+        if let Some(span) = span_of(field) {
             for bad in list.iter().filter(|c| {
                 c.rsplit_once('.')
                     .is_none_or(|(t, col)| t.is_empty() || col.is_empty())
             }) {
                 self.problem(
-                    item.span(),
+                    span.clone(),
                     section.path("volatile"),
                     format!("\"{bad}\" is not a column: write it as \"table.column\""),
                 );
@@ -82,22 +165,15 @@ impl Checker<'_> {
     }
 
     /// `settings` of an `[[invariant]]`: a table of setting names to string values.
-    fn settings(&mut self, section: &Section) -> Vec<(String, String)> {
-        let Some(table) = self.table(section, "settings") else {
+    fn settings(&mut self, section: &Section<InvariantSection>) -> Vec<(String, String)> {
+        let Some(table) = self.section(section, "settings", section.value.settings.as_ref()) else {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for (key, value) in table.entries.iter() {
-            let name = key.get_ref().to_string();
-            match value.get_ref() {
-                DeValue::String(text) => out.push((name, text.to_string())),
-                other => {
-                    let message = format!(
-                        "expected a string (settings are text, like \"42\"), found {}",
-                        with_article(other.type_str())
-                    );
-                    self.problem(value.span(), table.path(&name), message);
-                }
+        for (name, field) in table.value {
+            match &field.value {
+                Ok(text) => out.push((name.clone(), text.0.clone())),
+                Err(mistake) => self.mistake(table.path(name), mistake),
             }
         }
         out.sort();
@@ -105,97 +181,82 @@ impl Checker<'_> {
     }
 
     /// Checks `[[invariant]]` tables.
-    pub(super) fn invariants(&mut self, top: &Section) -> Vec<Invariant> {
-        let Some(item) = top.get("invariant") else {
-            return Vec::new();
-        };
-        let DeValue::Array(array) = item.get_ref() else {
-            self.wrong_type(top, "invariant", item, "an array of tables [[invariant]]");
-            return Vec::new();
-        };
+    pub(super) fn invariants(
+        &mut self,
+        top: &Section<Document>,
+        list: Option<&List<Table<InvariantSection>>>,
+    ) -> Vec<Invariant> {
         let mut out: Vec<Invariant> = Vec::new();
-        for (index, entry) in array.iter().enumerate() {
-            let DeValue::Table(entries) = entry.get_ref() else {
-                let message = format!(
-                    "expected a table [[invariant]], found {}",
-                    with_article(entry.get_ref().type_str())
-                );
-                self.problem(entry.span(), "invariant".into(), message);
+        for (index, entry) in self
+            .array_of_tables(top, "invariant", list)
+            .iter()
+            .enumerate()
+        {
+            let Some(section) = self.array_entry("invariant", index, entry) else {
                 continue;
             };
-            let section = Section {
-                name: format!("invariant[{index}]"),
-                entries,
-            };
-            self.unknown_keys(&section, INVARIANT_KEYS);
-            let name = self.non_empty(&section, "name").map(str::to_owned);
-            if name.is_none() && section.get("name").is_none() {
-                self.problem(
-                    entry.span(),
-                    section.path("name"),
-                    "every invariant needs a `name`".into(),
-                );
+            let value = section.value;
+            let entry = section.span.clone();
+            let name = self
+                .take(&section, "name", &value.name)
+                .map(|name| name.0.clone());
+            if name.is_none() && value.name.is_none() {
+                let message = "every invariant needs a `name`".into();
+                self.problem(entry.clone(), section.path("name"), message);
             }
             if let Some(name) = &name
                 && out.iter().any(|i| &i.name == name)
             {
                 self.problem(
-                    entry.span(),
+                    entry.clone(),
                     section.path("name"),
                     format!("invariant name \"{name}\" is used twice: names must be unique"),
                 );
             }
-            let sql = self.non_empty(&section, "sql").map(str::to_owned);
-            let sql_file = self.sql_file(&section, "sql-file").map(str::to_owned);
+            let sql = self
+                .take(&section, "sql", &value.sql)
+                .map(|sql| sql.0.clone());
+            let sql_file = self
+                .sql_file(&section, "sql-file", &value.sql_file)
+                .map(str::to_owned);
             let sql = match (sql, sql_file) {
                 (Some(_), Some(_)) => {
-                    self.problem(
-                        entry.span(),
-                        section.path("sql"),
-                        "give `sql` or `sql-file`, not both".into(),
-                    );
+                    let message = "give `sql` or `sql-file`, not both".into();
+                    self.problem(entry.clone(), section.path("sql"), message);
                     None
                 }
                 (None, None) => {
-                    self.problem(
-                        entry.span(),
-                        section.path("sql"),
+                    let message =
                         "every invariant needs `sql` (a query) or `sql-file` (a file holding one)"
-                            .into(),
-                    );
+                            .into();
+                    self.problem(entry.clone(), section.path("sql"), message);
                     None
                 }
                 (Some(sql), None) => Some(sql),
                 (None, Some(file)) => Some(format!("{SQL_FILE_PREFIX}{file}")),
             };
-            let expect = match self.string(&section, "expect") {
-                Some(text) => match Expectation::parse(text) {
-                    Ok(expect) => Some(expect),
-                    Err(message) => {
-                        let span = section.get("expect").map(|i| i.span()).unwrap_or(0..0);
-                        self.problem(span, section.path("expect"), message);
-                        None
-                    }
-                },
-                None => {
-                    if section.get("expect").is_none() {
-                        self.problem(entry.span(), section.path("expect"), "every invariant needs `expect` (\"= 0\", \"> 0\", \"rows = 0\", \"true\", ...)".into());
-                    }
-                    None
-                }
-            };
-            let severity = self.choice(&section, "severity").unwrap_or_default();
-            let phase = self.choice(&section, "phase").unwrap_or_default();
-            let targets = self.strings(&section, "targets");
-            let role = self.non_empty(&section, "role").map(str::to_owned);
+            let expect = self.take(&section, "expect", &value.expect).copied();
+            if value.expect.is_none() {
+                self.problem(entry.clone(), section.path("expect"), "every invariant needs `expect` (\"= 0\", \"> 0\", \"rows = 0\", \"true\", ...)".into());
+            }
+            let severity = self.take(&section, "severity", &value.severity);
+            let phase = self.take(&section, "phase", &value.phase);
+            let targets = self
+                .take(&section, "targets", &value.targets)
+                .map(|targets| targets.0.clone());
+            let role = self
+                .take(&section, "role", &value.role)
+                .map(|role| role.0.clone());
             let settings = self.settings(&section);
-            let expect_error = self.non_empty(&section, "expect-error").map(str::to_owned);
-            if let (Some(item), false) = (
-                section.get("expect-error"),
+            let expect_error = self
+                .take(&section, "expect-error", &value.expect_error)
+                .map(|text| text.0.clone());
+            if let (Some(span), false) = (
+                span_of(&value.expect_error),
                 expect.is_none_or(|e| e == Expectation::Error),
             ) {
                 self.problem(
-                    item.span(),
+                    span,
                     section.path("expect-error"),
                     "`expect-error` names the error a refused statement must raise: it needs `expect = \"error\"`".into(),
                 );
@@ -205,8 +266,8 @@ impl Checker<'_> {
                     name,
                     sql,
                     expect,
-                    severity,
-                    phase,
+                    severity: severity.map(|choice| choice.0).unwrap_or_default(),
+                    phase: phase.map(|choice| choice.0).unwrap_or_default(),
                     targets,
                     role,
                     settings,

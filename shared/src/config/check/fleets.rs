@@ -1,15 +1,18 @@
-//! Checks `[fleets.NAME]` tables.
+//! `[fleets.NAME]`: the derived type of a fleet and its checks.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
-use toml::de::DeValue;
+use serde::Deserialize;
 
 use super::super::fleet::{
     Canary, DEFAULT_CANARY, DEFAULT_CONCURRENCY, DEFAULT_MAX_FAILURES, Databases, FleetConfig,
     Servers,
 };
 use super::super::{Choice, Environment, TargetConfig};
-use super::{Checker, Section, is_target_name, suggest};
+use super::leaves::{Count, NonEmpty, OneOf, Strings};
+use super::tolerant::{Field, Table};
+use super::{Checker, Document, Section, is_target_name, span_of, suggest};
 
 /// Whether a URL is a PostgreSQL one (its scheme).
 fn is_postgres(url: &str) -> bool {
@@ -17,76 +20,83 @@ fn is_postgres(url: &str) -> bool {
     lower.starts_with("postgres://") || lower.starts_with("postgresql://")
 }
 
-/// Keys allowed in a `[fleets.NAME]` table.
-pub(in crate::config) const FLEET_KEYS: &[&str] = &[
-    "targets",
-    "servers",
-    "servers-env",
-    "databases",
-    "databases-from",
-    "url",
-    "url-env",
-    "schemas",
-    "schemas-from",
-    "files",
-    "environment",
-    "protected",
-    "canary",
-    "concurrency",
-    "max-failures",
-];
+/// `[fleets.NAME]`. The order of the fields is the order of "known keys".
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct FleetSection {
+    targets: Option<Field<Strings>>,
+    servers: Option<Field<Strings>>,
+    servers_env: Option<Field<NonEmpty>>,
+    databases: Option<Field<NonEmpty>>,
+    databases_from: Option<Field<NonEmpty>>,
+    url: Option<Field<NonEmpty>>,
+    url_env: Option<Field<NonEmpty>>,
+    schemas: Option<Field<NonEmpty>>,
+    schemas_from: Option<Field<NonEmpty>>,
+    files: Option<Field<NonEmpty>>,
+    environment: Option<Field<OneOf<Environment>>>,
+    protected: Option<Field<bool>>,
+    canary: Option<Field<Canary>>,
+    concurrency: Option<Field<Count<1>>>,
+    max_failures: Option<Field<Count<1>>>,
+}
+
+/// `[fleets]`: each fleet by name.
+pub(super) type Fleets = BTreeMap<String, Table<FleetSection>>;
 
 impl Checker<'_> {
     /// Checks `[fleets.NAME]` tables against the targets defined.
     pub(super) fn fleets(
         &mut self,
-        top: &Section,
+        top: &Section<Document>,
+        fleets: Option<&Table<Fleets>>,
         targets: &BTreeMap<String, TargetConfig>,
     ) -> BTreeMap<String, FleetConfig> {
-        let mut fleets = BTreeMap::new();
-        let Some(section) = self.table(top, "fleets") else {
-            return fleets;
+        let mut checked = BTreeMap::new();
+        let Some(section) = self.section(top, "fleets", fleets) else {
+            return checked;
         };
-        for (name, _) in section.entries.iter() {
-            let name_text = name.get_ref().as_ref();
-            if !is_target_name(name_text) {
+        for key in section.keys {
+            let name = key.get_ref().as_str();
+            if !is_target_name(name) {
                 let message = format!(
-                    "invalid fleet name {name_text:?}: use only lowercase letters, digits, `-` and `_`"
+                    "invalid fleet name {name:?}: use only lowercase letters, digits, `-` and `_`"
                 );
-                self.problem(name.span(), section.path(name_text), message);
+                self.problem(key.span(), section.path(name), message);
             }
-            let Some(fleet) = self.table(&section, name_text) else {
+            let Some(fleet) = self.section(&section, name, section.value.get(name)) else {
                 continue;
             };
-            let fleet = self.fleet(name_text, &fleet, targets);
-            fleets.insert(name_text.to_owned(), fleet);
+            checked.insert(name.to_owned(), self.fleet(name, &fleet, targets));
         }
-        fleets
+        checked
     }
 
     fn fleet(
         &mut self,
         name: &str,
-        section: &Section,
+        section: &Section<FleetSection>,
         targets: &BTreeMap<String, TargetConfig>,
     ) -> FleetConfig {
-        self.unknown_keys(section, FLEET_KEYS);
+        let value = section.value;
         let members = self.member_targets(section, targets);
         let servers = self.servers(section);
         let databases = self.databases(section, &servers);
         let (url, url_env) = self.database_url(section);
         let has_url = url.is_some() || url_env.is_some();
         let schemas = self.schemas(section, &servers, url.as_deref(), has_url);
-        let files = self.non_empty(section, "files").map(str::to_owned);
-        if let (Some(_), true, Some(item)) = (
+        let files = self
+            .take(section, "files", &value.files)
+            .map(|files| files.0.clone());
+        if let (Some(_), true, Some(span)) = (
             &files,
             servers != Servers::None || has_url,
-            section.get("files"),
+            span_of(&value.files),
         ) {
             let message =
                 "`files` (SQLite) and `servers` or `url` cannot be mixed in one fleet: make two fleets"
                     .into();
-            self.problem(item.span(), section.path("files"), message);
+            self.problem(span, section.path("files"), message);
         }
         if members.is_empty() && servers == Servers::None && files.is_none() && !has_url {
             let message = format!(
@@ -94,27 +104,23 @@ impl Checker<'_> {
                  `databases = \"PATTERN\"`, or `url = \"postgres://...\"` with `schemas = \"PATTERN\"`, \
                  or SQLite `files = \"DIR/*.db\"`"
             );
-            let span = section
-                .entries
-                .iter()
-                .next()
-                .map_or(0..0, |(k, _)| k.span());
-            self.problem(span, section.path("targets"), message);
+            self.problem(section.first_key_span(), section.path("targets"), message);
         }
         let discovered = servers != Servers::None || files.is_some() || has_url;
-        let environment = self.choice(section, "environment");
-        if discovered && environment.is_none() && section.get("environment").is_none() {
+        let environment = self
+            .take(section, "environment", &value.environment)
+            .map(|choice| choice.0);
+        if discovered && environment.is_none() && value.environment.is_none() {
             let allowed: Vec<&str> = Environment::ALL.iter().map(|e| e.as_str()).collect();
             let message = format!(
                 "missing key `environment` for the members fleet `{name}` discovers: set it to one of \"{}\"",
                 allowed.join("\", \"")
             );
-            let span = section
-                .entries
-                .iter()
-                .next()
-                .map_or(0..0, |(k, _)| k.span());
-            self.problem(span, section.path("environment"), message);
+            self.problem(
+                section.first_key_span(),
+                section.path("environment"),
+                message,
+            );
         }
         let environment = environment.unwrap_or(Environment::Production);
         FleetConfig {
@@ -128,26 +134,34 @@ impl Checker<'_> {
             files,
             environment,
             protected: self
-                .boolean(section, "protected")
+                .take(section, "protected", &value.protected)
+                .copied()
                 .unwrap_or(environment == Environment::Production),
-            canary: self.canary(section),
+            canary: self
+                .take(section, "canary", &value.canary)
+                .cloned()
+                .unwrap_or(Canary::Count(DEFAULT_CANARY)),
             concurrency: self
-                .count(section, "concurrency", 1)
-                .unwrap_or(DEFAULT_CONCURRENCY),
+                .take(section, "concurrency", &value.concurrency)
+                .map_or(DEFAULT_CONCURRENCY, |count| count.0),
             max_failures: self
-                .count(section, "max-failures", 1)
-                .unwrap_or(DEFAULT_MAX_FAILURES),
+                .take(section, "max-failures", &value.max_failures)
+                .map_or(DEFAULT_MAX_FAILURES, |count| count.0),
         }
     }
 
     /// `targets = [...]`: each must name a `[targets.NAME]`.
     fn member_targets(
         &mut self,
-        section: &Section,
+        section: &Section<FleetSection>,
         targets: &BTreeMap<String, TargetConfig>,
     ) -> Vec<String> {
-        let names = self.strings(section, "targets").unwrap_or_default();
-        let span = section.get("targets").map_or(0..0, |item| item.span());
+        let field = &section.value.targets;
+        let names = self
+            .take(section, "targets", field)
+            .map(|names| names.0.clone())
+            .unwrap_or_default();
+        let span = span_of(field).unwrap_or(0..0);
         let known: Vec<&str> = targets.keys().map(String::as_str).collect();
         for name in &names {
             if !targets.contains_key(name) {
@@ -163,16 +177,17 @@ impl Checker<'_> {
     }
 
     /// `servers = [...]` or `servers-env = "VAR"` (one of them), server URLs only.
-    fn servers(&mut self, section: &Section) -> Servers {
-        let listed = self.strings(section, "servers");
-        let env = self.non_empty(section, "servers-env");
-        if let (Some(_), Some(_), Some(item)) = (&listed, env, section.get("servers-env")) {
+    fn servers(&mut self, section: &Section<FleetSection>) -> Servers {
+        let value = section.value;
+        let listed = self.take(section, "servers", &value.servers);
+        let env = self.take(section, "servers-env", &value.servers_env);
+        if let (Some(_), Some(_), Some(span)) = (listed, env, span_of(&value.servers_env)) {
             let message = "both `servers` and `servers-env` are set: keep only one".to_owned();
-            self.problem(item.span(), section.path("servers-env"), message);
+            self.problem(span, section.path("servers-env"), message);
         }
         if let Some(urls) = listed {
-            let span = section.get("servers").map_or(0..0, |item| item.span());
-            for url in &urls {
+            let span = span_of(&value.servers).unwrap_or(0..0);
+            for url in &urls.0 {
                 let lower = url.to_ascii_lowercase();
                 if !["postgres://", "postgresql://", "mysql://", "mariadb://"]
                     .iter()
@@ -185,30 +200,34 @@ impl Checker<'_> {
                     self.problem(span.clone(), section.path("servers"), message);
                 }
             }
-            return Servers::Listed(urls);
+            return Servers::Listed(urls.0.clone());
         }
-        env.map_or(Servers::None, |var| Servers::Env(var.to_owned()))
+        env.map_or(Servers::None, |var| Servers::Env(var.0.clone()))
     }
 
     /// `databases` or `databases-from` (one of them), needed with servers.
-    fn databases(&mut self, section: &Section, servers: &Servers) -> Databases {
-        let databases = self.names(section, "databases");
+    fn databases(&mut self, section: &Section<FleetSection>, servers: &Servers) -> Databases {
+        let value = section.value;
+        let databases = self.names(
+            section,
+            ("databases", &value.databases),
+            ("databases-from", &value.databases_from),
+        );
         let has_servers = *servers != Servers::None;
         if has_servers && databases == Databases::None {
             let message = "the fleet's servers need `databases = \"PATTERN\"` (SQL LIKE, e.g. \"tenant_%\") or `databases-from = \"SELECT ...\"`".to_owned();
-            let span = section
-                .get("servers")
-                .or(section.get("servers-env"))
-                .map_or(0..0, |item| item.span());
+            let span = span_of(&value.servers)
+                .or(span_of(&value.servers_env))
+                .unwrap_or(0..0);
             self.problem(span, section.path("databases"), message);
         }
         if !has_servers && databases != Databases::None {
-            let key = if matches!(databases, Databases::Query(_)) {
-                "databases-from"
+            let (key, field) = if matches!(databases, Databases::Query(_)) {
+                ("databases-from", &value.databases_from)
             } else {
-                "databases"
+                ("databases", &value.databases)
             };
-            let span = section.get(key).map_or(0..0, |item| item.span());
+            let span = span_of(field).unwrap_or(0..0);
             let message = format!("`{key}` needs `servers = [...]` or `servers-env` to look on");
             self.problem(span, section.path(key), message);
         }
@@ -217,21 +236,29 @@ impl Checker<'_> {
 
     /// `url = "postgres://..."` or `url-env = "VAR"` (one of them): the database whose
     /// schemas are members.
-    fn database_url(&mut self, section: &Section) -> (Option<String>, Option<String>) {
-        let url = self.non_empty(section, "url").map(str::to_owned);
-        let env = self.non_empty(section, "url-env").map(str::to_owned);
-        if let (Some(_), Some(_), Some(item)) = (&url, &env, section.get("url-env")) {
+    fn database_url(
+        &mut self,
+        section: &Section<FleetSection>,
+    ) -> (Option<String>, Option<String>) {
+        let value = section.value;
+        let url = self
+            .take(section, "url", &value.url)
+            .map(|url| url.0.clone());
+        let env = self
+            .take(section, "url-env", &value.url_env)
+            .map(|env| env.0.clone());
+        if let (Some(_), Some(_), Some(span)) = (&url, &env, span_of(&value.url_env)) {
             let message = "both `url` and `url-env` are set: keep only one".to_owned();
-            self.problem(item.span(), section.path("url-env"), message);
+            self.problem(span, section.path("url-env"), message);
         }
-        if let (Some(url), Some(item)) = (&url, section.get("url"))
+        if let (Some(url), Some(span)) = (&url, span_of(&value.url))
             && !is_postgres(url)
         {
             let message = format!(
                 "{} is not a PostgreSQL URL: a fleet's `url` names the one database whose schemas are members (`schemas`), and schema members are PostgreSQL only",
                 crate::target::redact(url)
             );
-            self.problem(item.span(), section.path("url"), message);
+            self.problem(span, section.path("url"), message);
         }
         (url, env)
     }
@@ -239,24 +266,28 @@ impl Checker<'_> {
     /// `schemas` or `schemas-from` (one of them): needed with `url`, PostgreSQL only.
     fn schemas(
         &mut self,
-        section: &Section,
+        section: &Section<FleetSection>,
         servers: &Servers,
         url: Option<&str>,
         has_url: bool,
     ) -> Databases {
-        let schemas = self.names(section, "schemas");
-        let key = if matches!(schemas, Databases::Query(_)) {
-            "schemas-from"
+        let value = section.value;
+        let schemas = self.names(
+            section,
+            ("schemas", &value.schemas),
+            ("schemas-from", &value.schemas_from),
+        );
+        let (key, field) = if matches!(schemas, Databases::Query(_)) {
+            ("schemas-from", &value.schemas_from)
         } else {
-            "schemas"
+            ("schemas", &value.schemas)
         };
-        let span = section.get(key).map_or(0..0, |item| item.span());
+        let span: Range<usize> = span_of(field).unwrap_or(0..0);
         if has_url && schemas == Databases::None {
             let message = "a fleet's `url` names one database: add `schemas = \"PATTERN\"` (SQL LIKE, e.g. \"tenant_%\") or `schemas-from = \"SELECT ...\"` for a schema per tenant (one database alone is a [targets.NAME])".to_owned();
-            let span = section
-                .get("url")
-                .or(section.get("url-env"))
-                .map_or(0..0, |item| item.span());
+            let span = span_of(&value.url)
+                .or(span_of(&value.url_env))
+                .unwrap_or(0..0);
             self.problem(span, section.path("schemas"), message);
         }
         if schemas == Databases::None {
@@ -272,7 +303,7 @@ impl Checker<'_> {
             Servers::Listed(urls) => urls.iter().any(|u| !is_postgres(u)),
             _ => false,
         } || url.is_some_and(|u| !is_postgres(u));
-        if not_postgres || section.get("files").is_some() {
+        if not_postgres || value.files.is_some() {
             let message = format!(
                 "`{key}`: a schema per tenant works on PostgreSQL only (`search_path` per member); on MariaDB a schema is a database (use `databases`), SQLite has none (use `files`)"
             );
@@ -282,29 +313,22 @@ impl Checker<'_> {
     }
 
     /// `KEY = "PATTERN"` or `KEY-from = "SELECT ..."` (one of them).
-    fn names(&mut self, section: &Section, key: &str) -> Databases {
-        let from = format!("{key}-from");
-        let like = self.non_empty(section, key);
-        let query = self.non_empty(section, &from);
-        if let (Some(_), Some(_), Some(item)) = (like, query, section.get(&from)) {
+    fn names(
+        &mut self,
+        section: &Section<FleetSection>,
+        (key, like): (&str, &Option<Field<NonEmpty>>),
+        (from, query): (&str, &Option<Field<NonEmpty>>),
+    ) -> Databases {
+        let like_value = self.take(section, key, like);
+        let query_value = self.take(section, from, query);
+        if let (Some(_), Some(_), Some(span)) = (like_value, query_value, span_of(query)) {
             let message = format!("both `{key}` and `{from}` are set: keep only one");
-            self.problem(item.span(), section.path(&from), message);
+            self.problem(span, section.path(from), message);
         }
-        match (like, query) {
-            (Some(pattern), _) => Databases::Like(pattern.to_owned()),
-            (None, Some(sql)) => Databases::Query(sql.to_owned()),
+        match (like_value, query_value) {
+            (Some(pattern), _) => Databases::Like(pattern.0.clone()),
+            (None, Some(sql)) => Databases::Query(sql.0.clone()),
             (None, None) => Databases::None,
-        }
-    }
-
-    /// `canary = N` or `canary = ["member", ...]`.
-    fn canary(&mut self, section: &Section) -> Canary {
-        match section.get("canary").map(|item| item.get_ref()) {
-            None => Canary::Count(DEFAULT_CANARY),
-            Some(DeValue::Array(_)) => {
-                Canary::Members(self.strings(section, "canary").unwrap_or_default())
-            }
-            Some(_) => Canary::Count(self.count(section, "canary", 0).unwrap_or(DEFAULT_CANARY)),
         }
     }
 }

@@ -1,55 +1,83 @@
-//! Checks `[targets.NAME]` and `default-target`.
+//! `[targets.NAME]` and `default-target`: the derived type of a target and its checks.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 
-use super::{Checker, Section, TARGET_KEYS, suggest};
+use serde::Deserialize;
+
+use super::leaves::{NonEmpty, OneOf};
+use super::tolerant::{Field, Table};
+use super::{Checker, Document, Section, span_of, suggest};
 use crate::config::{Choice, DEFAULT_TARGET, DEFAULT_URL_ENV, Environment, TargetConfig};
-use toml::de::DeValue;
+
+/// `[targets.NAME]`. The order of the fields is the order of "known keys".
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct TargetSection {
+    url: Option<Field<NonEmpty>>,
+    url_env: Option<Field<NonEmpty>>,
+    direct_url: Option<Field<NonEmpty>>,
+    direct_url_env: Option<Field<NonEmpty>>,
+    environment: Option<Field<OneOf<Environment>>>,
+    protected: Option<Field<bool>>,
+}
+
+/// `[targets]`: each target by name.
+pub(super) type Targets = BTreeMap<String, Table<TargetSection>>;
 
 impl Checker<'_> {
     /// Checks `[targets.NAME]` tables.
-    pub(super) fn targets(&mut self, top: &Section) -> BTreeMap<String, TargetConfig> {
-        let mut targets = BTreeMap::new();
-        let Some(section) = self.table(top, "targets") else {
-            return targets;
+    pub(super) fn targets(
+        &mut self,
+        top: &Section<Document>,
+        targets: Option<&Table<Targets>>,
+    ) -> BTreeMap<String, TargetConfig> {
+        let mut checked = BTreeMap::new();
+        let Some(section) = self.section(top, "targets", targets) else {
+            return checked;
         };
-        for (name, item) in section.entries.iter() {
-            let name_text = name.get_ref().as_ref();
-            if !is_target_name(name_text) {
+        for key in section.keys {
+            let name = key.get_ref().as_str();
+            if !is_target_name(name) {
                 let message = format!(
-                    "invalid target name {name_text:?}: use only lowercase letters, digits, \
-                     `-` and `_`"
+                    "invalid target name {name:?}: use only lowercase letters, digits, `-` and `_`"
                 );
-                self.problem(name.span(), section.path(name_text), message);
+                self.problem(key.span(), section.path(name), message);
             }
-            let Some(target) = self.table(&section, name_text) else {
+            let Some(target) = self.section(&section, name, section.value.get(name)) else {
                 continue;
             };
-            let target = self.target(name_text, &target, item.span());
-            targets.insert(name_text.to_owned(), target);
+            checked.insert(name.to_owned(), self.target(name, &target));
         }
-        targets
+        checked
     }
 
-    /// Checks one `[targets.NAME]` table, whose header is at `span`.
-    fn target(&mut self, name: &str, section: &Section, span: Range<usize>) -> TargetConfig {
-        self.unknown_keys(section, TARGET_KEYS);
-        let (url, url_env) = self.url_pair(section, "url", "url-env");
-        let (direct_url, direct_url_env) = self.url_pair(section, "direct-url", "direct-url-env");
+    /// Checks one `[targets.NAME]` table.
+    fn target(&mut self, name: &str, section: &Section<TargetSection>) -> TargetConfig {
+        let value = section.value;
+        let (url, url_env) = self.url_pair(section, "url", &value.url, "url-env", &value.url_env);
+        let (direct_url, direct_url_env) = self.url_pair(
+            section,
+            "direct-url",
+            &value.direct_url,
+            "direct-url-env",
+            &value.direct_url_env,
+        );
         self.direct_url_scheme(section, url, direct_url);
-        let environment = self.choice(section, "environment");
-        if section.get("environment").is_none() {
+        let environment = self
+            .take(section, "environment", &value.environment)
+            .map(|choice| choice.0);
+        if value.environment.is_none() {
             let allowed: Vec<&str> = Environment::ALL.iter().map(|e| e.as_str()).collect();
             let message = format!(
                 "missing key `environment` for target `{name}`: set it to one of \"{}\"",
                 allowed.join("\", \"")
             );
-            self.problem(span, section.path("environment"), message);
+            self.problem(section.span.clone(), section.path("environment"), message);
         }
         let environment = environment.unwrap_or(Environment::Production);
         let protected = self
-            .boolean(section, "protected")
+            .take(section, "protected", &value.protected)
+            .copied()
             .unwrap_or(environment == Environment::Production);
         TargetConfig {
             name: name.to_owned(),
@@ -64,70 +92,80 @@ impl Checker<'_> {
 
     /// Checks a URL written in the file (`url_key`) and the environment variable holding
     /// one (`env_key`): each non-empty, not both, the variable's name valid.
-    fn url_pair<'a>(
+    fn url_pair<'v>(
         &mut self,
-        section: &Section<'a, '_>,
+        section: &Section<TargetSection>,
         url_key: &str,
+        url: &'v Option<Field<NonEmpty>>,
         env_key: &str,
-    ) -> (Option<&'a str>, Option<&'a str>) {
-        let url = self.non_empty(section, url_key);
-        let url_env = self.non_empty(section, env_key);
-        if let (Some(_), Some(item)) = (url, section.get(env_key)) {
+        env: &'v Option<Field<NonEmpty>>,
+    ) -> (Option<&'v str>, Option<&'v str>) {
+        let url_value = self.take(section, url_key, url).map(|url| url.0.as_str());
+        let env_value = self.take(section, env_key, env).map(|env| env.0.as_str());
+        if let (Some(_), Some(span)) = (url_value, span_of(env)) {
             let message = format!(
                 "both `{url_key}` and `{env_key}` are set: keep only one (prefer `{env_key}`, \
                  which keeps the URL and its password out of the repository)"
             );
-            self.problem(item.span(), section.path(env_key), message);
+            self.problem(span, section.path(env_key), message);
         }
-        if let (Some(env), Some(item)) = (url_env, section.get(env_key))
-            && env.contains(['=', '\0'])
+        if let (Some(name), Some(span)) = (env_value, span_of(env))
+            && name.contains(['=', '\0'])
         {
-            let message = format!("{env:?} is not a valid environment variable name");
-            self.problem(item.span(), section.path(env_key), message);
+            let message = format!("{name:?} is not a valid environment variable name");
+            self.problem(span, section.path(env_key), message);
         }
-        (url, url_env)
+        (url_value, env_value)
     }
 
     /// `direct-url` bypasses a PostgreSQL connection pooler: it must be a PostgreSQL URL,
     /// on a target whose written `url` (if any) is one too.
-    fn direct_url_scheme(&mut self, section: &Section, url: Option<&str>, direct: Option<&str>) {
+    fn direct_url_scheme(
+        &mut self,
+        section: &Section<TargetSection>,
+        url: Option<&str>,
+        direct: Option<&str>,
+    ) {
+        let value = section.value;
         let is_pg = |u: &str| {
             let lower = u.trim().to_ascii_lowercase();
             lower.starts_with("postgres://") || lower.starts_with("postgresql://")
         };
-        if let (Some(direct), Some(item)) = (direct, section.get("direct-url"))
+        if let (Some(direct), Some(span)) = (direct, span_of(&value.direct_url))
             && !is_pg(direct)
         {
             let message = "must be a postgres:// URL that reaches the server directly, \
                            not through a connection pooler (PgBouncer in transaction mode)"
                 .to_owned();
-            self.problem(item.span(), section.path("direct-url"), message);
+            self.problem(span, section.path("direct-url"), message);
         }
-        let direct_key = ["direct-url", "direct-url-env"]
-            .into_iter()
-            .find(|key| section.get(key).is_some());
-        if let (Some(key), Some(url)) = (direct_key, url)
+        let direct_key = [
+            ("direct-url", &value.direct_url),
+            ("direct-url-env", &value.direct_url_env),
+        ]
+        .into_iter()
+        .find_map(|(key, field)| Some((key, span_of(field)?)));
+        if let (Some((key, span)), Some(url)) = (direct_key, url)
             && !is_pg(url)
-            && let Some(item) = section.get(key)
         {
             let message = format!(
                 "`{key}` is for PostgreSQL targets behind a connection pooler, but `url` is not a postgres:// URL: remove `{key}`"
             );
-            self.problem(item.span(), section.path(key), message);
+            self.problem(span, section.path(key), message);
         }
     }
 
     /// Checks `default-target` against the targets defined (or the implicit `default`).
-    pub(super) fn default_target(&mut self, top: &Section) -> Option<String> {
-        let name = self.non_empty(top, "default-target")?;
-        let mut known: Vec<&str> = match top.get("targets").map(|item| item.get_ref()) {
-            Some(DeValue::Table(table)) if !table.is_empty() => table
-                .iter()
-                .map(|(key, _)| key.get_ref().as_ref())
-                .collect(),
+    pub(super) fn default_target(&mut self, top: &Section<Document>) -> Option<String> {
+        let field = &top.value.default_target;
+        let name = self.take(top, "default-target", field)?.0.as_str();
+        let mut known: Vec<&str> = match &top.value.targets {
+            Some(Table {
+                value: Ok(_), keys, ..
+            }) if !keys.is_empty() => keys.iter().map(|key| key.get_ref().as_str()).collect(),
             // `targets` of the wrong type is already reported.
-            Some(DeValue::Table(_)) | None => vec![DEFAULT_TARGET],
-            Some(_) => return None,
+            Some(Table { value: Err(_), .. }) => return None,
+            Some(_) | None => vec![DEFAULT_TARGET],
         };
         known.sort_unstable();
         if known.contains(&name) {
@@ -138,8 +176,7 @@ impl Checker<'_> {
             None => format!("known targets: {}", known.join(", ")),
         };
         let message = format!("no target named `{name}`; {hint}");
-        let span = top.get("default-target")?.span();
-        self.problem(span, top.path("default-target"), message);
+        self.problem(span_of(field)?, top.path("default-target"), message);
         None
     }
 }
