@@ -757,3 +757,39 @@ fn check_and_lint_sections() {
     let problem = problem("[lint]\nallow = [\"lock-edited\"]\n");
     assert!(problem.message.contains("unknown lint rule"), "{problem:?}");
 }
+
+#[test]
+fn values_serde_cannot_hold_are_reported_by_their_type() {
+    let huge = "99999999999999999999999999999999999999999";
+    let found = problem(&format!("[apply]\nlock-retries = {huge}\n"));
+    assert_eq!(
+        found.message,
+        format!("expected a whole number from 0 to 4294967295, found {huge}")
+    );
+    let found = problem("[apply]\nmax-connections = 0x0\n");
+    assert_eq!(
+        found.message,
+        "expected a whole number from 1 to 4294967295, found 0x0"
+    );
+    let found = problems("[apply]\nlock-wait = 1e999\nlock-retries = -1_0\n");
+    assert_eq!(
+        found[0].message,
+        "expected a duration string like \"5s\", \"250ms\" or \"2m\", found a float"
+    );
+    assert_eq!(
+        found[1].message,
+        "expected a whole number from 0 to 4294967295, found -10"
+    );
+    let found = problems(&format!(
+        "snapshot = 1979-05-27\nseed = {huge}\nfleets = 1e999\n"
+    ));
+    let messages: Vec<&str> = found.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "expected a table [snapshot], found a datetime",
+            "expected an array of tables [[seed]], found an integer",
+            "expected a table [fleets], found a float",
+        ]
+    );
+}
