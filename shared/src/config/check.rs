@@ -190,7 +190,7 @@ pub(crate) fn with_article(kind: &str) -> String {
 }
 
 /// Where a table is in the document, for the keys and messages of its problems.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 struct Place {
     /// Its dotted name, like `apply` or `targets.prod` (empty for the top level).
     name: String,
@@ -235,12 +235,18 @@ struct Section<'v, T> {
 impl<T: DeserializeOwned> Section<'_, T> {
     /// The dotted path of `key`, one of `T`'s fields (or any key when `T` is a map).
     fn path(&self, key: &str) -> String {
+        self.assert_declares(key);
+        self.place.path(key)
+    }
+
+    /// In debug builds, panics unless `T` declares `key` (or is a map): the checker names
+    /// the fields it reads by their keys, which must be the ones serde reads them from.
+    fn assert_declares(&self, key: &str) {
         debug_assert!(
             fields_of::<T>().is_none_or(|known| known.contains(&key)),
             "`{key}` is not a key of [{}]",
             self.place.name
         );
-        self.place.path(key)
     }
 
     /// The span of the first key as written (in the file's sorted order), else of nothing.
@@ -298,6 +304,7 @@ impl Checker<'_> {
         key: &str,
         field: &'v Option<Field<V>>,
     ) -> Option<&'v V> {
+        section.assert_declares(key);
         match &field.as_ref()?.value {
             Ok(value) => Some(value),
             Err(mistake) => {
