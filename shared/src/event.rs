@@ -6,6 +6,7 @@
 //! and the fields of that type.
 
 use crate::run::{RunKind, RunStatus};
+use crate::run_id::RunId;
 use serde::{Deserialize, Serialize};
 
 /// One thing that happened, with the run it belongs to.
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub struct Event {
     /// The run this event belongs to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_id: Option<String>,
+    pub run_id: Option<RunId>,
     /// When it happened (RFC 3339, UTC).
     pub at: String,
     /// Who ran the command (git user or $USER).
@@ -58,7 +59,7 @@ pub enum EventKind {
         snapshot_id: Option<String>,
         /// The fleet run this run belongs to (`--fleet`), if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        fleet_run: Option<String>,
+        fleet_run: Option<RunId>,
     },
     /// A preflight check passed with a remark worth reading.
     #[serde(rename = "preflight.warning")]
@@ -70,7 +71,7 @@ pub enum EventKind {
     #[serde(rename = "lock.waiting")]
     LockWaiting {
         /// The run id of the holder, when known.
-        holder: Option<String>,
+        holder: Option<RunId>,
     },
     /// The target's lock was taken.
     #[serde(rename = "lock.acquired")]
@@ -149,7 +150,7 @@ pub enum EventKind {
         /// Migration directory name.
         name: String,
         /// The run that had applied it.
-        reverted_run: String,
+        reverted_run: RunId,
         /// Wall time in milliseconds.
         duration_ms: u64,
     },
@@ -233,7 +234,7 @@ pub enum EventKind {
         /// Snapshot id.
         snapshot_id: String,
         /// Runs written back into the ledger from the journal, marked restored.
-        rehydrated_runs: Vec<String>,
+        rehydrated_runs: Vec<RunId>,
         /// Differences between the restored database and the snapshot's fingerprints (empty: identical).
         differences: Vec<String>,
         /// Wall time in milliseconds.

@@ -15,6 +15,7 @@ use crate::journal::Journal;
 use crate::ledger::{self, dbsafe_runs, dbsafe_steps};
 use crate::run::now;
 use crate::run::{RunStatus, StepStatus};
+use crate::run_id::RunId;
 use crate::target::DatabaseUrl;
 
 type Cleanup = Box<dyn Fn() + Send>;
@@ -34,7 +35,7 @@ pub struct ActiveRun {
     /// The target's URL.
     pub url: DatabaseUrl,
     /// The run.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The target's name (for the journal).
     pub target: String,
     /// Who runs it.
@@ -91,9 +92,9 @@ pub fn run_started(run: ActiveRun) {
 
 /// The run `run_id` is over (its recorder is done). If an interruption is being handled,
 /// waits for the handler to end the process instead of going on.
-pub fn run_ended(run_id: &str) {
+pub fn run_ended(run_id: &RunId) {
     if let Ok(mut active) = ACTIVE.lock()
-        && active.as_ref().is_some_and(|r| r.run_id == run_id)
+        && active.as_ref().is_some_and(|r| r.run_id == *run_id)
     {
         *active = None;
     }

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::run::is_valid_id;
 
 /// One journal line: the event and the target it concerns.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -51,9 +50,9 @@ impl Journal {
         append_line(&self.path, &entry)
     }
 
-    /// Every entry, oldest first; lines that do not parse, or whose run id does not have the
-    /// form of an id, are skipped (an id from the journal never reaches a path or the ledger
-    /// unchecked).
+    /// Every entry, oldest first; lines that do not parse, among them those whose run ids do
+    /// not have the form of an id ([`crate::run_id::RunId`] checks them as they are read),
+    /// are skipped: an id from the journal never reaches a path or the ledger unchecked.
     pub fn read(&self) -> Result<Vec<JournalEntry>> {
         self.read_lines_with(&[])
     }
@@ -74,9 +73,7 @@ impl Journal {
             if !needles.is_empty() && !needles.iter().any(|n| line.contains(n)) {
                 continue;
             }
-            if let Ok(entry) = serde_json::from_str::<JournalEntry>(&line)
-                && entry.event.run_id.as_deref().is_none_or(is_valid_id)
-            {
+            if let Ok(entry) = serde_json::from_str::<JournalEntry>(&line) {
                 entries.push(entry);
             }
         }
@@ -156,7 +153,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::new(dir.path());
         let event = Event {
-            run_id: Some("20261121T000000Z-abcd".into()),
+            run_id: Some("20261121T000000Z-abcd".parse().unwrap()),
             at: "2026-11-21T00:00:00.000Z".into(),
             operator: Some("me".into()),
             kind: EventKind::RunStarted {
@@ -174,9 +171,13 @@ mod tests {
             },
         };
         journal.append("dev", &event).unwrap();
-        let mut hostile = event.clone();
-        hostile.run_id = Some("../../x".into());
-        journal.append("dev", &hostile).unwrap();
+        let mut hostile = serde_json::to_value(JournalEntry {
+            target: "dev".into(),
+            event: event.clone(),
+        })
+        .unwrap();
+        hostile["run_id"] = "../../x".into();
+        append_line(journal.path(), &hostile).unwrap();
         let entries = journal.read().unwrap();
         assert_eq!(
             entries,

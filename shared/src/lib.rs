@@ -35,6 +35,7 @@ pub mod restore;
 pub mod rollback;
 pub mod roundtrip;
 pub mod run;
+pub mod run_id;
 pub mod runs;
 pub mod seed;
 pub mod session;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::connection::Database;
 use crate::error::Result;
+use crate::run_id::RunId;
 
 const POLL: Duration = Duration::from_millis(200);
 
@@ -35,7 +36,7 @@ pub enum LockState {
     /// Held by a session.
     Held {
         /// The holder's run id, when it is a dbsafe run that said so.
-        run: Option<String>,
+        run: Option<RunId>,
         /// The holding session, in the backend's words (backend pid, connection id, lock file).
         session: String,
     },
@@ -43,9 +44,9 @@ pub enum LockState {
 
 impl LockState {
     /// The run holding the lock, when known.
-    pub fn run(&self) -> Option<&str> {
+    pub fn run(&self) -> Option<&RunId> {
         match self {
-            LockState::Held { run, .. } => run.as_deref(),
+            LockState::Held { run, .. } => run.as_ref(),
             LockState::Free => None,
         }
     }
@@ -70,13 +71,13 @@ impl LockState {
 /// different holder becomes known while waiting.
 pub fn acquire(
     db: &mut Database,
-    run_id: &str,
+    run_id: &RunId,
     wait: Duration,
-    on_wait: &mut dyn FnMut(Option<String>),
+    on_wait: &mut dyn FnMut(Option<RunId>),
 ) -> Result<TargetLock> {
     let deadline = Instant::now() + wait;
     let mut waited = false;
-    let mut reported: Option<String> = None;
+    let mut reported: Option<RunId> = None;
     let dialect = db.backend().dialect();
     let mut file = dialect.lock_file(db)?;
     loop {
@@ -84,7 +85,7 @@ pub fn acquire(
             return Ok(TargetLock { file });
         }
         let now_holding = dialect.lock_holder(db, file.as_mut());
-        let now_run = now_holding.run().map(str::to_owned);
+        let now_run = now_holding.run().cloned();
         if !waited || (now_run.is_some() && now_run != reported) {
             waited = true;
             reported.clone_from(&now_run);
@@ -103,7 +104,7 @@ pub fn acquire(
 
 /// Takes the target's lock for `run_id` if it is free, without waiting; refuses naming the
 /// holder when a run holds it (`doing`: what would have been done, for the message).
-pub fn acquire_now(db: &mut Database, run_id: &str, doing: &str) -> Result<TargetLock> {
+pub fn acquire_now(db: &mut Database, run_id: &RunId, doing: &str) -> Result<TargetLock> {
     let dialect = db.backend().dialect();
     let mut file = dialect.lock_file(db)?;
     if dialect.try_lock(db, file.as_mut(), run_id)? {
@@ -129,7 +130,7 @@ pub fn cancel_holder_statement(db: &mut Database) {
 
 /// Records, where waiters read the holder from the ledger (MySQL: the ledger must exist),
 /// that this session holds the lock for `run_id`; nothing elsewhere.
-pub fn announce_holder(db: &mut Database, run_id: &str) -> Result<()> {
+pub fn announce_holder(db: &mut Database, run_id: &RunId) -> Result<()> {
     db.backend().dialect().announce_lock_holder(db, run_id)
 }
 

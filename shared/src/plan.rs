@@ -18,7 +18,7 @@ use crate::identity;
 use crate::ledger;
 use crate::migrations::{Migration, MigrationSet};
 use crate::preflight;
-use crate::run::new_run_id;
+use crate::run_id::new_id;
 use crate::snapshot::{self, Scratch};
 use crate::step::is_transactional;
 use crate::target::Target;
@@ -272,7 +272,7 @@ impl EventSink for Collected {
 /// apply's own code (migrations with their verify.sql, seeds, the after-run verification
 /// against its baseline), and drops it.
 fn rehearse_on_clone(config: &Config, target: &Target) -> Result<Vec<Rehearsed>> {
-    let id = new_run_id();
+    let id = new_id();
     let scratch = Scratch::create(&target.url, &id)?;
     let mut clone_config = config.clone();
     clone_config.snapshot_dir =

@@ -93,7 +93,7 @@ pub fn ensure_direct(conn: &mut PgConnection, url: &DatabaseUrl) -> Result<()> {
         return Ok(());
     }
     let probing = |e: diesel::result::Error| Error::db("checking for a connection pooler", e);
-    let nonce = format!("{}-{}", std::process::id(), crate::run::new_run_id());
+    let nonce = format!("{}-{}", std::process::id(), crate::run_id::new_id());
     let first = ask(conn, Some(&nonce)).map_err(probing)?;
     let mut second = PgConnection::establish(&key).map_err(|e| Error::Connect {
         url: url.redacted(),

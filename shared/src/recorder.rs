@@ -14,6 +14,7 @@ use crate::journal::Journal;
 use crate::ledger::{self, RunRow, StepRow};
 use crate::run::{RunContext, now};
 use crate::run::{RunKind, RunStatus};
+use crate::run_id::RunId;
 use crate::target::{Backend, Target};
 
 /// Writes one run's events everywhere they belong.
@@ -54,7 +55,7 @@ impl<'a> Recorder<'a> {
         &self,
         target: &Target,
         kind: RunKind,
-        parent: Option<&str>,
+        parent: Option<&RunId>,
         snapshot_id: Option<String>,
     ) -> RunRow {
         let context = &self.context;
@@ -74,7 +75,7 @@ impl<'a> Recorder<'a> {
             snapshot_id,
             bundle_hash: None,
             error: None,
-            parent_run: parent.map(str::to_owned),
+            parent_run: parent.cloned(),
             restored_by: None,
             fleet_run: context.fleet_run.clone(),
         }

@@ -13,6 +13,7 @@ use crate::ledger::{self, StepRow};
 use crate::migrations::MigrationSet;
 use crate::preflight::Confirmation;
 use crate::run::{Direction, RunKind, RunStatus, StepStatus, now};
+use crate::run_id::RunId;
 use crate::session::{Opening, Session};
 use crate::target::Target;
 
@@ -65,9 +66,9 @@ impl Asked<'_> {
         }
     }
 
-    fn event(&self, run_id: &str, version: &str, operator: &str) -> Event {
+    fn event(&self, run_id: &RunId, version: &str, operator: &str) -> Event {
         Event {
-            run_id: Some(run_id.to_owned()),
+            run_id: Some(run_id.clone()),
             at: now(),
             operator: Some(operator.to_owned()),
             kind: EventKind::StepResolved {

@@ -16,6 +16,7 @@ use crate::journal::{Journal, JournalEntry};
 use crate::ledger::{self, RunRow};
 use crate::run::RunStatus;
 use crate::run::now;
+use crate::run_id::RunId;
 use crate::session::Session;
 use crate::snapshot::{self, Manifest, Recovered, Staging, SwapPlan};
 use crate::target::Target;
@@ -24,7 +25,7 @@ use crate::target::Target;
 #[derive(Debug, Clone)]
 pub struct RestoreOutcome {
     /// Runs written back into the ledger from the journal.
-    pub rehydrated_runs: Vec<String>,
+    pub rehydrated_runs: Vec<RunId>,
     /// Differences between the restored database and the manifest (empty: identical; a
     /// copy that differs is never swapped in).
     pub differences: Vec<String>,
@@ -36,7 +37,7 @@ pub struct RestoreOutcome {
 pub struct RestoreRequest<'r> {
     /// Runs the journal should not write back (the restore run itself, which writes its
     /// own row in `write_own`).
-    pub skip: &'r [String],
+    pub skip: &'r [RunId],
     /// The command that restores again, should this one be interrupted before the swap.
     pub retry: String,
     /// Writes the caller's own rows into the copy's ledger, just before the swap.
@@ -139,7 +140,7 @@ fn outcome_name(outcome: Recovered) -> &'static str {
 
 /// A restore the journal shows begun and never ended: the process was killed.
 struct Interrupted {
-    run: String,
+    run: RunId,
     snapshot_id: String,
     /// `staging`: killed while writing the copy; `swap`: killed during the swap.
     phase: String,
@@ -153,7 +154,9 @@ fn interrupted_restore(journal: &Journal, target: &str) -> Result<Option<Interru
     // Only restore events matter: the rest of a long journal is not parsed.
     let restores = journal.read_lines_with(&["\"restore.swap\"", "\"restore.ended\""])?;
     for entry in restores.into_iter().filter(|e| e.target == target) {
-        let run = entry.event.run_id.clone().unwrap_or_default();
+        let Some(run) = entry.event.run_id.clone() else {
+            continue; // a restore's events all name its run
+        };
         match entry.event.kind {
             EventKind::RestoreSwap {
                 snapshot_id,
@@ -282,16 +285,16 @@ fn rehydrate(
     live: &mut Database,
     journal: &Journal,
     target: &str,
-    skip: &[String],
-    restored_by: &str,
-) -> Result<Vec<String>> {
+    skip: &[RunId],
+    restored_by: &RunId,
+) -> Result<Vec<RunId>> {
     ledger::ensure(db)?;
     let mut restored = if ledger::exists(live)? {
         ledger::copy_runs(live, db, skip, restored_by)?
     } else {
         Vec::new()
     };
-    let known: BTreeSet<String> = ledger::runs(db, i64::MAX)?
+    let known: BTreeSet<RunId> = ledger::runs(db, i64::MAX)?
         .into_iter()
         .map(|r| r.id)
         .collect();
@@ -300,7 +303,7 @@ fn rehydrate(
         .into_iter()
         .filter(|e| e.target == target)
         .collect();
-    let mut order: Vec<String> = Vec::new();
+    let mut order: Vec<RunId> = Vec::new();
     for entry in &entries {
         if let Some(id) = &entry.event.run_id
             && !known.contains(id)
@@ -313,13 +316,13 @@ fn rehydrate(
     for id in order {
         let events: Vec<&Event> = entries
             .iter()
-            .filter(|e| e.event.run_id.as_deref() == Some(&id))
+            .filter(|e| e.event.run_id.as_ref() == Some(&id))
             .map(|e| &e.event)
             .collect();
         let Some(mut row) = run_row_from(&id, target, &events) else {
             continue;
         };
-        row.restored_by = Some(restored_by.to_owned());
+        row.restored_by = Some(restored_by.clone());
         let write = |db: &mut Database| -> diesel::QueryResult<()> {
             ledger::insert_run(&mut db.conn, &row)?;
             for (seq, event) in events.iter().enumerate() {
@@ -334,7 +337,7 @@ fn rehydrate(
 }
 
 /// Rebuilds a run row from its journal events (its `run.started` carries the provenance).
-fn run_row_from(id: &str, target: &str, events: &[&Event]) -> Option<RunRow> {
+fn run_row_from(id: &RunId, target: &str, events: &[&Event]) -> Option<RunRow> {
     let first = events.first()?;
     let (kind, environment, host, tool_version, git_commit, git_dirty, snapshot_id, fleet_run) =
         events.iter().find_map(|e| match &e.kind {
@@ -365,7 +368,7 @@ fn run_row_from(id: &str, target: &str, events: &[&Event]) -> Option<RunRow> {
         _ => None,
     });
     Some(RunRow {
-        id: id.to_owned(),
+        id: id.clone(),
         kind,
         target: target.to_owned(),
         environment,

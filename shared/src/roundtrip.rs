@@ -17,7 +17,7 @@ use crate::inspect::{self, SchemaFingerprint};
 use crate::ledger;
 use crate::migrations::{Migration, MigrationSet};
 use crate::run::Direction;
-use crate::run::new_run_id;
+use crate::run_id::new_id;
 use crate::snapshot::Scratch;
 use crate::target::{DatabaseUrl, Target};
 
@@ -138,7 +138,7 @@ pub fn roundtrip(config: &Config, target: &Target, all: bool) -> Result<Vec<Prob
 
 /// A new empty shadow database beside `url`, with diesel's table.
 fn new_shadow(url: &DatabaseUrl) -> Result<(Scratch, Database)> {
-    let scratch = Scratch::create(url, &new_run_id())?;
+    let scratch = Scratch::create(url, &new_id())?;
     let shadow = scratch.connect_shadow()?;
     Ok((scratch, shadow))
 }

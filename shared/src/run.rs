@@ -1,21 +1,19 @@
-//! A run's identity and provenance: its id (`20261121T153012Z-7f3a`, sortable by time),
-//! who ran it, where, with which tool version and which git commit.
+//! A run's identity and provenance: its id (a [`RunId`], `20261121T153012Z-7f3a`), who
+//! ran it, where, with which tool version and which git commit; the ledger's words.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::error::{Error, Result};
+use crate::run_id::RunId;
 
 /// Who, where and what version: recorded on every run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunContext {
     /// The run id.
-    pub id: String,
+    pub id: RunId,
     /// `DBSAFE_OPERATOR`, else git's user.name, else $USER.
     pub operator: String,
     /// The machine's host name.
@@ -27,7 +25,7 @@ pub struct RunContext {
     /// Whether the checkout had uncommitted changes.
     pub git_dirty: Option<bool>,
     /// The fleet run this run belongs to (`--fleet`), if any.
-    pub fleet_run: Option<String>,
+    pub fleet_run: Option<RunId>,
 }
 
 impl RunContext {
@@ -49,7 +47,7 @@ impl RunContext {
         };
         known.push((root.to_owned(), Provenance::Read(context.clone())));
         RunContext {
-            id: new_run_id(),
+            id: RunId::new(),
             ..context
         }
     }
@@ -101,7 +99,7 @@ impl RunContext {
             .unwrap_or_else(|| "unknown".to_owned());
         let git_dirty = git_commit.as_ref().and(status).map(|s| !s.is_empty());
         RunContext {
-            id: new_run_id(),
+            id: RunId::new(),
             operator,
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -112,8 +110,8 @@ impl RunContext {
     }
 
     /// This context, linked to the fleet run `fleet_run` (when there is one).
-    pub fn in_fleet(mut self, fleet_run: Option<&str>) -> RunContext {
-        self.fleet_run = fleet_run.map(str::to_owned);
+    pub fn in_fleet(mut self, fleet_run: Option<&RunId>) -> RunContext {
+        self.fleet_run = fleet_run.cloned();
         self
     }
 }
@@ -274,81 +272,6 @@ fn provenance() -> &'static Mutex<Vec<(PathBuf, Provenance)>> {
     KNOWN.get_or_init(Default::default)
 }
 
-/// A fresh run id: UTC second and 4 hex digits, e.g. `20261121T153012Z-7f3a`.
-pub fn new_run_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let seed = format!(
-        "{nanos}-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    );
-    let digest = Sha256::digest(seed.as_bytes());
-    let compact: String = now()
-        .chars()
-        .take(19)
-        .filter(|c| *c != '-' && *c != ':')
-        .collect();
-    format!("{compact}Z-{:02x}{:02x}", digest[0], digest[1])
-}
-
-/// The form of run and snapshot ids, as error messages name it.
-pub const ID_FORM: &str = "YYYYMMDDTHHMMSSZ-xxxx (the UTC second, `-`, 4 lowercase hex digits; e.g. 20261121T153012Z-7f3a)";
-
-/// What each character of an id must be, in order: `20261121T153012Z-7f3a`.
-fn id_char_fits(position: usize, c: char) -> bool {
-    match position {
-        0..=7 | 9..=14 => c.is_ascii_digit(),
-        8 => c == 'T',
-        15 => c == 'Z',
-        16 => c == '-',
-        17..=20 => c.is_ascii_digit() || ('a'..='f').contains(&c),
-        _ => false,
-    }
-}
-
-/// Whether `id` has the form of a run or snapshot id ([`new_run_id`]): nothing else is
-/// ever used as a path, a file name or a database name.
-pub fn is_valid_id(id: &str) -> bool {
-    id.len() == 21 && is_valid_id_prefix(id)
-}
-
-/// Whether `prefix` is a non-empty start of an id of that form (run ids may be given by a
-/// unique prefix).
-pub fn is_valid_id_prefix(prefix: &str) -> bool {
-    !prefix.is_empty()
-        && prefix.len() <= 21
-        && prefix.chars().enumerate().all(|(i, c)| id_char_fits(i, c))
-}
-
-/// `id` when it has the form of a run or snapshot id; otherwise a usage error (exit 2)
-/// naming `what` was given and the expected form.
-pub fn validate_id<'a>(id: &'a str, what: &str) -> Result<&'a str> {
-    if is_valid_id(id) {
-        Ok(id)
-    } else {
-        Err(bad_id(id, what, "a"))
-    }
-}
-
-/// `prefix` when it is the start of a run id; otherwise a usage error (exit 2).
-pub fn validate_id_prefix<'a>(prefix: &'a str, what: &str) -> Result<&'a str> {
-    if is_valid_id_prefix(prefix) {
-        Ok(prefix)
-    } else {
-        Err(bad_id(prefix, what, "a unique start of a"))
-    }
-}
-
-fn bad_id(id: &str, what: &str, how: &str) -> Error {
-    Error::Usage(format!(
-        "{what} `{}` is not an id: give {how} {what} of the form {ID_FORM}",
-        id.escape_debug()
-    ))
-}
-
 /// The current time as RFC 3339 UTC with exactly three fraction digits, so times sort as text.
 pub fn now() -> String {
     format_utc(OffsetDateTime::now_utc())
@@ -384,49 +307,6 @@ pub fn names_in_brief(names: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn run_ids_sort_by_time_and_look_right() {
-        let id = new_run_id();
-        assert_eq!(id.len(), "20261121T153012Z-7f3a".len(), "{id}");
-        assert_eq!(&id[8..9], "T");
-        assert_eq!(&id[15..17], "Z-");
-        assert!(id[17..].chars().all(|c| c.is_ascii_hexdigit()));
-    }
-
-    #[test]
-    fn ids_are_validated_against_their_form() {
-        for _ in 0..50 {
-            let id = new_run_id();
-            assert!(is_valid_id(&id), "{id}");
-            assert!(is_valid_id_prefix(&id[..9]));
-        }
-        assert!(is_valid_id("20261121T153012Z-7f3a"));
-        for bad in [
-            "",
-            "../../x",
-            "20261121T153012Z-7f3",
-            "20261121T153012Z-7f3a/",
-            "20261121T153012Z-7F3A",
-            "20261121T153012Z-7f3a0",
-            "2026112lT153012Z-7f3a",
-            "..",
-            "20261121T153012Z-../a",
-        ] {
-            assert!(!is_valid_id(bad), "{bad}");
-        }
-        assert!(is_valid_id_prefix("2026"));
-        assert!(is_valid_id_prefix("20261121T15"));
-        assert!(!is_valid_id_prefix(""));
-        assert!(!is_valid_id_prefix("2026/"));
-        assert!(!is_valid_id_prefix("../"));
-        let error = validate_id("../../x", "snapshot id").unwrap_err();
-        assert_eq!(crate::cli::exit::code_of(&error), 2);
-        assert!(
-            error.to_string().contains("20261121T153012Z-7f3a"),
-            "{error}"
-        );
-    }
 
     #[test]
     fn times_have_a_fixed_width() {

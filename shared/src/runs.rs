@@ -7,6 +7,7 @@ use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::ledger::{self, RunRow, StepRow};
+use crate::run_id::RunId;
 use crate::target::Target;
 use crate::verify::baseline::RowChange;
 
@@ -39,7 +40,7 @@ pub fn list(target: &Target, limit: i64) -> Result<Vec<RunRow>> {
 /// One run by id (or unique id prefix); an unknown id names the runs that exist.
 pub fn show(target: &Target, id: &str) -> Result<RunDetail> {
     let unknown = |known: Vec<RunRow>| {
-        let known: Vec<String> = known.into_iter().map(|r| r.id).collect();
+        let known: Vec<String> = known.into_iter().map(|r| r.id.to_string()).collect();
         Error::Usage(format!(
             "no run `{id}` in the ledger of target `{}`; {}",
             target.name,
@@ -53,13 +54,17 @@ pub fn show(target: &Target, id: &str) -> Result<RunDetail> {
     let Some(mut db) = open(target)? else {
         return Err(unknown(Vec::new()));
     };
-    let run = match ledger::run(&mut db, id)? {
+    let exact = match RunId::parse_opt(id) {
+        Some(full) => ledger::run(&mut db, &full)?,
+        None => None,
+    };
+    let run = match exact {
         Some(run) => run,
         None => {
             let all = ledger::runs(&mut db, i64::MAX)?;
             let matches: Vec<&RunRow> = all
                 .iter()
-                .filter(|r| r.id.starts_with(id) && !id.is_empty())
+                .filter(|r| r.id.as_str().starts_with(id) && !id.is_empty())
                 .collect();
             match matches.as_slice() {
                 [one] => (*one).clone(),

@@ -17,6 +17,7 @@ use crate::lock::{self, TargetLock};
 use crate::preflight::{self, Confirmation};
 use crate::recorder::Recorder;
 use crate::run::{RunContext, RunKind, RunStatus, now};
+use crate::run_id::RunId;
 use crate::target::Target;
 
 /// How a session is opened.
@@ -29,7 +30,7 @@ pub struct Opening<'o> {
     /// Accept a changed database identity and re-bind the target (`--rebind`).
     pub rebind: bool,
     /// The fleet run this run is a member's share of.
-    pub fleet_run: Option<&'o str>,
+    pub fleet_run: Option<&'o RunId>,
     /// Whether a missing SQLite file may be created (apply on a new database).
     pub create: Create,
     /// Wait for the lock up to `[apply] lock-wait` (runs), or refuse at once when a run
@@ -112,7 +113,7 @@ impl<'s> Session<'s> {
         // lock's holder, an event, a snapshot).
         if db.table_exists("dbsafe_runs").unwrap_or(false) {
             while run_recorded(&mut db, &context.id)? {
-                context.id = crate::run::new_run_id();
+                context.id = RunId::new();
             }
         }
         let recorder = Recorder::new(
@@ -160,7 +161,7 @@ impl<'s> Session<'s> {
     }
 
     /// The run's id.
-    pub fn run_id(&self) -> &str {
+    pub fn run_id(&self) -> &RunId {
         &self.recorder.context.id
     }
 
@@ -172,7 +173,7 @@ impl<'s> Session<'s> {
     /// Makes the ledger and the layout's history table current, records the identity
     /// binding, names this run as the lock's holder (MySQL), and marks failed the runs an
     /// earlier process left `running` (returning their ids, for a warning).
-    pub fn prepare_ledger(&mut self) -> Result<Vec<String>> {
+    pub fn prepare_ledger(&mut self) -> Result<Vec<RunId>> {
         let db = &mut self.db;
         ledger::ensure(db)?;
         crate::layout::ensure_history(&mut db.conn)
@@ -188,7 +189,7 @@ impl<'s> Session<'s> {
     /// event goes to the ledger too, and Ctrl-C marks the run failed.
     pub fn start(
         &mut self,
-        parent: Option<&str>,
+        parent: Option<&RunId>,
         snapshot_id: Option<String>,
         pending: Vec<String>,
     ) -> Result<()> {
@@ -273,11 +274,11 @@ impl<'s> Session<'s> {
 }
 
 /// Whether the ledger (of any schema version) has a run of this id.
-fn run_recorded(db: &mut Database, id: &str) -> Result<bool> {
+fn run_recorded(db: &mut Database, id: &RunId) -> Result<bool> {
     let sql = format!(
         "SELECT CAST(count(*) AS {}) AS v FROM dbsafe_runs WHERE id = {}",
         db.dialect().bigint_type(),
-        db.dialect().literal(id)
+        db.dialect().literal(id.as_str())
     );
     Ok(db
         .integer(&sql)

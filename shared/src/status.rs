@@ -16,6 +16,7 @@ use crate::migrations::MigrationSet;
 use crate::preflight;
 use crate::restore;
 use crate::run::{RunStatus, StepStatus};
+use crate::run_id::RunId;
 use crate::target::{Backend, Target};
 
 /// One migration's state.
@@ -66,7 +67,7 @@ pub struct StatusReport {
     pub running: Vec<String>,
     /// Runs left `running` in the ledger by a process that is gone (nobody holds the lock
     /// for them): interrupted; the next apply marks them failed.
-    pub interrupted: Vec<String>,
+    pub interrupted: Vec<RunId>,
     /// Who holds the target's lock now (`run ID (session)`), if anyone.
     pub lock_holder: Option<String>,
     /// The newest runs.
@@ -127,7 +128,7 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
                 name: m.name.clone(),
                 state: if is_applied { "applied" } else { "pending" }.into(),
                 applied_by: is_applied.then(|| match latest.get(&m.version) {
-                    Some(step) if step.status == StepStatus::Applied => step.run_id.clone(),
+                    Some(step) if step.status == StepStatus::Applied => step.run_id.to_string(),
                     _ => crate::layout::current().outside_tool().to_owned(),
                 }),
                 edited: edited.contains(&m.version),
@@ -139,7 +140,7 @@ pub fn status(config: &Config, target: &Target) -> Result<StatusReport> {
         version: v.clone(),
         name: String::new(),
         state: "missing-from-disk".into(),
-        applied_by: latest.get(v).map(|s| s.run_id.clone()),
+        applied_by: latest.get(v).map(|s| s.run_id.to_string()),
         edited: false,
         missing_down: None,
     }));
@@ -225,7 +226,7 @@ struct Live {
     /// Steps and runs in progress, explained.
     running: Vec<String>,
     /// Runs left `running` by a process that is gone.
-    interrupted: Vec<String>,
+    interrupted: Vec<RunId>,
 }
 
 /// Splits the ledger's unfinished steps and runs into those of the run holding the lock
@@ -241,10 +242,10 @@ fn live(
     // `running` is the likely holder, so none is called interrupted.
     let holder = match lock {
         LockState::Free => None,
-        LockState::Held { run: Some(run), .. } => Some(run.as_str()),
-        LockState::Held { run: None, .. } => running_runs.first().map(|r| r.id.as_str()),
+        LockState::Held { run: Some(run), .. } => Some(run),
+        LockState::Held { run: None, .. } => running_runs.first().map(|r| &r.id),
     };
-    let holder_row = running_runs.iter().find(|r| Some(r.id.as_str()) == holder);
+    let holder_row = running_runs.iter().find(|r| Some(&r.id) == holder);
     let by = holder_row.map_or_else(String::new, |r| {
         format!(", started {} by {} on {}", r.started_at, r.operator, r.host)
     });
@@ -255,12 +256,11 @@ fn live(
     let describe = |what: String| {
         format!(
             "{what} is running (run {}, holder {session}{by})",
-            holder.unwrap_or("?")
+            holder.map_or("?", RunId::as_str)
         )
     };
-    let (in_progress, dirty): (Vec<StepRow>, Vec<StepRow>) = dirty
-        .into_iter()
-        .partition(|s| Some(s.run_id.as_str()) == holder);
+    let (in_progress, dirty): (Vec<StepRow>, Vec<StepRow>) =
+        dirty.into_iter().partition(|s| Some(&s.run_id) == holder);
     let mut running: Vec<String> = in_progress
         .iter()
         .map(|s| describe(format!("migration {}", s.name)))
@@ -271,9 +271,9 @@ fn live(
             holder_row.map_or("", |r| r.kind.as_str())
         )));
     }
-    let interrupted: Vec<String> = running_runs
+    let interrupted: Vec<RunId> = running_runs
         .iter()
-        .filter(|r| Some(r.id.as_str()) != holder)
+        .filter(|r| Some(&r.id) != holder)
         .map(|r| r.id.clone())
         .collect();
     for run in last_runs.iter_mut() {

@@ -7,6 +7,7 @@ use crate::connection::Database;
 use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::ledger;
+use crate::run_id::RunId;
 use crate::session::Session;
 use crate::snapshot::Manifest;
 use crate::target::Target;
@@ -23,7 +24,7 @@ pub(super) fn capture_baseline(
     config: &Config,
     db: &mut Database,
     snapshot: Option<&Manifest>,
-    run_id: &str,
+    run_id: &RunId,
     changes_data: bool,
 ) -> Result<(Option<Baseline>, Option<String>)> {
     if let Some(manifest) = snapshot {

@@ -17,6 +17,7 @@ use crate::ledger;
 use crate::migrations::{Migration, MigrationSet, is_diesel_setup};
 use crate::preflight::{self, Confirmation};
 use crate::run::{Direction, RunKind};
+use crate::run_id::RunId;
 use crate::session::{Opening, Session};
 use crate::snapshot;
 use crate::step::{self, Recording, is_transactional};
@@ -39,18 +40,18 @@ pub struct ApplyOptions {
     /// before commit (PostgreSQL).
     pub lock_log: Option<LockLog>,
     /// The fleet run this apply is a member's share of (`--fleet`).
-    pub fleet_run: Option<String>,
+    pub fleet_run: Option<RunId>,
     /// Return before writing anything (no run is recorded) when every migration up to the
     /// target version is applied and nothing is dirty: a fleet's member already done.
     pub skip_when_up_to_date: bool,
 }
 
-/// The result of a successful apply (an empty run id: a member already up to date was
-/// left alone, see [`ApplyOptions::skip_when_up_to_date`]).
+/// The result of a successful apply (no run id: a member already up to date was left
+/// alone, see [`ApplyOptions::skip_when_up_to_date`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyOutcome {
     /// The run's id.
-    pub run_id: String,
+    pub run_id: Option<RunId>,
     /// Versions applied, in order (empty for a no-op run).
     pub applied: Vec<String>,
 }
@@ -111,7 +112,7 @@ fn apply_loaded(
         kind: RunKind::Apply,
         confirmation: options.confirmation,
         rebind: options.rebind,
-        fleet_run: options.fleet_run.as_deref(),
+        fleet_run: options.fleet_run.as_ref(),
         create: Create::IfMissing,
         wait_for_lock: true,
     };
@@ -250,7 +251,10 @@ fn run(session: &mut Session<'_>, set: &MigrationSet, asked: &Asked<'_>) -> Resu
     let hash = bundle_hash(&done);
     let count = done.len();
     session.succeed(Some(&hash), count)?;
-    Ok(ApplyOutcome { run_id, applied })
+    Ok(ApplyOutcome {
+        run_id: Some(run_id),
+        applied,
+    })
 }
 
 /// What the body of a run works with.

@@ -8,6 +8,7 @@ use super::render::rollback::{Candidates, RollbackDone};
 use super::{GlobalArgs, Output, exit};
 use crate::error::{Error, Result};
 use crate::rollback::{self, RollbackOptions};
+use crate::run_id::RunId;
 
 /// cargo's view: `cargo dbrollback ...` runs `cargo-dbrollback dbrollback ...`.
 #[derive(Debug, Parser)]
@@ -89,7 +90,7 @@ pub(crate) fn command() -> clap::Command {
 
 fn run(args: &DbrollbackArgs, output: &mut Output) -> Result<u8> {
     if let Some(run) = &args.run {
-        crate::run::validate_id_prefix(run, "run id")?;
+        crate::run_id::validate_id_prefix(run, "run id")?;
     }
     args.fleet.validate(&args.global)?;
     let config = args.global.load_config()?;
@@ -101,7 +102,7 @@ fn run(args: &DbrollbackArgs, output: &mut Output) -> Result<u8> {
         if args.to.is_some() || args.cascade || args.dry_run {
             return Err(Error::Usage("a fleet run is rolled back whole: --to, --cascade and --dry-run work on one target (--target MEMBER)".into()));
         }
-        crate::run::validate_id(run, "fleet run id")?;
+        let fleet_run = RunId::parse(run, "fleet run id")?;
         let fleet_args = super::fleet_cmd::FleetArgs {
             fleet: Some(fleet),
             ..args.fleet.clone()
@@ -111,7 +112,7 @@ fn run(args: &DbrollbackArgs, output: &mut Output) -> Result<u8> {
             &fleet_args,
             &args.global,
             output,
-            run,
+            &fleet_run,
             args.restore,
         );
     }

@@ -213,7 +213,7 @@ fn validate_ids(command: &Command) -> Result<()> {
         Command::Runs(RunsArgs {
             show: Some(RunsCommand::Show { run: Some(run), .. }),
             ..
-        }) => crate::run::validate_id_prefix(run, "run id").map(drop),
+        }) => crate::run_id::validate_id_prefix(run, "run id").map(drop),
         Command::Snapshot(snapshot) => super::snapshot_cmd::validate_ids(snapshot),
         _ => Ok(()),
     }
@@ -324,7 +324,7 @@ fn run(args: &DbsafeArgs, output: &mut Output) -> Result<u8> {
             Some(RunsCommand::Show { run, format, .. }) => {
                 let id = match run {
                     Some(run) => run.clone(),
-                    None => newest_run(&target)?,
+                    None => newest_run(&target)?.to_string(),
                 };
                 let detail = crate::runs::show(&target, &id)?;
                 match format {
@@ -404,7 +404,7 @@ fn apply_command(
 }
 
 /// The id of the target's newest run (`--last`).
-fn newest_run(target: &crate::target::Target) -> Result<String> {
+fn newest_run(target: &crate::target::Target) -> Result<crate::run_id::RunId> {
     crate::runs::list(target, 1)?
         .into_iter()
         .next()

@@ -75,7 +75,7 @@ pub(crate) fn command() -> clap::Command {
 
 fn run(args: &DbverifyArgs, output: &mut Output) -> Result<u8> {
     if let Some(id) = &args.against {
-        crate::run::validate_id(id, "--against run or snapshot id")?;
+        crate::run_id::validate_id(id, "--against run or snapshot id")?;
     }
     args.fleet.validate(&args.global)?;
     let config = args.global.load_config()?;

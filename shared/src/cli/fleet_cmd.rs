@@ -12,6 +12,7 @@ use super::{GlobalArgs, Output, exit};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fleet::{self, FleetReport, FleetRequest, MemberOutcome, Partition, Progress};
+use crate::run_id::RunId;
 use crate::verify::VerifyOptions;
 
 /// Flags that make a command work on a whole fleet.
@@ -52,7 +53,7 @@ impl FleetArgs {
             Partition::parse(partition)?;
         }
         if let Some(id) = &self.fleet_run {
-            crate::run::validate_id(id, "--fleet-run")?;
+            crate::run_id::validate_id(id, "--fleet-run")?;
         }
         Ok(())
     }
@@ -69,7 +70,9 @@ impl FleetArgs {
             return Ok(given);
         };
         match given.or_else(|| fleet::ci::fleet_run_id(root)) {
-            Some(id) => crate::run::validate_id(&id, "--fleet-run").map(|id| Some(id.to_owned())),
+            Some(id) => {
+                crate::run_id::validate_id(&id, "--fleet-run").map(|id| Some(id.to_owned()))
+            }
             None => Err(Error::Usage(format!(
                 "--partition {partition}: give every job of the matrix the same --fleet-run ID (or DBSAFE_FLEET_RUN), made once, e.g. `date -u +%Y%m%dT%H%M%SZ-$(openssl rand -hex 2)`, so their shares are one fleet run; in CI it is derived from the CI run ({}) and the commit time of a git checkout, none of which is here",
                 fleet::ci::variables()
@@ -199,7 +202,7 @@ pub fn rollback(
     args: &FleetArgs,
     global: &GlobalArgs,
     output: &Output,
-    of_fleet_run: &str,
+    of_fleet_run: &RunId,
     restore: bool,
 ) -> Result<u8> {
     let report = with_request(config, args, global, output, |r| {
@@ -214,10 +217,10 @@ pub fn rollback_fleet(config: &Config, args: &FleetArgs, run: &str) -> Result<Op
     if args.fleet.is_some() {
         return Ok(args.fleet.clone());
     }
-    if !crate::run::is_valid_id(run) {
+    let Some(run) = RunId::parse_opt(run) else {
         return Ok(None);
-    }
-    fleet::journal::FleetJournal::new(&config.snapshot_dir).fleet_of(run)
+    };
+    fleet::journal::FleetJournal::new(&config.snapshot_dir).fleet_of(&run)
 }
 
 /// `cargo dbsafe status --fleet NAME`.

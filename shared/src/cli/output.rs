@@ -13,6 +13,7 @@ use super::render::{ErrorReport, HumanStream, Report};
 use super::{ColorChoice, GlobalArgs, MessageFormat, in_ci, interactive};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
+use crate::run_id::RunId;
 use crate::target::Target;
 
 /// Where and how a command writes: data to stdout, diagnostics and progress to stderr.
@@ -177,7 +178,7 @@ impl Output {
         let yellow = Style::new().yellow();
         let red = Style::new().red();
         let dim = Style::new().dim();
-        let run = event.run_id.as_deref().unwrap_or("-");
+        let run = event.run_id.as_ref().map_or("-", RunId::as_str);
         match &event.kind {
             EventKind::RunStarted {
                 kind,
@@ -224,7 +225,7 @@ impl Output {
             EventKind::LockWaiting { holder } => self.note(&format!(
                 "waiting for the target's lock, held by {}",
                 holder
-                    .as_deref()
+                    .as_ref()
                     .map_or("another dbsafe process".to_owned(), |h| format!("run {h}"))
             )),
             EventKind::LockAcquired {} => {}
@@ -420,7 +421,7 @@ impl Output {
                 self.note(&format!(
                     "{} snapshot {snapshot_id} in {duration_ms} ms; runs written back from the journal: {}",
                     yellow.apply_to("restored"),
-                    if rehydrated_runs.is_empty() { "none".to_owned() } else { rehydrated_runs.join(", ") }
+                    if rehydrated_runs.is_empty() { "none".to_owned() } else { crate::run_id::list(rehydrated_runs) }
                 ));
                 if differences.is_empty() {
                     self.note("  the database matches the snapshot's schema and data fingerprints");

@@ -85,7 +85,7 @@ pub fn validate_ids(command: &SnapshotCommand) -> Result<()> {
     match command {
         SnapshotCommand::Verify(VerifyArgs { id: Some(id), .. })
         | SnapshotCommand::Restore(RestoreArgs { id: Some(id), .. }) => {
-            crate::run::validate_id(id, "snapshot id").map(drop)
+            crate::run_id::validate_id(id, "snapshot id").map(drop)
         }
         _ => Ok(()),
     }

@@ -14,6 +14,7 @@ use crate::config::SnapshotStrategy;
 use crate::connection::{AnyConnection, Create, Database};
 use crate::error::Result;
 use crate::lock::{LockFile, LockState};
+use crate::run_id::RunId;
 use crate::snapshot::{Recovered, Scratch, SwapPlan};
 use crate::target::DatabaseUrl;
 
@@ -225,7 +226,7 @@ pub trait Dialect: Sync {
         &self,
         db: &mut Database,
         file: Option<&mut LockFile>,
-        run_id: &str,
+        run_id: &RunId,
     ) -> Result<bool>;
 
     /// Who holds the target lock, as far as it can be found.
@@ -241,7 +242,7 @@ pub trait Dialect: Sync {
 
     /// Records, where waiters read it from the ledger (MySQL), that this session holds the
     /// lock for `run_id`.
-    fn announce_lock_holder(&self, _db: &mut Database, _run_id: &str) -> Result<()> {
+    fn announce_lock_holder(&self, _db: &mut Database, _run_id: &RunId) -> Result<()> {
         Ok(())
     }
 
@@ -366,7 +367,7 @@ pub trait Dialect: Sync {
     }
 
     /// The names a swap works with (see [`SwapPlan`]), before the copy is written.
-    fn swap_plan(&self, target: &DatabaseUrl, staging: &str, run_id: &str) -> Result<SwapPlan>;
+    fn swap_plan(&self, target: &DatabaseUrl, staging: &str, run_id: &RunId) -> Result<SwapPlan>;
 
     /// Completes `plan` once the copy is written into `staging`, before the swap.
     fn complete_swap_plan(

@@ -12,6 +12,7 @@ use crate::config::SnapshotStrategy;
 use crate::connection::{AnyConnection, Create, Database, connect_error};
 use crate::error::{Error, Result};
 use crate::lock::{LockFile, LockState, unknown_holder};
+use crate::run_id::RunId;
 use crate::snapshot::{Recovered, Scratch, SwapPlan, derived_name, maintenance, swap};
 use crate::target::DatabaseUrl;
 
@@ -96,7 +97,7 @@ impl Dialect for Mysql {
         &self,
         db: &mut Database,
         _file: Option<&mut LockFile>,
-        run_id: &str,
+        run_id: &RunId,
     ) -> Result<bool> {
         let taken = db
             .integer(&format!(
@@ -124,7 +125,9 @@ impl Dialect for Mysql {
             .flatten()
             .and_then(|recorded| {
                 let (holder_connection, run) = recorded.split_once(' ')?;
-                (holder_connection == connection).then(|| run.to_owned())
+                (holder_connection == connection)
+                    .then(|| RunId::parse_opt(run))
+                    .flatten()
             });
         LockState::Held {
             run,
@@ -138,7 +141,7 @@ impl Dialect for Mysql {
 
     /// Records in the ledger (which must exist) that this connection holds the lock for
     /// `run_id`, so a waiter can name the run.
-    fn announce_lock_holder(&self, db: &mut Database, run_id: &str) -> Result<()> {
+    fn announce_lock_holder(&self, db: &mut Database, run_id: &RunId) -> Result<()> {
         let connection = db
             .integer("SELECT CAST(CONNECTION_ID() AS SIGNED) AS v")
             .map_err(|e| Error::db("reading the MySQL connection id", e))?;
@@ -320,12 +323,12 @@ impl Dialect for Mysql {
 
     /// With the target's own routines, views and triggers, to put back if the swap is
     /// interrupted before its tables moved.
-    fn swap_plan(&self, target: &DatabaseUrl, staging: &str, run_id: &str) -> Result<SwapPlan> {
+    fn swap_plan(&self, target: &DatabaseUrl, staging: &str, run_id: &RunId) -> Result<SwapPlan> {
         let name = target.database_name();
         let mut db = Database::connect(target, Create::Never)?;
         Ok(SwapPlan {
             staging: staging.to_owned(),
-            replaced: derived_name(&name, "replaced", run_id),
+            replaced: derived_name(&name, "replaced", run_id.as_str()),
             recreate: Vec::new(),
             original: swap::mysql::objects(&mut db, &name, &name)?,
         })

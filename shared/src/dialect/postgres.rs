@@ -13,6 +13,7 @@ use crate::config::SnapshotStrategy;
 use crate::connection::{AnyConnection, Create, Database, connect_error};
 use crate::error::{Error, Result};
 use crate::lock::{LockFile, LockState, unknown_holder};
+use crate::run_id::RunId;
 use crate::snapshot::{Recovered, Scratch, SwapPlan, derived_name, maintenance, swap};
 use crate::target::DatabaseUrl;
 
@@ -142,7 +143,7 @@ impl Dialect for Postgres {
         &self,
         db: &mut Database,
         _file: Option<&mut LockFile>,
-        run_id: &str,
+        run_id: &RunId,
     ) -> Result<bool> {
         let taken = db
             .integer(&format!(
@@ -174,7 +175,7 @@ impl Dialect for Postgres {
         };
         let (pid, name) = row.split_once(' ').unwrap_or((&row, ""));
         LockState::Held {
-            run: name.strip_prefix("dbsafe ").map(str::to_owned),
+            run: name.strip_prefix("dbsafe ").and_then(RunId::parse_opt),
             session: format!("PostgreSQL backend pid {pid}"),
         }
     }
@@ -378,10 +379,10 @@ impl Dialect for Postgres {
         swap::postgres::copy_database_properties(target, staging)
     }
 
-    fn swap_plan(&self, target: &DatabaseUrl, staging: &str, run_id: &str) -> Result<SwapPlan> {
+    fn swap_plan(&self, target: &DatabaseUrl, staging: &str, run_id: &RunId) -> Result<SwapPlan> {
         Ok(SwapPlan {
             staging: staging.to_owned(),
-            replaced: derived_name(&target.database_name(), "replaced", run_id),
+            replaced: derived_name(&target.database_name(), "replaced", run_id.as_str()),
             recreate: Vec::new(),
             original: Vec::new(),
         })

@@ -16,6 +16,7 @@ use crate::config::SnapshotStrategy;
 use crate::connection::{AnyConnection, Create, Database, SQLITE_BUSY_TIMEOUT_MS, connect_error};
 use crate::error::{Error, Result};
 use crate::lock::{LockFile, LockState, unknown_holder};
+use crate::run_id::RunId;
 use crate::snapshot::{Recovered, Scratch, SwapPlan, swap};
 use crate::target::DatabaseUrl;
 
@@ -108,14 +109,14 @@ impl Dialect for Sqlite {
         &self,
         _db: &mut Database,
         file: Option<&mut LockFile>,
-        run_id: &str,
+        run_id: &RunId,
     ) -> Result<bool> {
         let LockFile { file, path } = file.expect("opened by the caller");
         match file.try_lock() {
             Ok(()) => {
                 file.set_len(0)
                     .and_then(|_| file.rewind())
-                    .and_then(|_| file.write_all(run_id.as_bytes()))
+                    .and_then(|_| file.write_all(run_id.as_str().as_bytes()))
                     .map_err(|e| Error::io(path.clone(), e))?;
                 Ok(true)
             }
@@ -131,7 +132,7 @@ impl Dialect for Sqlite {
         let mut text = String::new();
         let _ = File::open(&*path).and_then(|mut f| f.read_to_string(&mut text));
         LockState::Held {
-            run: Some(text.trim().to_owned()).filter(|s| !s.is_empty()),
+            run: RunId::parse_opt(text.trim()),
             session: format!("lock file {}", path.display()),
         }
     }
@@ -305,7 +306,7 @@ impl Dialect for Sqlite {
     }
 
     /// Beside the target file, for `keep-replaced`.
-    fn swap_plan(&self, target: &DatabaseUrl, staging: &str, run_id: &str) -> Result<SwapPlan> {
+    fn swap_plan(&self, target: &DatabaseUrl, staging: &str, run_id: &RunId) -> Result<SwapPlan> {
         Ok(SwapPlan {
             staging: staging.to_owned(),
             replaced: swap::sqlite::replaced_file(target, run_id)?

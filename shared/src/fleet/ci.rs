@@ -69,7 +69,7 @@ fn ci_run(var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
 fn id_of(run: &str, second: &str) -> Option<String> {
     let digest = Sha256::digest(run.as_bytes());
     let id = format!("{second}Z-{:02x}{:02x}", digest[0], digest[1]);
-    crate::run::is_valid_id(&id).then_some(id)
+    crate::run_id::is_valid_id(&id).then_some(id)
 }
 
 /// The committer time of `HEAD` in the git checkout at `root` (`YYYYMMDDTHHMMSS`, UTC).

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::run::now;
+use crate::run_id::RunId;
 
 /// One line of the fleet journal.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -17,8 +18,8 @@ pub struct FleetEntry {
     /// `fleet.started`, `fleet.member` or `fleet.finished`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// The fleet run id.
-    pub fleet_run: String,
+    /// The fleet run id (a line naming anything else does not parse).
+    pub fleet_run: RunId,
     /// The fleet's name.
     pub fleet: String,
     /// `apply`, `rollback` or `verify`.
@@ -47,7 +48,7 @@ impl FleetJournal {
     /// Appends one entry (one write of one line; the file is private).
     pub fn append(
         &self,
-        fleet_run: &str,
+        fleet_run: &RunId,
         fleet: &str,
         command: &str,
         kind: &str,
@@ -55,7 +56,7 @@ impl FleetJournal {
     ) -> Result<()> {
         let entry = FleetEntry {
             kind: kind.to_owned(),
-            fleet_run: fleet_run.to_owned(),
+            fleet_run: fleet_run.clone(),
             fleet: fleet.to_owned(),
             command: command.to_owned(),
             at: now(),
@@ -80,11 +81,11 @@ impl FleetJournal {
     }
 
     /// The fleet a fleet run (of `command`) belongs to, if this journal knows it.
-    pub fn fleet_of(&self, fleet_run: &str) -> Result<Option<String>> {
+    pub fn fleet_of(&self, fleet_run: &RunId) -> Result<Option<String>> {
         Ok(self
             .read()?
             .into_iter()
-            .find(|e| e.fleet_run == fleet_run)
+            .find(|e| e.fleet_run == *fleet_run)
             .map(|e| e.fleet))
     }
 }

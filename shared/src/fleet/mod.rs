@@ -18,12 +18,14 @@ pub use ops::{FleetRequest, apply, plan, rollback, status, verify};
 pub use schedule::{MemberOutcome, MemberStatus, Progress};
 
 use crate::error::{Error, Result};
+use crate::run_id::RunId;
 
 /// What a fleet command did: one outcome per member, and the totals.
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetReport {
-    /// The fleet run id (apply and rollback), empty for views.
-    pub fleet_run: String,
+    /// The fleet run id (apply and rollback), `None` for views (`""` in JSON).
+    #[serde(serialize_with = "crate::run_id::serialize_or_empty")]
+    pub fleet_run: Option<RunId>,
     /// The fleet's name.
     pub fleet: String,
     /// `apply`, `rollback`, `verify`.
@@ -81,13 +83,12 @@ impl FleetReport {
         let what = format!(
             "fleet `{}`{}: {}{}",
             self.fleet,
-            if self.fleet_run.is_empty() {
-                String::new()
-            } else {
-                format!(" run {}", self.fleet_run)
-            },
+            self.fleet_run
+                .as_ref()
+                .map(|run| format!(" run {run}"))
+                .unwrap_or_default(),
             self.totals(),
-            if self.fleet_run.is_empty() || self.command != "apply" {
+            if self.fleet_run.is_none() || self.command != "apply" {
                 String::new()
             } else {
                 "; run the same command again to resume (members at the target version are skipped, the others retried)".to_owned()

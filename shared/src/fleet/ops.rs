@@ -19,6 +19,7 @@ use crate::migrations::MigrationSet;
 use crate::preflight::Confirmation;
 use crate::rollback::RollbackOptions;
 use crate::run::RunStatus;
+use crate::run_id::RunId;
 use crate::verify::{CheckResult, VerifyOptions};
 
 /// What the operator asked of a fleet command.
@@ -27,7 +28,8 @@ pub struct FleetRequest<'a> {
     pub fleet: String,
     /// This job's share (`--partition K/N`).
     pub partition: Option<Partition>,
-    /// The fleet run id to record under (`--fleet-run`); a new one when `None`.
+    /// The fleet run id to record under, as given (`--fleet-run`, `DBSAFE_FLEET_RUN`):
+    /// checked by [`FleetRequest::fleet_run`] when a fleet run starts; a new one when `None`.
     pub fleet_run: Option<String>,
     /// `--yes`: protected members are confirmed.
     pub yes: bool,
@@ -58,31 +60,22 @@ impl<'a> FleetRequest<'a> {
         })
     }
 
-    /// The same request, recorded under `fleet_run`.
-    fn with_run(&self, fleet_run: &str) -> FleetRequest<'a> {
-        FleetRequest {
-            fleet: self.fleet.clone(),
-            partition: self.partition,
-            fleet_run: Some(fleet_run.to_owned()),
-            yes: self.yes,
-            on_progress: self.on_progress,
-            on_outcome: self.on_outcome,
-        }
-    }
-
-    fn fleet_run(&self) -> Result<String> {
+    /// The id of the fleet run this request starts: the one given, checked, or a new one.
+    fn fleet_run(&self) -> Result<RunId> {
         match &self.fleet_run {
-            Some(id) => crate::run::validate_id(id, "--fleet-run").map(str::to_owned),
-            None => Ok(crate::run::new_run_id()),
+            Some(id) => RunId::parse(id, "--fleet-run"),
+            None => Ok(RunId::new()),
         }
     }
 
-    /// Runs `job` over the members in waves, recording the fleet run in the fleet journal.
+    /// Runs `job` over the members in waves, recording the fleet run `fleet_run` in the
+    /// fleet journal.
     fn record<J>(
         &self,
         config: &Config,
         members: &Members,
         command: &str,
+        fleet_run: &RunId,
         job: J,
     ) -> Result<FleetReport>
     where
@@ -95,12 +88,11 @@ impl<'a> FleetRequest<'a> {
             fleet.concurrency,
             fleet.max_failures,
         )?;
-        let fleet_run = self.fleet_run()?;
         let journal = FleetJournal::new(&config.snapshot_dir);
         let names: Vec<&str> = members.members.iter().map(|m| m.name.as_str()).collect();
         let partition = self.partition.map(|p| p.to_string());
         journal.append(
-            &fleet_run,
+            fleet_run,
             &self.fleet,
             command,
             "fleet.started",
@@ -108,7 +100,7 @@ impl<'a> FleetRequest<'a> {
         )?;
         let on_outcome = |outcome: &MemberOutcome| {
             let _ = journal.append(
-                &fleet_run,
+                fleet_run,
                 &self.fleet,
                 command,
                 "fleet.member",
@@ -124,7 +116,7 @@ impl<'a> FleetRequest<'a> {
             &on_outcome,
         );
         let report = FleetReport {
-            fleet_run: fleet_run.clone(),
+            fleet_run: Some(fleet_run.clone()),
             fleet: self.fleet.clone(),
             command: command.to_owned(),
             partition,
@@ -132,7 +124,7 @@ impl<'a> FleetRequest<'a> {
             unreachable: members.unreachable.clone(),
         };
         journal.append(
-            &fleet_run,
+            fleet_run,
             &self.fleet,
             command,
             "fleet.finished",
@@ -168,12 +160,11 @@ pub fn apply(
         .collect();
     // The fleet run id is known before the first member starts: each member's run links to it.
     let fleet_run = request.fleet_run()?;
-    let request = request.with_run(&fleet_run);
     let already = format!(
         "already at {}",
         wanted.last().copied().unwrap_or("(no migrations)")
     );
-    request.record(config, &members, "apply", |member| {
+    request.record(config, &members, "apply", &fleet_run, |member| {
         // A member already done is left as it is (no run recorded), in the same session
         // that would apply it: one connection per member, the migrations read once.
         let options = ApplyOptions {
@@ -186,17 +177,17 @@ pub fn apply(
         };
         let outcome =
             crate::apply::apply_set(config, &member.target, &set, &options, &mut NoEvents)?;
-        if outcome.run_id.is_empty() {
+        let Some(run_id) = outcome.run_id else {
             return Ok(JobDone {
                 detail: already.clone(),
                 up_to_date: true,
                 ..JobDone::default()
             });
-        }
+        };
         Ok(JobDone {
             detail: format!("{} migration(s) applied", outcome.applied.len()),
             up_to_date: outcome.applied.is_empty(),
-            run_id: Some(outcome.run_id),
+            run_id: Some(run_id),
             failed: false,
         })
     })
@@ -207,14 +198,13 @@ pub fn apply(
 pub fn rollback(
     config: &Config,
     request: &FleetRequest,
-    of_fleet_run: &str,
+    of_fleet_run: &RunId,
     restore: bool,
 ) -> Result<FleetReport> {
     let members = request.members(config)?;
     let confirmation = request.guard_protected(&members, "roll back")?;
     let fleet_run = request.fleet_run()?;
-    let request = request.with_run(&fleet_run);
-    request.record(config, &members, "rollback", |member| {
+    request.record(config, &members, "rollback", &fleet_run, |member| {
         if restore {
             crate::restore::refuse_schema_member(&member.target)?;
         }
@@ -226,7 +216,7 @@ pub fn rollback(
             });
         };
         let options = RollbackOptions {
-            run: Some(run.clone()),
+            run: Some(run.as_str().to_owned()),
             restore,
             confirmation,
             fleet_run: Some(fleet_run.clone()),
@@ -241,14 +231,14 @@ pub fn rollback(
                     outcome.plan.reverts.len()
                 ),
             },
-            run_id: Some(outcome.run_id),
+            run_id: outcome.run_id,
             ..JobDone::default()
         })
     })
 }
 
 /// The member's apply run of `fleet_run` that still has something to roll back.
-fn member_run(member: &Member, fleet_run: &str) -> Result<Option<String>> {
+fn member_run(member: &Member, fleet_run: &RunId) -> Result<Option<RunId>> {
     let mut db = Database::connect(&member.target.url, Create::Never)?;
     if !ledger::exists(&mut db)? {
         return Ok(None);
@@ -258,7 +248,7 @@ fn member_run(member: &Member, fleet_run: &str) -> Result<Option<String>> {
         .filter(dbsafe_runs::kind.eq("apply"))
         .filter(dbsafe_runs::status.eq_any([RunStatus::Succeeded, RunStatus::Failed]))
         .select(dbsafe_runs::id)
-        .first::<String>(&mut db.conn)
+        .first::<RunId>(&mut db.conn)
         .optional()
         .map_err(|e| Error::db("reading dbsafe_runs", e))
 }
@@ -388,7 +378,7 @@ fn view_report(
     outcomes: Vec<MemberOutcome>,
 ) -> FleetReport {
     FleetReport {
-        fleet_run: String::new(),
+        fleet_run: None,
         fleet: request.fleet.clone(),
         command: command.to_owned(),
         partition: request.partition.map(|p| p.to_string()),

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::members::Member;
 use crate::config::Canary;
 use crate::error::{Error, Result, Severity};
+use crate::run_id::RunId;
 
 /// What became of one member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -69,7 +70,7 @@ impl MemberStatus {
 #[derive(Debug, Clone, Default)]
 pub struct JobDone {
     /// The member's run, if one was recorded.
-    pub run_id: Option<String>,
+    pub run_id: Option<RunId>,
     /// A short description (`3 migration(s) applied`).
     pub detail: String,
     /// Whether there was nothing to do.
@@ -88,7 +89,7 @@ pub struct MemberOutcome {
     /// What became of it.
     pub status: MemberStatus,
     /// The member's own run, if one was recorded.
-    pub run_id: Option<String>,
+    pub run_id: Option<RunId>,
     /// What was done, or the error.
     pub detail: String,
     /// Wall time.
@@ -323,9 +324,8 @@ where
 }
 
 /// The first run id an error message names (`run 20261121T153012Z-7f3a ...`), if any.
-fn run_id_in(message: &str) -> Option<String> {
+fn run_id_in(message: &str) -> Option<RunId> {
     message
         .split(|c: char| !c.is_ascii_alphanumeric() && c != '-')
-        .find(|word| crate::run::is_valid_id(word))
-        .map(str::to_owned)
+        .find_map(RunId::parse_opt)
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::members::Unreachable;
 use crate::error::Error;
 use crate::migrations::MigrationSet;
+use crate::run_id::RunId;
 use crate::status::StatusReport;
 
 /// One member's row.
@@ -20,11 +21,11 @@ pub struct MemberRow {
     /// Whether a step is dirty (or a binding problem stops applying).
     pub dirty: bool,
     /// The newest run.
-    pub last_run: Option<String>,
+    pub last_run: Option<RunId>,
     /// Its status.
     pub last_status: Option<String>,
     /// Its fleet run, if it was part of one.
-    pub fleet_run: Option<String>,
+    pub fleet_run: Option<RunId>,
     /// Why the member could not be read (unreachable, refused).
     pub error: Option<String>,
 }

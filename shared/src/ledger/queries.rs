@@ -11,6 +11,7 @@ use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::run::{RunStatus, StepStatus};
+use crate::run_id::RunId;
 use crate::verify::baseline::RowChange;
 
 /// Reads a `dbsafe_meta` value.
@@ -33,8 +34,8 @@ pub fn runs(db: &mut Database, limit: i64) -> Result<Vec<RunRow>> {
 }
 
 /// How many migration steps each run recorded, by run id (runs without steps are absent).
-pub fn step_counts(db: &mut Database) -> Result<BTreeMap<String, i64>> {
-    let rows: Vec<(String, i64)> = dbsafe_steps::table
+pub fn step_counts(db: &mut Database) -> Result<BTreeMap<RunId, i64>> {
+    let rows: Vec<(RunId, i64)> = dbsafe_steps::table
         .group_by(dbsafe_steps::run_id)
         .select((dbsafe_steps::run_id, diesel::dsl::count_star()))
         .load(&mut db.conn)
@@ -43,7 +44,7 @@ pub fn step_counts(db: &mut Database) -> Result<BTreeMap<String, i64>> {
 }
 
 /// One run by id.
-pub fn run(db: &mut Database, id: &str) -> Result<Option<RunRow>> {
+pub fn run(db: &mut Database, id: &RunId) -> Result<Option<RunRow>> {
     dbsafe_runs::table
         .find(id)
         .first(&mut db.conn)
@@ -52,7 +53,7 @@ pub fn run(db: &mut Database, id: &str) -> Result<Option<RunRow>> {
 }
 
 /// A run's steps in order.
-pub fn steps(db: &mut Database, run_id: &str) -> Result<Vec<StepRow>> {
+pub fn steps(db: &mut Database, run_id: &RunId) -> Result<Vec<StepRow>> {
     dbsafe_steps::table
         .filter(dbsafe_steps::run_id.eq(run_id))
         .order(dbsafe_steps::seq)
@@ -61,7 +62,7 @@ pub fn steps(db: &mut Database, run_id: &str) -> Result<Vec<StepRow>> {
 }
 
 /// A run's events in order, as they were emitted.
-pub fn events(db: &mut Database, run_id: &str) -> Result<Vec<Event>> {
+pub fn events(db: &mut Database, run_id: &RunId) -> Result<Vec<Event>> {
     let payloads: Vec<String> = dbsafe_events::table
         .filter(dbsafe_events::run_id.eq(run_id))
         .order(dbsafe_events::seq)
@@ -75,7 +76,7 @@ pub fn events(db: &mut Database, run_id: &str) -> Result<Vec<Event>> {
 }
 
 /// The highest event sequence number of a run (0 when it has none).
-pub fn last_event_seq(conn: &mut AnyConnection, run_id: &str) -> QueryResult<i32> {
+pub fn last_event_seq(conn: &mut AnyConnection, run_id: &RunId) -> QueryResult<i32> {
     dbsafe_events::table
         .filter(dbsafe_events::run_id.eq(run_id))
         .select(diesel::dsl::max(dbsafe_events::seq))
@@ -100,7 +101,7 @@ pub fn layout_dirty_steps(db: &mut Database, steps: &mut Vec<StepRow>) -> Result
             continue;
         }
         steps.push(StepRow {
-            run_id: "_sqlx_migrations".into(),
+            run_id: RunId::sqlx_history(),
             seq: 0,
             name: version.clone(),
             version,
@@ -171,7 +172,7 @@ pub fn latest_steps(db: &mut Database) -> Result<BTreeMap<String, StepRow>> {
 }
 
 /// Runs left `running` by a process that no longer holds the lock.
-pub fn running_runs(db: &mut Database) -> Result<Vec<String>> {
+pub fn running_runs(db: &mut Database) -> Result<Vec<RunId>> {
     dbsafe_runs::table
         .filter(dbsafe_runs::status.eq(RunStatus::Running))
         .select(dbsafe_runs::id)
@@ -179,7 +180,7 @@ pub fn running_runs(db: &mut Database) -> Result<Vec<String>> {
         .map_err(|e| Error::db("reading dbsafe_runs", e))
 }
 
-pub(super) fn row_count_rows(db: &mut Database, run_id: &str) -> Result<Vec<RowCountRow>> {
+pub(super) fn row_count_rows(db: &mut Database, run_id: &RunId) -> Result<Vec<RowCountRow>> {
     if !db
         .table_exists("dbsafe_row_counts")
         .map_err(|e| Error::db("reading dbsafe_row_counts", e))?
@@ -194,7 +195,7 @@ pub(super) fn row_count_rows(db: &mut Database, run_id: &str) -> Result<Vec<RowC
 }
 
 /// The row counts a run changed, by table (empty for a ledger older than version 3).
-pub fn row_counts(db: &mut Database, run_id: &str) -> Result<Vec<RowChange>> {
+pub fn row_counts(db: &mut Database, run_id: &RunId) -> Result<Vec<RowChange>> {
     Ok(row_count_rows(db, run_id)?
         .into_iter()
         .map(|r| RowChange {

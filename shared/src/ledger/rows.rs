@@ -11,6 +11,7 @@ use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::run::{Direction, RunKind, RunStatus, StepStatus};
+use crate::run_id::RunId;
 use crate::target::Backend;
 use crate::verify::baseline::RowChange;
 
@@ -19,7 +20,7 @@ use crate::verify::baseline::RowChange;
 #[diesel(table_name = dbsafe_runs)]
 pub struct RunRow {
     /// Run id.
-    pub id: String,
+    pub id: RunId,
     /// What the run did.
     pub kind: RunKind,
     /// Target name.
@@ -49,12 +50,12 @@ pub struct RunRow {
     /// The error, if any.
     pub error: Option<String>,
     /// For a rollback, the run it undid.
-    pub parent_run: Option<String>,
+    pub parent_run: Option<RunId>,
     /// The run whose snapshot restore rewound this one's changes (its record was written
     /// back as it was, with this link).
-    pub restored_by: Option<String>,
+    pub restored_by: Option<RunId>,
     /// The fleet run this run is a member's share of (`apply --fleet`), if any.
-    pub fleet_run: Option<String>,
+    pub fleet_run: Option<RunId>,
 }
 
 /// A step as stored in `dbsafe_steps`.
@@ -62,7 +63,7 @@ pub struct RunRow {
 #[diesel(table_name = dbsafe_steps)]
 pub struct StepRow {
     /// The run.
-    pub run_id: String,
+    pub run_id: RunId,
     /// Order within the run.
     pub seq: i32,
     /// Migration version.
@@ -95,7 +96,7 @@ pub struct StepRow {
 #[derive(Debug, Clone, PartialEq, Queryable, Insertable)]
 #[diesel(table_name = dbsafe_row_counts)]
 pub(super) struct RowCountRow {
-    pub(super) run_id: String,
+    pub(super) run_id: RunId,
     pub(super) table_name: String,
     pub(super) rows_before: Option<i64>,
     pub(super) rows_after: Option<i64>,
@@ -107,7 +108,7 @@ pub(super) struct RowCountRow {
 #[diesel(table_name = dbsafe_events)]
 pub struct EventRow {
     /// The run.
-    pub run_id: String,
+    pub run_id: RunId,
     /// Order within the run.
     pub seq: i32,
     /// The event's `type`.
@@ -131,7 +132,7 @@ pub fn insert_run(conn: &mut AnyConnection, run: &RunRow) -> QueryResult<()> {
 /// Sets a run's final status.
 pub fn finish_run(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &RunId,
     status: RunStatus,
     finished_at: &str,
     bundle_hash: Option<&str>,
@@ -150,7 +151,7 @@ pub fn finish_run(
 
 /// Marks runs left `running` (found by [`running_runs`] while holding the lock, so no
 /// process runs them any more) as failed, interrupted. Returns their ids.
-pub fn mark_interrupted(db: &mut Database, ids: &[String]) -> Result<Vec<String>> {
+pub fn mark_interrupted(db: &mut Database, ids: &[RunId]) -> Result<Vec<RunId>> {
     for id in ids {
         finish_run(
             &mut db.conn,
@@ -195,7 +196,7 @@ pub fn step_and_events_sql(backend: Backend, step: &StepRow, events: &[(i32, &Ev
     let dialect = backend.dialect();
     let mut sql = format!(
         "INSERT INTO dbsafe_steps (run_id, seq, version, name, direction, status, transactional, up_checksum, down_checksum, started_at, finished_at, duration_ms, attempts, error) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {});\n",
-        dialect.literal(&step.run_id),
+        dialect.literal(step.run_id.as_str()),
         step.seq,
         dialect.literal(&step.version),
         dialect.literal(&step.name),
@@ -217,7 +218,7 @@ pub fn step_and_events_sql(backend: Backend, step: &StepRow, events: &[(i32, &Ev
         .map(|(seq, event)| {
             format!(
                 "({}, {seq}, {}, {}, {}, {})",
-                dialect.literal(event.run_id.as_deref().unwrap_or_default()),
+                dialect.literal(event.run_id.as_ref().map_or("", RunId::as_str)),
                 dialect.literal(&event.kind.type_name()),
                 dialect.literal(&event.at),
                 dialect.literal_or_null(event.operator.as_deref()),
@@ -239,7 +240,7 @@ pub fn insert_event(conn: &mut AnyConnection, seq: i32, event: &Event) -> QueryR
     let payload = serde_json::to_string(event).unwrap_or_default();
     diesel::insert_into(dbsafe_events::table)
         .values((
-            dbsafe_events::run_id.eq(event.run_id.clone().unwrap_or_default()),
+            dbsafe_events::run_id.eq(event.run_id.as_ref().map_or("", RunId::as_str)),
             dbsafe_events::seq.eq(seq),
             dbsafe_events::event_type.eq(event.kind.type_name()),
             dbsafe_events::at.eq(&event.at),
@@ -251,11 +252,11 @@ pub fn insert_event(conn: &mut AnyConnection, seq: i32, event: &Event) -> QueryR
 }
 
 /// Records the row counts a run changed.
-pub fn insert_row_counts(db: &mut Database, run_id: &str, changes: &[RowChange]) -> Result<()> {
+pub fn insert_row_counts(db: &mut Database, run_id: &RunId, changes: &[RowChange]) -> Result<()> {
     let rows: Vec<RowCountRow> = changes
         .iter()
         .map(|c| RowCountRow {
-            run_id: run_id.to_owned(),
+            run_id: run_id.clone(),
             table_name: c.table.clone(),
             rows_before: c.before.map(|n| n as i64),
             rows_after: c.after.map(|n| n as i64),
@@ -276,7 +277,7 @@ fn write_row_counts(conn: &mut AnyConnection, rows: &[RowCountRow]) -> QueryResu
             .map(|row| {
                 format!(
                     "({}, {}, {}, {}, {})",
-                    dialect.literal(&row.run_id),
+                    dialect.literal(row.run_id.as_str()),
                     dialect.literal(&row.table_name),
                     number(row.rows_before),
                     number(row.rows_after),
@@ -311,10 +312,10 @@ pub fn meta_set(db: &mut Database, key: &str, value: &str) -> Result<()> {
 pub fn copy_runs(
     from: &mut Database,
     to: &mut Database,
-    skip: &[String],
-    restored_by: &str,
-) -> Result<Vec<String>> {
-    let have: std::collections::BTreeSet<String> =
+    skip: &[RunId],
+    restored_by: &RunId,
+) -> Result<Vec<RunId>> {
+    let have: std::collections::BTreeSet<RunId> =
         runs(to, i64::MAX)?.into_iter().map(|r| r.id).collect();
     let mut copied = Vec::new();
     let mut wanted = runs(from, i64::MAX)?;
@@ -329,7 +330,7 @@ pub fn copy_runs(
             .order(dbsafe_events::seq)
             .load(&mut from.conn)
             .map_err(|e| Error::db("reading dbsafe_events", e))?;
-        run.restored_by = Some(restored_by.to_owned());
+        run.restored_by = Some(restored_by.clone());
         let counts = row_count_rows(from, &run.id)?;
         if !counts.is_empty() {
             ensure_row_counts_table(to)?;
@@ -370,9 +371,10 @@ mod tests {
         for statement in ddl(Backend::Sqlite.dialect()) {
             conn.batch_execute(&statement).unwrap();
         }
+        let run_id: RunId = "20261121T153012Z-7f3a".parse().unwrap();
         let tricky = r#"it's a "name" with \ and \' and ''"#;
         let step = StepRow {
-            run_id: "r1".into(),
+            run_id: run_id.clone(),
             seq: 1,
             version: "1".into(),
             name: tricky.into(),
@@ -388,7 +390,7 @@ mod tests {
             error: None,
         };
         let event = Event {
-            run_id: Some("r1".into()),
+            run_id: Some(run_id),
             at: "t".into(),
             operator: Some(tricky.into()),
             kind: EventKind::PreflightWarning {

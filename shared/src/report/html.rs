@@ -43,7 +43,7 @@ pub fn render(report: &RunReport) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>dbsafe run {id}</title><style>{STYLE}</style></head><body>\n\
          <h1>dbsafe {kind} run <code>{id}</code> <span class=\"status {status_class}\">{status}</span></h1>\n",
-        id = esc(&run.id),
+        id = esc(run.id.as_str()),
         kind = esc(run.kind.as_str()),
         status = esc(run.status.as_str()),
         status_class = class(run.status.as_str()),
@@ -94,7 +94,10 @@ fn summary(report: &RunReport, out: &mut String) {
         rows.push(("bundle", format!("<code>{}</code>", esc(hash))));
     }
     if let Some(parent) = &run.parent_run {
-        rows.push(("undoes run", format!("<code>{}</code>", esc(parent))));
+        rows.push((
+            "undoes run",
+            format!("<code>{}</code>", esc(parent.as_str())),
+        ));
     }
     if let Some(error) = &run.error {
         rows.push((

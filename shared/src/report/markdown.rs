@@ -19,7 +19,7 @@ pub fn render(report: &RunReport) -> String {
         "### {} dbsafe {} run `{}`: {}\n",
         status_mark(run.status.as_str()),
         text(run.kind.as_str()),
-        code(&run.id),
+        code(run.id.as_str()),
         text(run.status.as_str())
     );
     let _ = writeln!(out, "| | |\n| --- | --- |");

@@ -76,7 +76,7 @@ mod tests {
 
     fn detail() -> Detail {
         let run = RunRow {
-            id: "20261121T153012Z-7f3a".into(),
+            id: "20261121T153012Z-7f3a".parse().unwrap(),
             kind: crate::run::RunKind::Apply,
             target: "prod".into(),
             environment: "production".into(),

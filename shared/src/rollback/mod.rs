@@ -16,6 +16,7 @@ use crate::migrations::{Migration, MigrationSet};
 use crate::preflight::{self, Confirmation};
 use crate::restore;
 use crate::run::{Direction, RunKind, RunStatus, now};
+use crate::run_id::RunId;
 use crate::session::{Opening, Session};
 use crate::snapshot;
 use crate::step::{self, Recording};
@@ -48,14 +49,15 @@ pub struct RollbackOptions {
     /// How the target was chosen and confirmed.
     pub confirmation: Confirmation,
     /// The fleet run this rollback is a member's share of (`cargo dbrollback FLEET_RUN`).
-    pub fleet_run: Option<String>,
+    pub fleet_run: Option<RunId>,
 }
 
 /// The result of a rollback that ran.
 #[derive(Debug, Clone, Serialize)]
 pub struct RollbackOutcome {
-    /// The new rollback (or restore) run.
-    pub run_id: String,
+    /// The new rollback (or restore) run (`""` in JSON for a dry run, which runs nothing).
+    #[serde(serialize_with = "crate::run_id::serialize_or_empty")]
+    pub run_id: Option<RunId>,
     /// What it did.
     pub plan: RollbackPlan,
     /// Level 2: the safety snapshot taken of the state before the restore.
@@ -78,7 +80,7 @@ pub fn rollback(
     let plan = plan_with(config, &mut db, options)?;
     if options.dry_run {
         return Ok(RollbackOutcome {
-            run_id: String::new(),
+            run_id: None,
             plan,
             safety_snapshot: None,
         });
@@ -89,7 +91,7 @@ pub fn rollback(
         RunKind::Rollback
     };
     let opening = Opening {
-        fleet_run: options.fleet_run.as_deref(),
+        fleet_run: options.fleet_run.as_ref(),
         ..Opening::new(kind, options.confirmation)
     };
     // The session runs on the connection the plan was read on.
@@ -118,7 +120,10 @@ fn again_command(
     options: &RollbackOptions,
     name: &str,
 ) -> String {
-    let mut command = format!("cargo dbrollback {}", plan.run_id);
+    let mut command = format!(
+        "cargo dbrollback {}",
+        plan.run_id.as_ref().map_or("", RunId::as_str)
+    );
     if target.name != crate::config::DEFAULT_TARGET {
         command.push_str(&format!(" --target {}", target.name));
     }
@@ -159,7 +164,7 @@ fn revert_run(
     let (config, target) = (session.config, session.target);
     let run_id = session.run_id().to_owned();
     let versions: Vec<String> = plan.reverts.iter().map(|r| r.version.clone()).collect();
-    session.start(Some(&plan.run_id), None, versions)?;
+    session.start(plan.run_id.as_ref(), None, versions)?;
     let set = MigrationSet::load(&config.migrations_dir)?;
     let total = plan.reverts.len();
     for (index, planned) in plan.reverts.iter().enumerate() {
@@ -212,9 +217,9 @@ fn revert_run(
     }
     // A run none of whose migrations remain applied is now `reverted`.
     let remaining = still_applied(&mut session.db)?;
-    let undone: BTreeSet<&str> = plan.reverts.iter().map(|r| r.run_id.as_str()).collect();
+    let undone: BTreeSet<&RunId> = plan.reverts.iter().map(|r| &r.run_id).collect();
     for (run, steps) in &remaining {
-        if undone.contains(run.id.as_str()) && steps.is_empty() {
+        if undone.contains(&run.id) && steps.is_empty() {
             ledger::finish_run(
                 &mut session.db.conn,
                 &run.id,
@@ -228,7 +233,7 @@ fn revert_run(
     }
     session.succeed(None, total)?;
     Ok(RollbackOutcome {
-        run_id,
+        run_id: Some(run_id),
         plan,
         safety_snapshot: None,
     })
@@ -268,7 +273,7 @@ fn restore_run(session: &mut Session<'_>, plan: RollbackPlan) -> Result<Rollback
     })?;
     // The run's own row goes into the restored copy just before the swap, with the events
     // recorded so far: the swap makes the restore and its record true at once.
-    let parent = Some(plan.run_id.as_str()).filter(|p| !p.is_empty());
+    let parent = plan.run_id.as_ref();
     let row = session
         .recorder
         .run_row(target, RunKind::Restore, parent, Some(safety.id.clone()));
@@ -319,7 +324,7 @@ fn restore_run(session: &mut Session<'_>, plan: RollbackPlan) -> Result<Rollback
     })?;
     session.succeed(None, 0)?;
     Ok(RollbackOutcome {
-        run_id,
+        run_id: Some(run_id),
         plan,
         safety_snapshot: Some(safety.id),
     })

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::ledger::{self, RunRow, StepRow};
 use crate::migrations::MigrationSet;
 use crate::run::StepStatus;
+use crate::run_id::RunId;
 use crate::snapshot::{Manifest, SnapshotStore};
 use crate::target::Target;
 
@@ -29,7 +30,7 @@ pub struct Candidate {
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedRevert {
     /// The run that applied it.
-    pub run_id: String,
+    pub run_id: RunId,
     /// Version.
     pub version: String,
     /// Directory name.
@@ -48,14 +49,15 @@ pub struct PlannedRevert {
 /// What a rollback will do (or did).
 #[derive(Debug, Clone, Serialize)]
 pub struct RollbackPlan {
-    /// The run asked for (empty when a snapshot was asked for by its id).
-    pub run_id: String,
+    /// The run asked for (`None`, `""` in JSON, when a snapshot was asked for by its id).
+    #[serde(serialize_with = "crate::run_id::serialize_or_empty")]
+    pub run_id: Option<RunId>,
     /// Level 1: the migrations to revert, in the order they will run (newest first).
     pub reverts: Vec<PlannedRevert>,
     /// Level 2: the snapshot that will be restored.
     pub snapshot: Option<Manifest>,
     /// Level 2: the runs whose changes the restore undoes (the run and every later one).
-    pub runs_undone: Vec<String>,
+    pub runs_undone: Vec<RunId>,
 }
 
 pub(super) fn open(target: &Target) -> Result<Database> {
@@ -128,7 +130,7 @@ fn find_run(runs: &[(RunRow, Vec<StepRow>)], asked: Option<&str>, restore: bool)
             }),
         Some(id) => {
             let matches: Vec<usize> = (0..runs.len())
-                .filter(|&i| runs[i].0.id == id || runs[i].0.id.starts_with(id))
+                .filter(|&i| runs[i].0.id.as_str().starts_with(id))
                 .collect();
             match matches.as_slice() {
                 [one] => Ok(*one),
@@ -169,13 +171,13 @@ pub(super) fn plan_with(
     options: &RollbackOptions,
 ) -> Result<RollbackPlan> {
     if let Some(snapshot_id) = &options.snapshot {
-        return plan_snapshot_restore(config, db, snapshot_id, String::new());
+        return plan_snapshot_restore(config, db, snapshot_id, None);
     }
     // A restore run is undone by restoring the safety snapshot it took (level 2 only).
     if let Some(asked) = &options.run
         && let Some(restore) = ledger::runs(db, i64::MAX)?
             .into_iter()
-            .find(|r| r.kind == "restore" && (r.id == *asked || r.id.starts_with(asked.as_str())))
+            .find(|r| r.kind == "restore" && r.id.as_str().starts_with(asked.as_str()))
     {
         let safety = restore.snapshot_id.clone().ok_or_else(|| {
             Error::Usage(format!(
@@ -183,7 +185,7 @@ pub(super) fn plan_with(
                 restore.id
             ))
         })?;
-        return plan_snapshot_restore(config, db, &safety, restore.id);
+        return plan_snapshot_restore(config, db, &safety, Some(restore.id));
     }
     let runs = still_applied(db)?;
     let index = find_run(&runs, options.run.as_deref(), options.restore)?;
@@ -202,7 +204,7 @@ pub(super) fn plan_with(
             .map(|(r, _)| r.id.clone())
             .collect();
         return Ok(RollbackPlan {
-            run_id: run.id.clone(),
+            run_id: Some(run.id.clone()),
             reverts: Vec::new(),
             snapshot: Some(manifest),
             runs_undone,
@@ -296,7 +298,7 @@ pub(super) fn plan_with(
         )));
     }
     Ok(RollbackPlan {
-        run_id: run.id.clone(),
+        run_id: Some(run.id.clone()),
         reverts,
         snapshot: None,
         runs_undone: Vec::new(),
@@ -309,7 +311,7 @@ fn plan_snapshot_restore(
     config: &Config,
     db: &mut Database,
     id: &str,
-    parent: String,
+    parent: Option<RunId>,
 ) -> Result<RollbackPlan> {
     let manifest = SnapshotStore::new(config).load_for_restore(id)?;
     let target = ledger::meta_get(db, "bound_target")?;
@@ -319,7 +321,7 @@ fn plan_snapshot_restore(
             manifest.target
         )));
     }
-    let mut runs_undone: Vec<String> = ledger::runs(db, i64::MAX)?
+    let mut runs_undone: Vec<RunId> = ledger::runs(db, i64::MAX)?
         .into_iter()
         .filter(|r| r.started_at >= manifest.created_at && r.restored_by.is_none())
         .map(|r| r.id)

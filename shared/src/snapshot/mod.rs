@@ -27,6 +27,7 @@ use crate::inspect::{self, SchemaFingerprint, TableFingerprint};
 use crate::journal::create_private_dir;
 use crate::ledger;
 use crate::run::now;
+use crate::run_id::RunId;
 use crate::target::{Backend, DatabaseUrl, Target};
 
 /// The strategy `auto` resolves to for a backend, and a check that a named one fits it.
@@ -53,7 +54,7 @@ pub fn create(
     target: &Target,
     db: &mut Database,
     strategy: SnapshotStrategy,
-    run_id: Option<&str>,
+    run_id: Option<&RunId>,
 ) -> Result<Manifest> {
     let strategy = resolve_strategy(strategy, db.backend())?;
     let store = SnapshotStore::new(config);
@@ -84,7 +85,7 @@ pub fn create(
         Ok(Manifest {
             id: id.clone(),
             target: target.name.clone(),
-            run_id: run_id.map(str::to_owned),
+            run_id: run_id.cloned(),
             created_at: now(),
             strategy: strategy.as_str().to_owned(),
             backend: db.backend(),

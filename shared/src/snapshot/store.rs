@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::inspect::{SchemaFingerprint, TableFingerprint};
-use crate::run::{ID_FORM, is_valid_id, new_run_id, validate_id};
+use crate::run_id::{ID_FORM, RunId, is_valid_id, new_id, validate_id};
 use crate::target::Backend;
 
 /// One file of a snapshot.
@@ -34,7 +34,7 @@ pub struct Manifest {
     /// Target name.
     pub target: String,
     /// The run it was taken for, if any.
-    pub run_id: Option<String>,
+    pub run_id: Option<RunId>,
     /// When it was taken (RFC 3339 UTC).
     pub created_at: String,
     /// `pg-dump`, `template`, `mysqldump` or `sqlite-backup`.
@@ -277,7 +277,7 @@ pub fn create_private_file(path: &Path) -> Result<File> {
 /// failing, deletes) another one's directory.
 pub(super) fn claim_new_dir(store: &SnapshotStore) -> Result<(String, PathBuf)> {
     loop {
-        let id = new_run_id();
+        let id = new_id();
         let dir = store.path(&id)?;
         match fs::create_dir(&dir) {
             Ok(()) => {

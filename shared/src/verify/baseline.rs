@@ -13,6 +13,7 @@ use crate::connection::Database;
 use crate::dialect::{json_rows, json_text as text};
 use crate::error::{Error, Result};
 use crate::inspect;
+use crate::run_id::RunId;
 use crate::snapshot::Manifest;
 
 /// Above this many estimated rows, a table that no check needs counted exactly is
@@ -64,7 +65,7 @@ impl Baseline {
     /// tables (`None`: every table).
     pub fn capture(
         db: &mut Database,
-        run_id: &str,
+        run_id: &RunId,
         exact: bool,
         hashed: Option<&[String]>,
     ) -> Result<Baseline> {

@@ -11,6 +11,7 @@ use crate::inspect;
 use crate::ledger;
 use crate::migrations::MigrationSet;
 use crate::preflight;
+use crate::run_id::RunId;
 use crate::snapshot::{Manifest, SnapshotStore};
 
 fn foreign_keys(db: &mut Database) -> Result<Vec<ForeignKey>> {
@@ -102,12 +103,12 @@ pub(super) fn duplicates(db: &mut Database, keys: &[KeyColumns]) -> Result<Findi
 /// The manifest to compare with: a snapshot id, or a run id whose pre-run snapshot is used.
 pub(super) fn resolve_against(config: &Config, db: &mut Database, id: &str) -> Result<Manifest> {
     let store = SnapshotStore::new(config);
-    crate::run::validate_id(id, "--against run or snapshot id")?;
+    let run_id = RunId::parse(id, "--against run or snapshot id")?;
     if store.path(id)?.join("manifest.json").is_file() {
         return store.load(id);
     }
     if ledger::exists(db)?
-        && let Some(run) = ledger::run(db, id)?
+        && let Some(run) = ledger::run(db, &run_id)?
     {
         let snapshot = run.snapshot_id.ok_or_else(|| {
             Error::Usage(format!("run {id} has no pre-run snapshot to compare with (it ran with [apply] snapshot = \"never\")"))

@@ -9,7 +9,7 @@ use crate::inspect::{self, SchemaFingerprint};
 use crate::ledger;
 use crate::migrations::{Migration, MigrationSet};
 use crate::run::Direction;
-use crate::run::new_run_id;
+use crate::run_id::new_id;
 use crate::snapshot::Scratch;
 use crate::target::Target;
 
@@ -67,7 +67,7 @@ pub(super) fn check(config: &Config, target: &Target, db: &mut Database) -> Resu
         .collect();
     let live = filtered(inspect::schema_fingerprint(db)?, ignore);
 
-    let scratch = Scratch::create(&target.url, &new_run_id())?;
+    let scratch = Scratch::create(&target.url, &new_id())?;
     let shadow = build(&scratch, &migrations, None)?;
     let shadow = filtered(shadow, ignore);
     let differences = inspect::diff_schema(&shadow, &live);
@@ -86,7 +86,7 @@ pub(super) fn check(config: &Config, target: &Target, db: &mut Database) -> Resu
     details.extend(differences);
 
     // Which version does the live schema match best? Walk the migrations on a new shadow.
-    let walk = Scratch::create(&target.url, &new_run_id())?;
+    let walk = Scratch::create(&target.url, &new_id())?;
     let empty = filtered(
         inspect::schema_fingerprint(&mut Database::connect(walk.url(), Create::IfMissing)?)?,
         ignore,

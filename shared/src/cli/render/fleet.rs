@@ -10,6 +10,7 @@ use super::{HumanStream, JsonLine, Report, first_line};
 use crate::fleet::views::FleetStatus;
 use crate::fleet::{FleetReport, MemberOutcome, MemberStatus};
 use crate::plan::Plan;
+use crate::run_id::RunId;
 use crate::verify::CheckResult;
 
 /// One member's outcome, as it finishes: a note when it failed.
@@ -70,7 +71,7 @@ impl Report for FleetStatus {
                     m.version.as_deref().unwrap_or("-"),
                     m.pending,
                     if m.dirty { "DIRTY" } else { "no" },
-                    m.last_run.as_deref().unwrap_or("-"),
+                    m.last_run.as_ref().map_or("-", RunId::as_str),
                     m.last_status.as_deref().unwrap_or("-")
                 )),
             }
@@ -170,7 +171,7 @@ impl Report for Summary<'_> {
         lines.push(JsonLine::new(
             "fleet.summary",
             &serde_json::json!({
-                "fleet_run": report.fleet_run, "fleet": report.fleet, "command": report.command,
+                "fleet_run": report.fleet_run.as_ref().map_or("", RunId::as_str), "fleet": report.fleet, "command": report.command,
                 "partition": report.partition, "totals": report.totals(),
                 "unreachable": report.unreachable, "members": report.members.len(),
             }),
@@ -217,7 +218,7 @@ fn summary_table(report: &FleetReport) -> String {
             m.member,
             m.wave,
             style.apply_to(m.status.as_str()),
-            m.run_id.as_deref().unwrap_or("-"),
+            m.run_id.as_ref().map_or("-", RunId::as_str),
             first_line(&m.detail)
         ));
     }
@@ -234,11 +235,11 @@ fn summary_table(report: &FleetReport) -> String {
             first_line(&u.error)
         ));
     }
-    let run = if report.fleet_run.is_empty() {
-        String::new()
-    } else {
-        format!(" run {}", report.fleet_run)
-    };
+    let run = report
+        .fleet_run
+        .as_ref()
+        .map(|run| format!(" run {run}"))
+        .unwrap_or_default();
     let share = report
         .partition
         .as_deref()

@@ -3,6 +3,7 @@
 
 use super::{HumanStream, JsonLine, Report};
 use crate::rollback::{Candidate, RollbackOutcome, RollbackPlan};
+use crate::run_id::RunId;
 
 /// `cargo dbrollback --list`.
 pub struct Candidates<'a>(pub &'a [Candidate]);
@@ -58,7 +59,7 @@ impl Report for RollbackPlan {
                 snapshot.created_at,
                 snapshot.applied_migrations.len(),
                 snapshot.created_at,
-                self.runs_undone.join(", ")
+                crate::run_id::list(&self.runs_undone)
             ));
             return text;
         }
@@ -100,7 +101,7 @@ impl Report for RollbackDone<'_> {
         match self {
             RollbackDone::Restore(outcome, id) => format!(
                 "restore run {}: restored snapshot {id} (the state before is in safety snapshot {})",
-                outcome.run_id,
+                name_or_empty(outcome.run_id.as_ref()),
                 outcome.safety_snapshot.as_deref().unwrap_or("?")
             ),
             RollbackDone::Rollback(outcome) => {
@@ -109,19 +110,21 @@ impl Report for RollbackDone<'_> {
                     Some(safety) => format!(
                         "restored snapshot {} ({}; the state before is in safety snapshot {safety})",
                         plan.snapshot.as_ref().map_or("?", |m| m.id.as_str()),
-                        if plan.run_id.is_empty() {
-                            "asked for by id".to_owned()
-                        } else {
-                            format!("undoing run {}", plan.run_id)
+                        match &plan.run_id {
+                            None => "asked for by id".to_owned(),
+                            Some(run) => format!("undoing run {run}"),
                         }
                     ),
                     None => format!(
                         "reverted {} migration(s) of run {}",
                         plan.reverts.len(),
-                        plan.run_id
+                        name_or_empty(plan.run_id.as_ref())
                     ),
                 };
-                format!("rollback run {}: {what}", outcome.run_id)
+                format!(
+                    "rollback run {}: {what}",
+                    name_or_empty(outcome.run_id.as_ref())
+                )
             }
         }
     }
@@ -129,4 +132,9 @@ impl Report for RollbackDone<'_> {
     fn stream(&self) -> HumanStream {
         HumanStream::Notes
     }
+}
+
+/// A run id a message names, or nothing (a dry run has no run of its own).
+fn name_or_empty(id: Option<&RunId>) -> &str {
+    id.map_or("", RunId::as_str)
 }

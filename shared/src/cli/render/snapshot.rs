@@ -77,7 +77,7 @@ impl Report for Listing<'_> {
                     bytes(m).to_string(),
                     m.applied_migrations.len(),
                     m.run_id
-                        .as_deref()
+                        .as_ref()
                         .map(|r| format!("  before run {r}"))
                         .unwrap_or_default()
                 )

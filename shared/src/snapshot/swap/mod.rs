@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::Scratch;
 use crate::connection::Database;
 use crate::error::Result;
+use crate::run_id::RunId;
 use crate::target::DatabaseUrl;
 
 /// The names a swap works with, journaled before it starts so that an interrupted swap
@@ -45,8 +46,8 @@ pub struct Staging {
 impl Staging {
     /// A new empty database beside `target` (same owner, encoding and settings on
     /// PostgreSQL; same character set on MariaDB; a file in the same directory on SQLite).
-    pub fn create(target: &DatabaseUrl, run_id: &str) -> Result<Staging> {
-        let scratch = Scratch::beside(target, run_id)?;
+    pub fn create(target: &DatabaseUrl, run_id: &RunId) -> Result<Staging> {
+        let scratch = Scratch::beside(target, run_id.as_str())?;
         target
             .backend()
             .dialect()
@@ -64,7 +65,7 @@ impl Staging {
 
     /// The names the swap will use (and on MariaDB the target's own routines, views and
     /// triggers), to be journaled before the copy is written.
-    pub fn plan(&self, run_id: &str) -> Result<SwapPlan> {
+    pub fn plan(&self, run_id: &RunId) -> Result<SwapPlan> {
         self.target
             .backend()
             .dialect()

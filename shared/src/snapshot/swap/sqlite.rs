@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::{Recovered, SwapPlan};
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
+use crate::run_id::RunId;
 use crate::snapshot::Scratch;
 use crate::target::DatabaseUrl;
 
@@ -43,7 +44,7 @@ pub(crate) fn recover(plan: &SwapPlan, keep_replaced: bool) -> Recovered {
 }
 
 /// Where a swapped-out SQLite file is kept when `keep-replaced` is set.
-pub(crate) fn replaced_file(target: &DatabaseUrl, run_id: &str) -> Result<PathBuf> {
+pub(crate) fn replaced_file(target: &DatabaseUrl, run_id: &RunId) -> Result<PathBuf> {
     let path = target
         .sqlite_path()
         .ok_or_else(|| Error::Failed("not a SQLite URL".into()))?;
