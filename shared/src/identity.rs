@@ -34,6 +34,9 @@ pub struct Binding {
     /// Whether dbsafe re-bound the target on its own: an unprotected target whose URL now
     /// reaches another database on this machine (a dev DATABASE_URL pointed elsewhere).
     pub automatic: bool,
+    /// Whether the database's ledger already names this target and this identity (then
+    /// recording the binding writes nothing there).
+    pub in_ledger: bool,
 }
 
 impl Binding {
@@ -130,6 +133,8 @@ pub fn check(
         });
     }
     Ok(Binding {
+        in_ledger: ledger_target.as_deref() == Some(target.name.as_str())
+            && ledger_identity.as_deref() == Some(identity.as_str()),
         first_use: local.is_none() || ledger_target.is_none(),
         identity,
         previous,
@@ -162,13 +167,20 @@ fn is_local(url: &crate::target::DatabaseUrl) -> bool {
         || host.starts_with("127.")
 }
 
-/// Records the binding locally and in the ledger (which must exist).
-pub fn record(
-    db: &mut Database,
-    target: &Target,
-    snapshot_dir: &Path,
-    binding: &Binding,
-) -> Result<()> {
+/// The `dbsafe_meta` rows that record the binding in the ledger, for the caller to write
+/// with the ledger's other setup: none when the ledger already says so.
+pub fn ledger_rows(target: &Target, binding: &Binding) -> Vec<(&'static str, String)> {
+    if binding.in_ledger {
+        return Vec::new();
+    }
+    vec![
+        ("bound_target", target.name.clone()),
+        ("identity", binding.identity.clone()),
+    ]
+}
+
+/// Records the binding locally, in the bindings file.
+pub fn record(target: &Target, snapshot_dir: &Path, binding: &Binding) -> Result<()> {
     // Fleet members are applied on several threads of one process: one read-modify-write
     // of the bindings file at a time (the staging file is named by the process id).
     static BINDINGS: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -191,8 +203,7 @@ pub fn record(
         #[cfg(unix)]
         crate::journal::tighten(&path, 0o600)?;
     }
-    ledger::meta_set(db, "bound_target", &target.name)?;
-    ledger::meta_set(db, "identity", &binding.identity)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use diesel::QueryResult;
+use diesel::{Connection, QueryResult};
 
 use crate::connection::{AnyConnection, Database};
 use crate::error::Result;
@@ -107,7 +107,8 @@ impl<'a> Recorder<'a> {
     }
 
     /// Marks this run succeeded in the ledger and emits `run.succeeded` with the number of
-    /// migrations it applied or reverted and its wall time since `started`.
+    /// migrations it applied or reverted and its wall time since `started`: the row and the
+    /// event in one ledger transaction.
     pub fn succeed(
         &mut self,
         db: &mut Database,
@@ -116,23 +117,56 @@ impl<'a> Recorder<'a> {
         started: std::time::Instant,
     ) -> Result<()> {
         interrupt::halt_if_interrupted();
-        ledger::finish_run(
-            &mut db.conn,
-            &self.context.id,
-            RunStatus::Succeeded,
-            &now(),
-            bundle_hash,
-            None,
-        )
-        .map_err(|e| crate::Error::db("writing dbsafe_runs", e))?;
-        let duration_ms = started.elapsed().as_millis() as u64;
-        self.emit(
-            db,
-            EventKind::RunSucceeded {
-                applied: migrations,
-                duration_ms,
-            },
-        )
+        let event = self.event(EventKind::RunSucceeded {
+            applied: migrations,
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+        let seq = self.seq();
+        let id = self.context.id.clone();
+        let events = self.ledger_ready.then(|| self.pending_with(seq, &event));
+        db.conn
+            .transaction(|conn| {
+                ledger::finish_run(conn, &id, RunStatus::Succeeded, &now(), bundle_hash, None)?;
+                events.map_or(Ok(()), |events| insert_events(conn, &events))
+            })
+            .map_err(|e| crate::Error::db("writing dbsafe_runs", e))?;
+        self.settle(seq, &event);
+        self.publish(&event)
+    }
+
+    /// Writes the run's ledger row, the events emitted before it and `kind`'s event
+    /// (`run.started`) in one ledger transaction; from then on events go to the ledger
+    /// too (see [`Recorder::ledger_ready`]).
+    pub fn start(&mut self, db: &mut Database, row: &RunRow, kind: EventKind) -> Result<()> {
+        let event = self.event(kind);
+        let seq = self.seq();
+        let events = self.pending_with(seq, &event);
+        db.conn
+            .transaction(|conn| {
+                ledger::insert_run(conn, row)?;
+                insert_events(conn, &events)
+            })
+            .map_err(|e| crate::Error::db("writing dbsafe_runs", e))?;
+        self.unwritten.clear();
+        self.ledger_ready(db)?;
+        self.publish(&event)
+    }
+
+    /// The events not yet in the ledger, then `event` as `seq`.
+    fn pending_with<'e>(&'e self, seq: i32, event: &'e Event) -> Vec<(i32, &'e Event)> {
+        let mut events: Vec<(i32, &Event)> = self.unwritten.iter().map(|(s, e)| (*s, e)).collect();
+        events.push((seq, event));
+        events
+    }
+
+    /// After a ledger transaction that wrote the pending events (when the ledger is
+    /// ready): they are written; else `event` waits with them.
+    fn settle(&mut self, seq: i32, event: &Event) {
+        if self.ledger_ready {
+            self.unwritten.clear();
+        } else {
+            self.unwritten.push((seq, event.clone()));
+        }
     }
 
     /// An event of this run, stamped now.
@@ -225,12 +259,9 @@ impl<'a> Recorder<'a> {
     /// transaction; once it committed, call [`Recorder::committed`] and publish the event.
     pub fn write_in(&mut self, conn: &mut AnyConnection, kind: EventKind) -> QueryResult<Event> {
         Self::refuse_if_interrupted()?;
-        for (seq, event) in &self.unwritten {
-            ledger::insert_event(conn, *seq, event)?;
-        }
         let event = self.event(kind);
         let seq = self.seq();
-        ledger::insert_event(conn, seq, &event)?;
+        insert_events(conn, &self.pending_with(seq, &event))?;
         Ok(event)
     }
 
@@ -249,8 +280,7 @@ impl<'a> Recorder<'a> {
         Self::refuse_if_interrupted()?;
         let event = self.event(kind);
         let seq = self.seq();
-        let mut events: Vec<(i32, &Event)> = self.unwritten.iter().map(|(s, e)| (*s, e)).collect();
-        events.push((seq, &event));
+        let events = self.pending_with(seq, &event);
         let mut batch = ledger::step_and_events_sql(backend, step, &events);
         batch.push_str("COMMIT");
         conn.batch_execute(&batch)?;
@@ -277,4 +307,12 @@ impl Drop for Recorder<'_> {
     fn drop(&mut self) {
         interrupt::run_ended(&self.context.id);
     }
+}
+
+/// Inserts events into the ledger inside the caller's transaction.
+fn insert_events(conn: &mut AnyConnection, events: &[(i32, &Event)]) -> QueryResult<()> {
+    for (seq, event) in events {
+        ledger::insert_event(conn, *seq, event)?;
+    }
+    Ok(())
 }

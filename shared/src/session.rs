@@ -174,11 +174,15 @@ impl<'s> Session<'s> {
     /// binding, names this run as the lock's holder (MySQL), and marks failed the runs an
     /// earlier process left `running` (returning their ids, for a warning).
     pub fn prepare_ledger(&mut self) -> Result<Vec<RunId>> {
+        let identity_rows = identity::ledger_rows(self.target, &self.binding);
         let db = &mut self.db;
-        ledger::ensure(db)?;
-        crate::layout::ensure_history(&mut db.conn)
-            .map_err(|e| Error::db("creating the migrations history table", e))?;
-        identity::record(db, self.target, &self.config.snapshot_dir, &self.binding)?;
+        // A new database's ledger, history table and identity rows: one commit.
+        ledger::ensure_with(db, |db| {
+            crate::layout::ensure_history(&mut db.conn)
+                .map_err(|e| Error::db("creating the migrations history table", e))?;
+            ledger::meta_set(db, &identity_rows)
+        })?;
+        identity::record(self.target, &self.config.snapshot_dir, &self.binding)?;
         lock::announce_holder(db, &self.recorder.context.id)?;
         let interrupted = ledger::running_runs(db)?;
         ledger::mark_interrupted(db, &interrupted)
@@ -196,10 +200,10 @@ impl<'s> Session<'s> {
         let row = self
             .recorder
             .run_row(self.target, self.kind, parent, snapshot_id.clone());
-        ledger::insert_run(&mut self.db.conn, &row)
-            .map_err(|e| Error::db("writing dbsafe_runs", e))?;
-        self.recorder.ledger_ready(&mut self.db)?;
-        self.announce(pending, snapshot_id)
+        let started = self
+            .recorder
+            .run_started(self.target, self.kind, pending, snapshot_id);
+        self.recorder.start(&mut self.db, &row, started)
     }
 
     /// Emits `run.started` without writing the row (a restore writes its row into the

@@ -145,7 +145,7 @@ impl Dialect for Mysql {
         let connection = db
             .integer("SELECT CAST(CONNECTION_ID() AS SIGNED) AS v")
             .map_err(|e| Error::db("reading the MySQL connection id", e))?;
-        crate::ledger::meta_set(db, "lock_holder", &format!("{connection} {run_id}"))
+        crate::ledger::meta_set(db, &[("lock_holder", format!("{connection} {run_id}"))])
     }
 
     /// `KILL QUERY` of the holding connection.

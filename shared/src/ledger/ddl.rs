@@ -75,8 +75,18 @@ pub fn exists(db: &mut Database) -> Result<bool> {
 /// so concurrent first runs neither collide nor see a half-made ledger. A ledger written
 /// by a newer dbsafe is refused rather than misread.
 pub fn ensure(db: &mut Database) -> Result<()> {
+    ensure_with(db, |_| Ok(()))
+}
+
+/// [`ensure`], then `setup` (a run's other first writes: the history table, the identity
+/// rows): inside the same transaction when the ledger is created or upgraded, so a new
+/// database's ledger costs one commit; on its own when the ledger is current.
+pub fn ensure_with(
+    db: &mut Database,
+    setup: impl FnOnce(&mut Database) -> Result<()>,
+) -> Result<()> {
     match recorded_version(db) {
-        Some(v) if v == LEDGER_SCHEMA_VERSION => return Ok(()),
+        Some(v) if v == LEDGER_SCHEMA_VERSION => return setup(db),
         Some(v) if v > LEDGER_SCHEMA_VERSION => {
             return Err(crate::error::Reason::NewerLedger.refuse(format!(
                 "this database's dbsafe ledger has schema version {v}, newer than this dbsafe understands ({LEDGER_SCHEMA_VERSION}): upgrade dbsafe (cargo install cargo-dbsafe)"
@@ -91,7 +101,7 @@ pub fn ensure(db: &mut Database) -> Result<()> {
         rollback,
     } = db.dialect().ledger_guard();
     db.execute(&begin).map_err(fail)?;
-    match create_or_upgrade(db) {
+    match create_or_upgrade(db).and_then(|()| setup(db)) {
         Ok(()) => db.execute(commit).map_err(fail),
         Err(e) => {
             let _ = db.execute(rollback);
@@ -112,6 +122,11 @@ fn recorded_version(db: &mut Database) -> Option<i64> {
 /// the version row is written last.
 fn create_or_upgrade(db: &mut Database) -> Result<()> {
     let fail = |e| Error::db("creating or upgrading dbsafe's ledger", e);
+    // Tables created just now have every column: only an older ledger needs looking at.
+    let older = db
+        .tables_present(&TABLES)
+        .map_err(|e| Error::db("looking for dbsafe's ledger", e))?
+        > 0;
     let statements = ddl(db.dialect());
     if db.dialect().transactional_ddl() {
         // Inside the guard's transaction: every table in one round trip.
@@ -124,7 +139,7 @@ fn create_or_upgrade(db: &mut Database) -> Result<()> {
     // Version 2: the restore that rewound a run; version 4: the fleet run it belongs to
     // (a ledger created now has both; an older one gets them here).
     for column in ["restored_by", "fleet_run"] {
-        if !column_exists(db, "dbsafe_runs", column)? {
+        if older && !column_exists(db, "dbsafe_runs", column)? {
             db.execute(&format!(
                 "ALTER TABLE dbsafe_runs ADD COLUMN {column} VARCHAR(40)"
             ))
@@ -133,9 +148,7 @@ fn create_or_upgrade(db: &mut Database) -> Result<()> {
     }
     // Version 3: the row counts a run changed.
     ensure_row_counts_table(db)?;
-    let version = format!("('schema_version', '{LEDGER_SCHEMA_VERSION}')");
-    db.execute(&db.dialect().upsert_sql("dbsafe_meta", &version))
-        .map_err(fail)
+    super::meta_set(db, &[("schema_version", LEDGER_SCHEMA_VERSION.to_string())])
 }
 
 /// Whether `table` has `column`, read from the catalog (a failing probe would abort a

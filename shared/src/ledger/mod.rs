@@ -9,7 +9,7 @@ mod queries;
 mod rows;
 pub mod schema;
 
-pub use ddl::{ensure, exists};
+pub use ddl::{ensure, ensure_with, exists};
 pub use queries::*;
 pub use rows::*;
 pub use schema::*;

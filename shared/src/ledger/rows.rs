@@ -293,17 +293,19 @@ fn write_row_counts(conn: &mut AnyConnection, rows: &[RowCountRow]) -> QueryResu
     Ok(())
 }
 
-/// Writes a `dbsafe_meta` value.
-pub fn meta_set(db: &mut Database, key: &str, value: &str) -> Result<()> {
-    let conn = &mut db.conn;
-    conn.transaction(|conn| {
-        diesel::delete(dbsafe_meta::table.find(key)).execute(conn)?;
-        diesel::insert_into(dbsafe_meta::table)
-            .values((dbsafe_meta::name.eq(key), dbsafe_meta::value.eq(value)))
-            .execute(conn)
-    })
-    .map(|_| ())
-    .map_err(|e| Error::db("writing dbsafe_meta", e))
+/// Writes `dbsafe_meta` values, in one statement.
+pub fn meta_set(db: &mut Database, values: &[(&str, String)]) -> Result<()> {
+    if values.is_empty() {
+        return Ok(());
+    }
+    let dialect = db.dialect();
+    let rows: Vec<String> = values
+        .iter()
+        .map(|(name, value)| format!("({}, {})", dialect.literal(name), dialect.literal(value)))
+        .collect();
+    let sql = dialect.upsert_sql("dbsafe_meta", &rows.join(", "));
+    db.execute(&sql)
+        .map_err(|e| Error::db("writing dbsafe_meta", e))
 }
 
 /// Copies runs of `from`'s ledger into `to`'s exactly as they are (run row, steps,
