@@ -121,13 +121,8 @@ impl Database {
 
     /// How many of `tables` exist (in the database / schema search path), in one query.
     pub fn tables_present(&mut self, tables: &[&str]) -> QueryResult<usize> {
-        let dialect = self.backend().dialect();
-        let names = tables
-            .iter()
-            .map(|t| dialect.literal(t))
-            .collect::<Vec<_>>()
-            .join(", ");
-        Ok(self.integer(&dialect.tables_present_sql(&names))?.max(0) as usize)
+        let sql = self.backend().dialect().tables_present_sql(tables);
+        Ok(self.integer(&sql)?.max(0) as usize)
     }
 }
 

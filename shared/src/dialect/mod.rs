@@ -280,9 +280,15 @@ pub trait Dialect: Sync {
 
     // --- the catalog -------------------------------------------------------------------
 
-    /// How many of the tables named by `names` (literals, comma-separated) exist in the
-    /// database / schema search path: one row, column `v`.
-    fn tables_present_sql(&self, names: &str) -> String;
+    /// How many of the tables named `names` exist in the database / schema search path:
+    /// one row, column `v`.
+    fn tables_present_sql(&self, names: &[&str]) -> String;
+
+    /// `names` as a comma-separated list of literals.
+    fn literal_list(&self, names: &[&str]) -> String {
+        let literals: Vec<String> = names.iter().map(|name| self.literal(name)).collect();
+        literals.join(", ")
+    }
 
     /// How many columns named `column` table `table` has (0 or 1): one row, column `v`.
     fn column_count_sql(&self, table: &str, column: &str) -> String;

@@ -176,7 +176,8 @@ impl Dialect for Mysql {
         )
     }
 
-    fn tables_present_sql(&self, names: &str) -> String {
+    fn tables_present_sql(&self, names: &[&str]) -> String {
+        let names = self.literal_list(names);
         format!(
             "SELECT CAST(count(*) AS SIGNED) AS v FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name IN ({names})"
         )

@@ -204,9 +204,17 @@ impl Dialect for Postgres {
         }
     }
 
-    fn tables_present_sql(&self, names: &str) -> String {
+    /// Each name resolved through the search path by `to_regclass`, the first schema that
+    /// has it, as PostgreSQL itself would: a lookup, where the `pg_tables` view costs a
+    /// planned join (a few milliseconds on a new connection).
+    fn tables_present_sql(&self, names: &[&str]) -> String {
+        let regclasses: Vec<String> = names
+            .iter()
+            .map(|name| format!("to_regclass({})", self.literal(&self.ident(name))))
+            .collect();
         format!(
-            "SELECT CAST(count(*) AS BIGINT) AS v FROM pg_catalog.pg_tables WHERE tablename IN ({names}) AND schemaname = ANY (current_schemas(false))"
+            "SELECT CAST(count(*) AS BIGINT) AS v FROM pg_catalog.pg_class WHERE oid IN ({}) AND relkind IN ('r', 'p')",
+            regclasses.join(", ")
         )
     }
 

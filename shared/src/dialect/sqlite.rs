@@ -181,7 +181,8 @@ impl Dialect for Sqlite {
         }
     }
 
-    fn tables_present_sql(&self, names: &str) -> String {
+    fn tables_present_sql(&self, names: &[&str]) -> String {
+        let names = self.literal_list(names);
         format!(
             "SELECT count(*) AS v FROM sqlite_master WHERE type = 'table' AND name IN ({names})"
         )
