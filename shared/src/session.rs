@@ -293,7 +293,8 @@ fn run_recorded(db: &mut Database, id: &RunId) -> Result<bool> {
 /// Runs `local` (work on files: loading the migrations) while a connection to the target's
 /// server opens in the background, for [`Session::open_with`]. Not for SQLite (opening may
 /// create the file, which waits until the guards passed) nor when an interrupted restore
-/// is to be finished first (it renames the database and ends its sessions).
+/// is to be finished first (it renames the database and ends its sessions): a connection
+/// returned says the journal shows no interrupted restore of the target.
 pub fn connect_early<T: Send>(
     config: &Config,
     target: &Target,

@@ -107,7 +107,11 @@ fn apply_loaded(
         },
         None => None,
     };
-    crate::restore::report_finished(config, target, sink)?;
+    // An early connection is opened only when the journal shows no interrupted restore
+    // (see `connect_early`): then there is nothing to finish, and no need to read it again.
+    if early.is_none() {
+        crate::restore::report_finished(config, target, sink)?;
+    }
     let opening = Opening {
         kind: RunKind::Apply,
         confirmation: options.confirmation,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::SnapshotStrategy;
 use crate::connection::{AnyConnection, Create, Database};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::lock::{LockFile, LockState};
 use crate::run_id::RunId;
 use crate::snapshot::{Recovered, Scratch, SwapPlan};
@@ -351,7 +351,12 @@ pub trait Dialect: Sync {
     fn database_exists(&self, url: &DatabaseUrl) -> Result<bool>;
 
     /// Creates the database of `url`, empty, with the server's defaults.
-    fn create_database(&self, url: &DatabaseUrl) -> Result<()>;
+    fn create_database(&self, url: &DatabaseUrl) -> Result<()> {
+        let name = url.database_name();
+        crate::snapshot::maintenance(url)?
+            .execute(&format!("CREATE DATABASE {}", self.ident(&name)))
+            .map_err(|e| Error::db(format!("creating database {name}"), e))
+    }
 
     /// A new empty database `name` beside `url`'s, with its encoding or character set
     /// (SQLite: `name` is the file, removed if left over); returns its URL.
@@ -403,6 +408,15 @@ pub trait Dialect: Sync {
         plan: &SwapPlan,
         keep_replaced: bool,
     ) -> Result<Recovered>;
+}
+
+/// Whether `sql`, run on the server of `url` (its maintenance database), returns a row:
+/// the database it names exists.
+fn server_lists(url: &DatabaseUrl, sql: &str) -> Result<bool> {
+    let rows = crate::snapshot::maintenance(url)?
+        .texts(sql)
+        .map_err(|e| Error::db("looking up the database on its server", e))?;
+    Ok(!rows.is_empty())
 }
 
 #[cfg(test)]

@@ -276,20 +276,11 @@ impl Dialect for Mysql {
     }
 
     fn database_exists(&self, url: &DatabaseUrl) -> Result<bool> {
-        let rows = maintenance(url)?
-            .texts(&format!(
-                "SELECT CAST(SCHEMA_NAME AS CHAR) AS v FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
-                self.literal(&url.database_name())
-            ))
-            .map_err(|e| Error::db("looking up the database on its server", e))?;
-        Ok(!rows.is_empty())
-    }
-
-    fn create_database(&self, url: &DatabaseUrl) -> Result<()> {
-        let name = url.database_name();
-        maintenance(url)?
-            .execute(&format!("CREATE DATABASE {}", self.ident(&name)))
-            .map_err(|e| Error::db(format!("creating database {name}"), e))
+        let sql = format!(
+            "SELECT CAST(SCHEMA_NAME AS CHAR) AS v FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
+            self.literal(&url.database_name())
+        );
+        super::server_lists(url, &sql)
     }
 
     /// With the target's character set and collation.

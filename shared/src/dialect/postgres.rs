@@ -333,20 +333,11 @@ impl Dialect for Postgres {
     }
 
     fn database_exists(&self, url: &DatabaseUrl) -> Result<bool> {
-        let rows = maintenance(url)?
-            .texts(&format!(
-                "SELECT CAST(datname AS TEXT) AS v FROM pg_database WHERE datname = {}",
-                self.literal(&url.database_name())
-            ))
-            .map_err(|e| Error::db("looking up the database on its server", e))?;
-        Ok(!rows.is_empty())
-    }
-
-    fn create_database(&self, url: &DatabaseUrl) -> Result<()> {
-        let name = url.database_name();
-        maintenance(url)?
-            .execute(&format!("CREATE DATABASE {}", self.ident(&name)))
-            .map_err(|e| Error::db(format!("creating database {name}"), e))
+        let sql = format!(
+            "SELECT CAST(datname AS TEXT) AS v FROM pg_database WHERE datname = {}",
+            self.literal(&url.database_name())
+        );
+        super::server_lists(url, &sql)
     }
 
     /// From `template0` with the target's encoding and locale: a dump brings everything
