@@ -69,7 +69,9 @@ impl RunContext {
     }
 
     fn read(root: &Path) -> RunContext {
-        // The three `git` processes run at once: a run waits for the slowest, not the sum.
+        // The `git` processes run at once: a run waits for the slowest, not the sum. One
+        // `git status` gives both the commit (`# branch.oid`) and whether tracked files
+        // changed; the user name is asked only when DBSAFE_OPERATOR does not name one.
         let spawn = |args: &[&str]| {
             Command::new("git")
                 .arg("-C")
@@ -81,23 +83,31 @@ impl RunContext {
                 .spawn()
                 .ok()
         };
-        let user = spawn(&["config", "user.name"]);
-        let head = spawn(&["rev-parse", "HEAD"]);
-        let status = spawn(&["status", "--porcelain", "--untracked-files=no"]);
+        let named = std::env::var("DBSAFE_OPERATOR")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let user = named
+            .is_none()
+            .then(|| spawn(&["config", "user.name"]))
+            .flatten();
+        let status = spawn(&[
+            "status",
+            "--porcelain=v2",
+            "--branch",
+            "--untracked-files=no",
+        ]);
         let output = |child: Option<std::process::Child>| -> Option<String> {
             let out = child?.wait_with_output().ok()?;
             out.status
                 .success()
                 .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
         };
-        let (user, git_commit, status) = (output(user), output(head), output(status));
-        let operator = std::env::var("DBSAFE_OPERATOR")
-            .ok()
-            .filter(|s| !s.is_empty())
+        let (user, status) = (output(user), output(status));
+        let operator = named
             .or_else(|| user.filter(|s| !s.is_empty()))
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "unknown".to_owned());
-        let git_dirty = git_commit.as_ref().and(status).map(|s| !s.is_empty());
+        let (git_commit, git_dirty) = status.as_deref().map_or((None, None), git_state);
         RunContext {
             id: RunId::new(),
             operator,
@@ -114,6 +124,19 @@ impl RunContext {
         self.fleet_run = fleet_run.cloned();
         self
     }
+}
+
+/// The commit and whether tracked files changed, from `git status --porcelain=v2
+/// --branch`: neither before the first commit (`# branch.oid (initial)`).
+fn git_state(status: &str) -> (Option<String>, Option<bool>) {
+    let commit = status
+        .lines()
+        .find_map(|line| line.strip_prefix("# branch.oid "))
+        .filter(|oid| !oid.is_empty() && oid.chars().all(|c| c.is_ascii_hexdigit()))
+        .map(str::to_owned);
+    let dirty = status.lines().any(|line| !line.starts_with('#'));
+    let dirty = commit.as_ref().map(|_| dirty);
+    (commit, dirty)
 }
 
 /// Declares a closed set of words stored in the ledger as text: the enum, its word
@@ -307,6 +330,47 @@ pub fn names_in_brief(names: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn git_state_reads_the_commit_and_changes_from_one_status() {
+        let oid = "0123456789abcdef0123456789abcdef01234567";
+        let clean = format!("# branch.oid {oid}\n# branch.head main");
+        assert_eq!(git_state(&clean), (Some(oid.to_owned()), Some(false)));
+        let changed = format!("{clean}\n1 .M N... 100644 100644 100644 a b migrations/x/up.sql");
+        assert_eq!(git_state(&changed), (Some(oid.to_owned()), Some(true)));
+        let unborn =
+            "# branch.oid (initial)\n# branch.head main\n1 A. N... 0 100644 100644 a b up.sql";
+        assert_eq!(git_state(unborn), (None, None));
+    }
+
+    #[test]
+    fn provenance_comes_from_a_real_git_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let ok = Command::new("git")
+                .arg("-C")
+                .arg(dir.path())
+                .args(args)
+                .env("GIT_AUTHOR_NAME", "t")
+                .env("GIT_AUTHOR_EMAIL", "t@example.com")
+                .env("GIT_COMMITTER_NAME", "t")
+                .env("GIT_COMMITTER_EMAIL", "t@example.com")
+                .output()
+                .unwrap();
+            assert!(ok.status.success(), "git {args:?}: {ok:?}");
+            String::from_utf8(ok.stdout).unwrap().trim().to_owned()
+        };
+        git(&["init", "-q"]);
+        std::fs::write(dir.path().join("up.sql"), "SELECT 1;").unwrap();
+        git(&["add", "up.sql"]);
+        git(&["commit", "-q", "-m", "first"]);
+        let head = git(&["rev-parse", "HEAD"]);
+        let context = RunContext::read(dir.path());
+        assert_eq!(context.git_commit.as_deref(), Some(head.as_str()));
+        assert_eq!(context.git_dirty, Some(false));
+        std::fs::write(dir.path().join("up.sql"), "SELECT 2;").unwrap();
+        assert_eq!(RunContext::read(dir.path()).git_dirty, Some(true));
+    }
 
     #[test]
     fn times_have_a_fixed_width() {
