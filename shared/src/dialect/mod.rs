@@ -166,6 +166,31 @@ pub trait Dialect: Sync {
         "TEXT"
     }
 
+    /// `parts` (SQL text expressions) joined into one text (`a || b`; MySQL: `CONCAT(a, b)`).
+    fn concat(&self, parts: &[&str]) -> String {
+        parts.join(" || ")
+    }
+
+    /// A binary column's bytes as lowercase hex text.
+    fn hex_of(&self, column: &str) -> String {
+        format!("lower(hex({column}))")
+    }
+
+    /// A binary literal of `bytes` (`X'00ff'`; PostgreSQL: `decode('00ff', 'hex')`).
+    fn bytes_literal(&self, bytes: &[u8]) -> String {
+        format!("X'{}'", crate::migrations::hex(bytes))
+    }
+
+    /// The type of a binary column (`BLOB`; PostgreSQL: `BYTEA`).
+    fn bytes_type(&self) -> &'static str {
+        "BLOB"
+    }
+
+    /// A column that records when its row was written, set by the server.
+    fn created_at_column(&self) -> &'static str {
+        "TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP"
+    }
+
     /// The type a 64-bit count is cast to (`CAST(count(*) AS BIGINT)`; MySQL: `SIGNED`).
     fn bigint_type(&self) -> &'static str {
         "BIGINT"
@@ -340,6 +365,18 @@ pub trait Dialect: Sync {
     fn identity(&self, db: &mut Database) -> Result<String>;
 
     // --- databases beside the target ---------------------------------------------------
+
+    /// The query listing the server's databases, as rows of `name`, that a fleet selects
+    /// its members from (`None`: no server, SQLite).
+    fn database_list_sql(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The query listing a database's schemas, as rows of `name`, that a fleet selects its
+    /// members from (`None`: no schema per tenant on this backend).
+    fn schema_list_sql(&self) -> Option<&'static str> {
+        None
+    }
 
     /// The database a session opens to work on the server rather than on a database
     /// (`None`: no server, SQLite).

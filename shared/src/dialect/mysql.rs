@@ -269,10 +269,18 @@ impl Dialect for Mysql {
         Ok(format!("mysql:{}/{}", first(server), first(name)))
     }
 
+    fn concat(&self, parts: &[&str]) -> String {
+        format!("CONCAT({})", parts.join(", "))
+    }
+
     /// `information_schema`: every user may open it, while the `mysql` system database is
     /// refused to an application's own user.
     fn maintenance_database(&self) -> Option<&'static str> {
         Some("information_schema")
+    }
+
+    fn database_list_sql(&self) -> Option<&'static str> {
+        Some("SELECT schema_name AS name FROM information_schema.schemata")
     }
 
     fn database_exists(&self, url: &DatabaseUrl) -> Result<bool> {

@@ -328,8 +328,35 @@ impl Dialect for Postgres {
         })
     }
 
+    fn hex_of(&self, column: &str) -> String {
+        format!("encode({column}, 'hex')")
+    }
+
+    fn bytes_literal(&self, bytes: &[u8]) -> String {
+        format!("decode('{}', 'hex')", crate::migrations::hex(bytes))
+    }
+
+    fn bytes_type(&self) -> &'static str {
+        "BYTEA"
+    }
+
+    fn created_at_column(&self) -> &'static str {
+        "TIMESTAMPTZ NOT NULL DEFAULT now()"
+    }
+
     fn maintenance_database(&self) -> Option<&'static str> {
         Some("postgres")
+    }
+
+    fn database_list_sql(&self) -> Option<&'static str> {
+        Some("SELECT datname AS name FROM pg_database WHERE datallowconn AND NOT datistemplate")
+    }
+
+    fn schema_list_sql(&self) -> Option<&'static str> {
+        Some(
+            "SELECT nspname AS name FROM pg_namespace \
+             WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'",
+        )
     }
 
     fn database_exists(&self, url: &DatabaseUrl) -> Result<bool> {

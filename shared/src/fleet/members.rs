@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{Config, Databases, FleetConfig, Servers};
 use crate::connection::{Create, Database};
 use crate::error::{Error, Result};
-use crate::target::{Backend, DatabaseUrl, Target};
+use crate::target::{DatabaseUrl, Target};
 
 /// One member of a fleet.
 #[derive(Debug, Clone)]
@@ -126,14 +126,14 @@ pub fn resolve(config: &Config, name: &str, partition: Option<Partition>) -> Res
             members.push(discovered(fleet, database));
             continue;
         }
-        if database.backend() != Backend::Postgres {
+        let Some(list) = database.backend().dialect().schema_list_sql() else {
             return Err(Error::Usage(format!(
                 "fleet `{name}`: `schemas` needs PostgreSQL, and {} is {}: a schema per tenant works on PostgreSQL only",
                 database.redacted(),
                 database.backend()
             )));
-        }
-        match schema_members(fleet, &database) {
+        };
+        match schema_members(fleet, &database, list) {
             Ok(found) => members.extend(found),
             Err(e) => unreachable.push(Unreachable {
                 server: database.redacted(),
@@ -200,22 +200,19 @@ fn server_databases(fleet: &FleetConfig, server: &DatabaseUrl) -> Result<Vec<Dat
     let params = server
         .server_params()
         .unwrap_or_else(|| unreachable!("a server URL"));
-    let admin = match (server.backend(), params.database.is_empty()) {
-        (Backend::Postgres, true) => server.with_database("postgres"),
-        _ => server.clone(),
+    let dialect = server.backend().dialect();
+    let (Some(list), Some(maintenance)) =
+        (dialect.database_list_sql(), dialect.maintenance_database())
+    else {
+        unreachable!("a server URL")
+    };
+    let admin = if params.database.is_empty() {
+        server.with_database(maintenance)
+    } else {
+        server.clone()
     };
     let mut db = Database::connect(&admin, Create::Never)?;
-    let (name_type, list) = match server.backend() {
-        Backend::Postgres => (
-            "TEXT",
-            "SELECT datname AS name FROM pg_database WHERE datallowconn AND NOT datistemplate",
-        ),
-        _ => (
-            "CHAR",
-            "SELECT schema_name AS name FROM information_schema.schemata",
-        ),
-    };
-    let names = names(&mut db, &fleet.databases, name_type, list)
+    let names = names(&mut db, &fleet.databases, list)
         .map_err(|e| Error::db(format!("listing the databases of {}", server.redacted()), e))?;
     Ok(names
         .iter()
@@ -224,11 +221,9 @@ fn server_databases(fleet: &FleetConfig, server: &DatabaseUrl) -> Result<Vec<Dat
 }
 
 /// The schemas of one PostgreSQL database that are members.
-fn schema_members(fleet: &FleetConfig, database: &DatabaseUrl) -> Result<Vec<Member>> {
+fn schema_members(fleet: &FleetConfig, database: &DatabaseUrl, list: &str) -> Result<Vec<Member>> {
     let mut db = Database::connect(database, Create::Never)?;
-    let list = "SELECT nspname AS name FROM pg_namespace \
-                WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'";
-    let names = names(&mut db, &fleet.schemas, "TEXT", list)
+    let names = names(&mut db, &fleet.schemas, list)
         .map_err(|e| Error::db(format!("listing the schemas of {}", database.redacted()), e))?;
     Ok(names
         .iter()
@@ -237,12 +232,8 @@ fn schema_members(fleet: &FleetConfig, database: &DatabaseUrl) -> Result<Vec<Mem
 }
 
 /// The names `list` (a query of `name`s) gives that `selection` takes, sorted.
-fn names(
-    db: &mut Database,
-    selection: &Databases,
-    name_type: &str,
-    list: &str,
-) -> diesel::QueryResult<Vec<String>> {
+fn names(db: &mut Database, selection: &Databases, list: &str) -> diesel::QueryResult<Vec<String>> {
+    let name_type = db.dialect().text_type();
     let sql = match selection {
         Databases::Like(pattern) => format!(
             "SELECT CAST(name AS {name_type}) AS v FROM ({list}) AS d WHERE name LIKE {} ORDER BY 1",

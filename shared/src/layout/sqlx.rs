@@ -93,10 +93,8 @@ impl History for Sqlx {
     }
 
     fn ensure(&self, conn: &mut AnyConnection) -> QueryResult<()> {
-        let (time, blob) = match backend_of(conn) {
-            Backend::Postgres => ("TIMESTAMPTZ NOT NULL DEFAULT now()", "BYTEA"),
-            _ => ("TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP", "BLOB"),
-        };
+        let dialect = backend_of(conn).dialect();
+        let (time, blob) = (dialect.created_at_column(), dialect.bytes_type());
         conn.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {TABLE} (\n    version BIGINT PRIMARY KEY,\n    description TEXT NOT NULL,\n    installed_on {time},\n    success BOOLEAN NOT NULL,\n    checksum {blob} NOT NULL,\n    execution_time BIGINT NOT NULL\n);"
         ))
@@ -111,13 +109,13 @@ impl History for Sqlx {
     }
 
     fn checksums(&self, db: &mut Database) -> Result<Vec<(String, String)>> {
-        let hex = match db.backend() {
-            Backend::Postgres => "version::text || '|' || encode(checksum, 'hex')",
-            Backend::Sqlite => "version || '|' || lower(hex(checksum))",
-            Backend::Mysql => "CAST(CONCAT(version, '|', LOWER(HEX(checksum))) AS CHAR)",
-        };
+        let dialect = db.dialect();
+        let text = dialect.text_type();
+        let version = format!("CAST(version AS {text})");
+        let pair = dialect.concat(&[&version, "'|'", &dialect.hex_of("checksum")]);
+        let pair = format!("CAST({pair} AS {text})");
         Ok(self
-            .select(db, &format!("{hex} AS v"), "success = true")?
+            .select(db, &format!("{pair} AS v"), "success = true")?
             .into_iter()
             .filter_map(|row| {
                 let (version, checksum) = row.split_once('|')?;
@@ -153,29 +151,29 @@ impl History for Sqlx {
     }
 
     fn mark_dirty(&self, conn: &mut AnyConnection, m: &Migration, up: bool) -> QueryResult<()> {
+        // Where DDL commits as it goes (MySQL), sqlx writes the row `success = FALSE` first.
         let backend = backend_of(conn);
-        match (backend, up) {
-            (Backend::Mysql, true) => conn.batch_execute(&format!(
+        if backend.dialect().transactional_ddl() {
+            return Ok(());
+        }
+        match up {
+            true => conn.batch_execute(&format!(
                 "INSERT INTO {TABLE} ( version, description, success, checksum, execution_time ) VALUES ( {}, {}, FALSE, {}, -1 )",
                 m.version,
                 text_literal(backend, &m.description),
                 bytes_literal(backend, &m.history_checksum)
             )),
-            (Backend::Mysql, false) => conn.batch_execute(&format!(
+            false => conn.batch_execute(&format!(
                 "UPDATE {TABLE} SET success = FALSE WHERE version = {}",
                 m.version
             )),
-            _ => Ok(()),
         }
     }
 }
 
 impl Sqlx {
     fn versions(&self, db: &mut Database, condition: &str) -> Result<Vec<String>> {
-        let text = match db.backend() {
-            Backend::Mysql => "CHAR",
-            _ => "TEXT",
-        };
+        let text = db.dialect().text_type();
         self.select(db, &format!("CAST(version AS {text}) AS v"), condition)
     }
 
@@ -249,11 +247,7 @@ fn text_literal(backend: Backend, text: &str) -> String {
 }
 
 fn bytes_literal(backend: Backend, bytes: &[u8]) -> String {
-    let hex = crate::migrations::hex(bytes);
-    match backend {
-        Backend::Postgres => format!("decode('{hex}', 'hex')"),
-        _ => format!("X'{hex}'"),
-    }
+    backend.dialect().bytes_literal(bytes)
 }
 
 #[cfg(test)]
