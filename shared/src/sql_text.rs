@@ -3,7 +3,7 @@
 //! quotes and trigger bodies, so dbsafe's own rules look only at real keywords. Read by the
 //! lint, by invariants and `verify.sql`, and by the migration model (whether a file holds SQL).
 
-use crate::dialect::Backend;
+use crate::dialect::{Backend, Lexicon};
 
 /// What a token is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +101,7 @@ pub(crate) fn split(text: &str, dialect: Backend) -> Script<'_> {
         text,
         bytes: text.as_bytes(),
         pos: 0,
-        dialect,
+        lexicon: dialect.dialect().lexicon(),
     };
     let mut script = Script::default();
     let mut current: Vec<Token> = Vec::new();
@@ -180,7 +180,7 @@ struct Lexer<'a> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
-    dialect: Backend,
+    lexicon: Lexicon,
 }
 
 impl<'a> Lexer<'a> {
@@ -203,25 +203,29 @@ impl<'a> Lexer<'a> {
         }
         let start = self.pos;
         let c = *self.bytes.get(self.pos)?;
-        let mysql = self.dialect == Backend::Mysql;
+        let lexicon = self.lexicon;
         Some(match c {
             b'-' if self.peek(1) == b'-' => self.line_comment(start, 2),
-            b'#' if mysql => self.line_comment(start, 1),
+            b'#' if lexicon.hash_comments => self.line_comment(start, 1),
             b'/' if self.peek(1) == b'*' => self.block_comment(start),
             b'\'' => {
-                let escapes = mysql || self.escape_string_prefix(start);
+                let escapes = lexicon.backslash_escapes || self.escape_string_prefix(start);
                 self.quoted(b'\'', escapes);
                 self.token(Kind::Str, start)
             }
             b'"' => {
-                self.quoted(b'"', mysql);
-                self.token(if mysql { Kind::Str } else { Kind::Quoted }, start)
+                self.quoted(b'"', lexicon.backslash_escapes);
+                let kind = match lexicon.double_quoted_strings {
+                    true => Kind::Str,
+                    false => Kind::Quoted,
+                };
+                self.token(kind, start)
             }
             b'`' => {
                 self.quoted(b'`', false);
                 self.token(Kind::Quoted, start)
             }
-            b'$' if self.dialect == Backend::Postgres => match self.dollar_tag() {
+            b'$' if lexicon.dollar_quotes => match self.dollar_tag() {
                 Some(tag) => {
                     self.dollar_body(tag);
                     self.token(Kind::Str, start)
@@ -268,7 +272,7 @@ impl<'a> Lexer<'a> {
 
     fn block_comment(&mut self, start: usize) -> Item<'a> {
         // PostgreSQL nests block comments; the others end at the first `*/`.
-        let nests = self.dialect == Backend::Postgres;
+        let nests = self.lexicon.nested_comments;
         let mut level = 0usize;
         while self.pos < self.bytes.len() {
             if self.peek(0) == b'/' && self.peek(1) == b'*' {

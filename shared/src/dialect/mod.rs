@@ -116,6 +116,22 @@ pub(crate) fn json_text(value: &serde_json::Value) -> String {
         .unwrap_or_else(|| value.to_string())
 }
 
+/// How a backend writes SQL text, as far as cutting it into statements and comments goes;
+/// the default is standard SQL (SQLite).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lexicon {
+    /// `#` starts a comment to the end of the line (MySQL).
+    pub hash_comments: bool,
+    /// A backslash escapes the next character inside `'...'` and `"..."` (MySQL).
+    pub backslash_escapes: bool,
+    /// `"..."` is a string, not a quoted identifier (MySQL).
+    pub double_quoted_strings: bool,
+    /// `$tag$ ... $tag$` is a string (PostgreSQL).
+    pub dollar_quotes: bool,
+    /// `/* /* */ */` nests (PostgreSQL).
+    pub nested_comments: bool,
+}
+
 /// The ledger's creation guard: what serialises two processes creating or upgrading the
 /// ledger at once (see [`crate::ledger::ensure`]).
 pub struct LedgerGuard {
@@ -134,6 +150,11 @@ pub trait Dialect: Sync {
     fn backend(&self) -> Backend;
 
     // --- quoting ---------------------------------------------------------------------
+
+    /// How SQL text is read: comments, string quotes, escapes.
+    fn lexicon(&self) -> Lexicon {
+        Lexicon::default()
+    }
 
     /// An identifier, quoted (PostgreSQL and SQLite: `"` doubled inside double quotes;
     /// MySQL: a backtick doubled inside backticks).

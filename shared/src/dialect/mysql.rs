@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use diesel::{Connection, MysqlConnection};
 
-use super::{Backend, Dialect, ForeignKey, LedgerGuard, json_rows, json_text};
+use super::{Backend, Dialect, ForeignKey, LedgerGuard, Lexicon, json_rows, json_text};
 use crate::config::SnapshotStrategy;
 use crate::connection::{AnyConnection, Create, Database, connect_error};
 use crate::error::{Error, Result};
@@ -36,6 +36,15 @@ fn lock_connection(db: &mut Database) -> diesel::QueryResult<Option<String>> {
 impl Dialect for Mysql {
     fn backend(&self) -> Backend {
         Backend::Mysql
+    }
+
+    fn lexicon(&self) -> Lexicon {
+        Lexicon {
+            hash_comments: true,
+            backslash_escapes: true,
+            double_quoted_strings: true,
+            ..Lexicon::default()
+        }
     }
 
     fn ident(&self, name: &str) -> String {

@@ -8,7 +8,9 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use sha2::Digest;
 
-use super::{Backend, Dialect, ForeignKey, LedgerGuard, json_rows, json_strings, json_text};
+use super::{
+    Backend, Dialect, ForeignKey, LedgerGuard, Lexicon, json_rows, json_strings, json_text,
+};
 use crate::config::SnapshotStrategy;
 use crate::connection::{AnyConnection, Create, Database, connect_error};
 use crate::error::{Error, Result};
@@ -50,6 +52,14 @@ fn lock_row(db: &Database) -> String {
 impl Dialect for Postgres {
     fn backend(&self) -> Backend {
         Backend::Postgres
+    }
+
+    fn lexicon(&self) -> Lexicon {
+        Lexicon {
+            dollar_quotes: true,
+            nested_comments: true,
+            ..Lexicon::default()
+        }
     }
 
     fn ident(&self, name: &str) -> String {
