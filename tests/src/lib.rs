@@ -316,6 +316,46 @@ impl Run {
             .collect()
     }
 
+    /// `(member, FIELD)` of each `fleet.member` line of a JSON fleet command, in output order.
+    pub fn fleet_members(&self, field: &str) -> Vec<(String, String)> {
+        self.events()
+            .iter()
+            .filter(|e| e["type"] == "fleet.member")
+            .map(|e| {
+                let text = |key: &str| {
+                    e[key]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("no {key} in {e}"))
+                        .to_owned()
+                };
+                (text("member"), text(field))
+            })
+            .collect()
+    }
+
+    /// `(member, status)` of each `fleet.member` line, sorted by member.
+    pub fn fleet_outcomes(&self) -> Vec<(String, String)> {
+        let mut out = self.fleet_members("status");
+        out.sort();
+        out
+    }
+
+    /// The `fleet.summary` line of a JSON fleet command.
+    pub fn fleet_summary(&self) -> serde_json::Value {
+        self.events()
+            .into_iter()
+            .find(|e| e["type"] == "fleet.summary")
+            .unwrap_or_else(|| panic!("no fleet.summary in {self:?}"))
+    }
+
+    /// The fleet run id in the `fleet.summary` line.
+    pub fn fleet_run(&self) -> String {
+        self.fleet_summary()["fleet_run"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no fleet run id in {self:?}"))
+            .to_owned()
+    }
+
     /// The run id of the first event that has one.
     pub fn run_id(&self) -> String {
         self.events()

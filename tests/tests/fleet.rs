@@ -238,30 +238,6 @@ fn ledger_exists(backend: Backend) -> String {
     }
 }
 
-/// `member -> status` of the `fleet.member` lines of a JSON fleet command.
-fn outcomes(run: &Run) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = run
-        .events()
-        .iter()
-        .filter(|e| e["type"] == "fleet.member")
-        .map(|e| {
-            (
-                e["member"].as_str().unwrap().to_owned(),
-                e["status"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-fn summary(run: &Run) -> serde_json::Value {
-    run.events()
-        .into_iter()
-        .find(|e| e["type"] == "fleet.summary")
-        .unwrap_or_else(|| panic!("no fleet.summary in {run:?}"))
-}
-
 /// A fleet spread over both PostgreSQL servers: one fleet run applies every member (each
 /// member's run linked to it), a second apply skips them all, status shows the whole,
 /// dbverify writes a suite per member, and `cargo dbrollback FLEET_RUN` reverts each.
@@ -275,13 +251,13 @@ fn fleet_over_two_postgres_servers_applies_resumes_verifies_and_rolls_back() {
     );
     let applied = fleet.dbsafe(&["apply", "--fleet", "tenants", "--message-format", "json"]);
     applied.expect_code(0);
-    let fleet_run = summary(&applied)["fleet_run"].as_str().unwrap().to_owned();
+    let fleet_run = applied.fleet_run();
     let all_succeeded: Vec<(String, String)> = fleet
         .members
         .iter()
         .map(|m| (m.name.clone(), "succeeded".to_owned()))
         .collect();
-    assert_eq!(outcomes(&applied), all_succeeded);
+    assert_eq!(applied.fleet_outcomes(), all_succeeded);
     let canary: Vec<_> = applied
         .events()
         .into_iter()
@@ -334,7 +310,10 @@ fn fleet_over_two_postgres_servers_applies_resumes_verifies_and_rolls_back() {
     let again = fleet.dbsafe(&["apply", "--fleet", "tenants", "--message-format", "json"]);
     again.expect_code(0);
     assert!(
-        outcomes(&again).iter().all(|(_, s)| s == "up-to-date"),
+        again
+            .fleet_outcomes()
+            .iter()
+            .all(|(_, s)| s == "up-to-date"),
         "{again:?}"
     );
     assert!(
@@ -379,7 +358,7 @@ fn fleet_over_two_postgres_servers_applies_resumes_verifies_and_rolls_back() {
         &[&fleet_run, "--message-format", "json"],
     );
     rolled.expect_code(0);
-    let rollback_run = summary(&rolled)["fleet_run"].as_str().unwrap().to_owned();
+    let rollback_run = rolled.fleet_run();
     assert_ne!(rollback_run, fleet_run);
     for i in 0..6 {
         assert!(
@@ -455,9 +434,9 @@ fn member_failure_respects_waves_and_max_failures(backend: Backend) {
     .zip(&fleet.members)
     .map(|(s, m)| (m.name.clone(), s.to_string()))
     .collect();
-    assert_eq!(outcomes(&failed), expected, "{failed:?}");
+    assert_eq!(failed.fleet_outcomes(), expected, "{failed:?}");
     assert_eq!(
-        summary(&failed)["totals"],
+        failed.fleet_summary()["totals"],
         format!("2 succeeded, 1 {failure}, 3 skipped")
     );
     for i in [0, 1] {
@@ -497,7 +476,11 @@ fn member_failure_respects_waves_and_max_failures(backend: Backend) {
 
     let resumed = fleet.dbsafe(&["apply", "--fleet", "tenants", "--message-format", "json"]);
     resumed.expect_code(0);
-    let statuses: Vec<String> = outcomes(&resumed).into_iter().map(|(_, s)| s).collect();
+    let statuses: Vec<String> = resumed
+        .fleet_outcomes()
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
     assert_eq!(
         statuses,
         [
@@ -538,7 +521,7 @@ fn member_failure_respects_waves_and_max_failures(backend: Backend) {
     let canary_failed = fleet.dbsafe(&["apply", "--fleet", "tenants", "--message-format", "json"]);
     canary_failed.expect_code(code);
     assert_eq!(
-        summary(&canary_failed)["totals"],
+        canary_failed.fleet_summary()["totals"],
         format!("1 {failure}, 5 skipped")
     );
     assert!((1..6).all(|i| !fleet.tables(i).contains(&"fleet_c".to_owned())));
@@ -581,7 +564,7 @@ fn member_identity_changed_is_refused(backend: Backend) {
     let run = p.dbsafe(&["apply", "--fleet", "tenants", "--message-format", "json"]);
     run.expect_code(3);
     assert_eq!(
-        outcomes(&run),
+        run.fleet_outcomes(),
         [
             ("one".into(), "succeeded".into()),
             ("three".into(), "succeeded".into()),
@@ -646,7 +629,7 @@ fn server_stopped_mid_run_is_unreachable_and_the_run_resumes() {
     let stopped = watched.wait();
     stopped.expect_code(1);
     assert_eq!(
-        outcomes(&stopped),
+        stopped.fleet_outcomes(),
         [
             (fleet.members[0].name.clone(), "succeeded".into()),
             (fleet.members[1].name.clone(), "succeeded".into()),
@@ -656,7 +639,7 @@ fn server_stopped_mid_run_is_unreachable_and_the_run_resumes() {
         "{stopped:?}"
     );
     assert!(
-        summary(&stopped)["totals"]
+        stopped.fleet_summary()["totals"]
             .as_str()
             .unwrap()
             .contains("2 unreachable")
@@ -673,7 +656,11 @@ fn server_stopped_mid_run_is_unreachable_and_the_run_resumes() {
     pg_cluster("start", port, &data);
     let resumed = fleet.dbsafe(&["apply", "--fleet", "tenants", "--message-format", "json"]);
     resumed.expect_code(0);
-    let statuses: Vec<String> = outcomes(&resumed).into_iter().map(|(_, s)| s).collect();
+    let statuses: Vec<String> = resumed
+        .fleet_outcomes()
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
     assert_eq!(
         statuses,
         ["up-to-date", "up-to-date", "succeeded", "succeeded"]
@@ -704,8 +691,8 @@ fn partitions_apply_one_fleet_run_together() {
             "json",
         ]);
         share.expect_code(0);
-        assert_eq!(summary(&share)["partition"], k);
-        seen.extend(outcomes(&share).into_iter().map(|(m, _)| m));
+        assert_eq!(share.fleet_summary()["partition"], k);
+        seen.extend(share.fleet_outcomes().into_iter().map(|(m, _)| m));
     }
     seen.sort();
     let names: Vec<String> = fleet.members.iter().map(|m| m.name.clone()).collect();
@@ -886,7 +873,7 @@ fn fleet_rollback_restores_each_member(backend: Backend) {
     );
     let applied = fleet.dbsafe(&["apply", "--fleet", "tenants", "--message-format", "json"]);
     applied.expect_code(0);
-    let second = summary(&applied)["fleet_run"].as_str().unwrap().to_owned();
+    let second = applied.fleet_run();
     for i in 0..4 {
         fleet
             .conn(i)
@@ -899,18 +886,8 @@ fn fleet_rollback_restores_each_member(backend: Backend) {
         &[&second, "--restore", "--message-format", "json"],
     );
     restored.expect_code(0);
-    let restore_run = summary(&restored)["fleet_run"].as_str().unwrap().to_owned();
-    let waves: Vec<(String, String)> = restored
-        .events()
-        .iter()
-        .filter(|e| e["type"] == "fleet.member")
-        .map(|e| {
-            (
-                e["member"].as_str().unwrap().to_owned(),
-                e["wave"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let restore_run = restored.fleet_run();
+    let waves = restored.fleet_members("wave");
     assert_eq!(waves.len(), 4, "{restored:?}");
     assert_eq!(
         waves[0],
@@ -918,9 +895,12 @@ fn fleet_rollback_restores_each_member(backend: Backend) {
         "the canary is restored first, alone"
     );
     assert!(waves[1..].iter().all(|(_, w)| w == "rest"), "{waves:?}");
-    assert_eq!(outcomes(&restored).len(), 4);
+    assert_eq!(restored.fleet_outcomes().len(), 4);
     assert!(
-        outcomes(&restored).iter().all(|(_, s)| s == "succeeded"),
+        restored
+            .fleet_outcomes()
+            .iter()
+            .all(|(_, s)| s == "succeeded"),
         "{restored:?}"
     );
     for i in 0..4 {
@@ -948,7 +928,7 @@ fn fleet_rollback_restores_each_member(backend: Backend) {
     // The members are at the first fleet run's version again: applying resumes from there.
     let again = fleet.dbsafe(&["apply", "--fleet", "tenants", "--message-format", "json"]);
     again.expect_code(0);
-    assert!(outcomes(&again).iter().all(|(_, s)| s == "succeeded"));
+    assert!(again.fleet_outcomes().iter().all(|(_, s)| s == "succeeded"));
 }
 
 #[test]
@@ -997,7 +977,7 @@ fn partitions_in_ci_derive_one_fleet_run() {
         .env("GITHUB_RUN_ATTEMPT", attempt);
         let out = run(cmd);
         out.expect_code(0);
-        summary(&out)["fleet_run"].as_str().unwrap().to_owned()
+        out.fleet_run()
     };
     let first = share("1/2", "1");
     let second = share("2/2", "1");

@@ -2,7 +2,7 @@
 //! schema is a member with its own ledger, diesel history table, lock, identity binding and
 //! snapshot; the other schemas (and `public`) are never touched.
 
-use dbsafe_tests::{Backend, Project, Run};
+use dbsafe_tests::{Backend, Project};
 
 /// The tenants' schemas, and one schema that is not a member.
 const SCHEMAS: [&str; 3] = ["tenant_a", "tenant_b", "tenant_c"];
@@ -29,33 +29,6 @@ fn versions(p: &Project, schema: &str) -> Vec<String> {
     p.db.strings(&format!(
         "SELECT version AS v FROM {schema}.__diesel_schema_migrations ORDER BY 1"
     ))
-}
-
-/// `member -> status` of the `fleet.member` lines.
-fn outcomes(run: &Run) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = run
-        .events()
-        .iter()
-        .filter(|e| e["type"] == "fleet.member")
-        .map(|e| {
-            (
-                e["member"].as_str().unwrap().to_owned(),
-                e["status"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-fn fleet_run(run: &Run) -> String {
-    run.events()
-        .into_iter()
-        .find(|e| e["type"] == "fleet.summary")
-        .unwrap_or_else(|| panic!("no fleet.summary in {run:?}"))["fleet_run"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 /// Three tenant schemas of one fresh database: apply --fleet (all three at once, each
@@ -98,9 +71,9 @@ fn schema_per_tenant_fleet_applies_fails_and_rolls_back_per_schema() {
     .env("DBSAFE_TEST_PAUSE_AT", "after-lock:2000");
     let applied = dbsafe_tests::run(cmd);
     applied.expect_code(0);
-    let first = fleet_run(&applied);
+    let first = applied.fleet_run();
     assert_eq!(
-        outcomes(&applied),
+        applied.fleet_outcomes(),
         members
             .iter()
             .map(|m| (m.clone(), "succeeded".to_owned()))
@@ -173,9 +146,9 @@ fn schema_per_tenant_fleet_applies_fails_and_rolls_back_per_schema() {
     p.db.execute("CREATE TABLE tenant_b.fleet_c (x INTEGER)");
     let failed = p.dbsafe(&["apply", "--fleet", "tenants", "--message-format", "json"]);
     failed.expect_code(1);
-    let second = fleet_run(&failed);
+    let second = failed.fleet_run();
     assert_eq!(
-        outcomes(&failed),
+        failed.fleet_outcomes(),
         [
             (members[0].clone(), "succeeded".to_owned()),
             (members[1].clone(), "failed".to_owned()),
@@ -209,7 +182,7 @@ fn schema_per_tenant_fleet_applies_fails_and_rolls_back_per_schema() {
 
     let rolled = p.dbrollback(&[&second, "--message-format", "json"]);
     rolled.expect_code(0);
-    let rollback = fleet_run(&rolled);
+    let rollback = rolled.fleet_run();
     for schema in ["tenant_a", "tenant_c"] {
         assert_eq!(tables(&p, schema), ["fleet_a", "fleet_b"], "{schema}");
         assert_eq!(
